@@ -1,0 +1,61 @@
+# Ringback: `make run` starts the whole stack on embedded defaults; `make test` is the whole suite.
+
+PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.10.13/bin/python3.10) $(shell command -v python3.10 2>/dev/null))
+VENV := .venv
+BIN := $(VENV)/bin
+RASA := $(BIN)/rasa
+
+.DEFAULT_GOAL := help
+.PHONY: help install train migrate run demo test test-unit bench nlu-report lint validate clean
+
+help:
+	@echo "make run         start Rasa, the action server, the gateway and the Twilio simulator"
+	@echo "make demo        play a missed call through the running stack and book it"
+	@echo "make test        the whole test suite (unit, integration, browser)"
+	@echo "make train       retrain the model when data/, domain.yml or config.yml changed"
+	@echo "make nlu-report  5-fold cross-validation report in reports/"
+	@echo "make bench       speed benchmarks"
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "error: Python 3.10 not found. Rasa 3.6 needs 3.10; install it or run 'make PYTHON=/path/to/python3.10'." >&2; \
+		exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 10) else 1)' || { \
+		echo "error: $(PYTHON) is not Python 3.10 (Rasa 3.6 supports 3.8-3.10)." >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+# Rasa fingerprints data/, domain.yml and config.yml and skips training when nothing changed.
+train: install
+	$(RASA) train --fixed-model-name ringback --out models
+
+migrate: install
+	$(BIN)/ringback migrate
+
+validate: install
+	$(RASA) data validate --fail-on-warnings
+
+run: train migrate
+	$(BIN)/ringback run
+
+demo: install
+	$(BIN)/ringback demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-unit: install
+	$(BIN)/python -m pytest -q -m "not integration and not browser"
+
+bench: install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check booking actions connectors nlu_components simulator tests bench
+
+clean:
+	rm -rf models var reports .pytest_cache

@@ -1,0 +1,1 @@
+"""Ringback's domain: clinics, contacts, threads, messages, missed calls, appointments, escalations."""

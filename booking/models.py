@@ -1,0 +1,492 @@
+"""The booking database: every row belongs to one clinic, every instant is stored in UTC."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import declarative_base, relationship
+
+Base = declarative_base()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite forgets the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC instant is required")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _enum(enum_cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings so adding a value is a data change, not a type migration.
+    return Enum(enum_cls, name=name, native_enum=False, length=32, validate_strings=True)
+
+
+class ChannelPolicy(str, enum.Enum):
+    sms = "sms"
+    whatsapp = "whatsapp"
+    whatsapp_then_sms = "whatsapp_then_sms"
+
+
+class Channel(str, enum.Enum):
+    sms = "sms"
+    whatsapp = "whatsapp"
+
+
+class Clinic(Base):
+    __tablename__ = "clinics"
+
+    id = Column(Integer, primary_key=True)
+    slug = Column(String(64), nullable=False, unique=True)
+    name = Column(String(200), nullable=False)
+    timezone = Column(String(64), nullable=False)
+    country = Column(String(2), nullable=False)
+    locale = Column(String(16), nullable=False, default="en-GB")
+    voice_number = Column(String(20), unique=True)
+    sms_number = Column(String(20), unique=True)
+    whatsapp_number = Column(String(20), unique=True)
+    front_desk_number = Column(String(20))
+    ring_timeout_seconds = Column(Integer, nullable=False, default=18)
+    call_screening = Column(Boolean, nullable=False, default=False)
+    channel_policy = Column(_enum(ChannelPolicy, "channel_policy"), nullable=False,
+                            default=ChannelPolicy.sms)
+    address = Column(Text, nullable=False, default="")
+    emergency_info = Column(Text, nullable=False, default="")
+    out_of_hours_info = Column(Text, nullable=False, default="")
+    scheduling_adapter = Column(String(64), nullable=False, default="builtin")
+    scheduling_config = Column(JSON, nullable=False, default=dict)
+    # Wording, FAQ answers and policies a clinic changes without a migration or retraining.
+    settings = Column(JSON, nullable=False, default=dict)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    opening_hours = relationship("OpeningHours", cascade="all, delete-orphan",
+                                 order_by="(OpeningHours.weekday, OpeningHours.opens)")
+    closures = relationship("Closure", cascade="all, delete-orphan", order_by="Closure.starts_on")
+    services = relationship("Service", cascade="all, delete-orphan", order_by="Service.id")
+    providers = relationship("Provider", cascade="all, delete-orphan", order_by="Provider.id")
+    staff = relationship("StaffMember", cascade="all, delete-orphan", order_by="StaffMember.id")
+    on_call_shifts = relationship("OnCallShift", cascade="all, delete-orphan",
+                                  order_by="(OnCallShift.weekday, OnCallShift.starts)")
+
+
+class OpeningHours(Base):
+    """One open interval in clinic-local wall time; a day may have several (lunch break)."""
+
+    __tablename__ = "opening_hours"
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    weekday = Column(Integer, nullable=False)  # Monday == 0, as datetime.weekday()
+    opens = Column(Time, nullable=False)
+    closes = Column(Time, nullable=False)
+
+
+class Closure(Base):
+    """Whole local days the clinic is shut (holidays, training days), inclusive."""
+
+    __tablename__ = "closures"
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    starts_on = Column(Date, nullable=False)
+    ends_on = Column(Date, nullable=False)
+    reason = Column(String(200), nullable=False, default="")
+
+
+service_providers = Table(
+    "service_providers",
+    Base.metadata,
+    Column("service_id", ForeignKey("services.id", ondelete="CASCADE"), primary_key=True),
+    Column("provider_id", ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("clinic_id", "slug"),)
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    slug = Column(String(64), nullable=False)
+    name = Column(String(200), nullable=False)
+    synonyms = Column(JSON, nullable=False, default=list)
+    duration_minutes = Column(Integer, nullable=False)
+    buffer_minutes = Column(Integer, nullable=False, default=0)
+    price_min = Column(Integer)
+    price_max = Column(Integer)
+    currency = Column(String(3))
+    preparation_notes = Column(Text, nullable=False, default="")
+
+    providers = relationship("Provider", secondary=service_providers, back_populates="services",
+                             order_by="Provider.id")
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+    __table_args__ = (UniqueConstraint("clinic_id", "slug"),)
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    slug = Column(String(64), nullable=False)
+    name = Column(String(200), nullable=False)
+
+    services = relationship("Service", secondary=service_providers, back_populates="providers")
+    hours = relationship("ProviderHours", cascade="all, delete-orphan",
+                         order_by="(ProviderHours.weekday, ProviderHours.starts)")
+
+
+class ProviderHours(Base):
+    __tablename__ = "provider_hours"
+
+    id = Column(Integer, primary_key=True)
+    provider_id = Column(ForeignKey("providers.id", ondelete="CASCADE"), nullable=False,
+                         index=True)
+    weekday = Column(Integer, nullable=False)
+    starts = Column(Time, nullable=False)
+    ends = Column(Time, nullable=False)
+
+
+class StaffMember(Base):
+    """Someone at the clinic: receives alerts, and may log in to the console."""
+
+    __tablename__ = "staff_members"
+    __table_args__ = (UniqueConstraint("clinic_id", "slug"),)
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    slug = Column(String(64), nullable=False)
+    name = Column(String(200), nullable=False)
+    role = Column(String(64), nullable=False, default="reception")
+    phone = Column(String(20))
+    email = Column(String(320))
+    alert_channel = Column(_enum(Channel, "alert_channel"), nullable=False, default=Channel.sms)
+    is_backup = Column(Boolean, nullable=False, default=False)
+    handles_billing = Column(Boolean, nullable=False, default=False)
+    # Console log-in; null means alerts only.
+    username = Column(String(120), unique=True)
+    password_hash = Column(String(255))
+
+
+class OnCallShift(Base):
+    """Who is on call, by local weekday and wall-clock interval."""
+
+    __tablename__ = "on_call_shifts"
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    staff_id = Column(ForeignKey("staff_members.id", ondelete="CASCADE"), nullable=False)
+    weekday = Column(Integer, nullable=False)
+    starts = Column(Time, nullable=False)
+    ends = Column(Time, nullable=False)
+
+    staff = relationship("StaffMember")
+
+
+class Consent(str, enum.Enum):
+    implied = "implied"  # they called us; a reply to that call is expected
+    opted_in = "opted_in"
+    opted_out = "opted_out"
+
+
+class Contact(Base):
+    """A caller as one clinic knows them; the same phone at two clinics is two contacts."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("clinic_id", "phone"),)
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    phone = Column(String(20), nullable=False)  # E.164
+    first_name = Column(String(120))
+    last_name = Column(String(120))
+    is_known_patient = Column(Boolean, nullable=False, default=False)
+    consent = Column(_enum(Consent, "consent"), nullable=False, default=Consent.implied)
+    consent_changed_at = Column(UTCDateTime)
+    # WhatsApp's 24-hour customer-service window opens at the patient's last message.
+    last_whatsapp_inbound_at = Column(UTCDateTime)
+    whatsapp_unreachable = Column(Boolean, nullable=False, default=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class AppointmentStatus(str, enum.Enum):
+    booked = "booked"
+    cancelled = "cancelled"
+    rescheduled = "rescheduled"
+    completed = "completed"
+    no_show = "no_show"
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "idempotency_key"),
+        Index("ix_appointments_clinic_start", "clinic_id", "starts_at"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False)
+    contact_id = Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True)
+    service_id = Column(ForeignKey("services.id"), nullable=False)
+    provider_id = Column(ForeignKey("providers.id"))
+    starts_at = Column(UTCDateTime, nullable=False)
+    ends_at = Column(UTCDateTime, nullable=False)
+    status = Column(_enum(AppointmentStatus, "appointment_status"), nullable=False,
+                    default=AppointmentStatus.booked)
+    source = Column(String(32), nullable=False, default="bot")
+    external_id = Column(String(255))
+    idempotency_key = Column(String(128), nullable=False)
+    rescheduled_from_id = Column(ForeignKey("appointments.id"))
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    contact = relationship("Contact")
+    service = relationship("Service")
+    provider = relationship("Provider")
+
+
+class SlotClaim(Base):
+    """One row per occupied grid cell of a provider's calendar.
+
+    The primary key makes the database itself refuse a second booking that overlaps
+    the first, on SQLite and PostgreSQL alike, however many processes race.
+    """
+
+    __tablename__ = "slot_claims"
+
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), primary_key=True)
+    resource = Column(String(64), primary_key=True)  # provider slug, or "clinic" without one
+    cell_start = Column(UTCDateTime, primary_key=True)
+    appointment_id = Column(ForeignKey("appointments.id", ondelete="CASCADE"), nullable=False,
+                            index=True)
+
+
+class ThreadState(str, enum.Enum):
+    bot = "bot"
+    handed_off = "handed_off"
+    closed = "closed"
+
+
+class Thread(Base):
+    """One conversation between a clinic and a contact; its Rasa sender id names both."""
+
+    __tablename__ = "threads"
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    contact_id = Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    sender_id = Column(String(100), nullable=False, unique=True)
+    channel = Column(_enum(Channel, "thread_channel"), nullable=False, default=Channel.sms)
+    state = Column(_enum(ThreadState, "thread_state"), nullable=False, default=ThreadState.bot)
+    handed_off_to_id = Column(ForeignKey("staff_members.id"))
+    opened_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    last_activity_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    contact = relationship("Contact")
+    clinic = relationship("Clinic")
+
+
+class Direction(str, enum.Enum):
+    inbound = "inbound"
+    outbound = "outbound"
+
+
+class MessageStatus(str, enum.Enum):
+    received = "received"
+    pending = "pending"  # stored, not yet accepted by Twilio
+    sending = "sending"
+    queued = "queued"  # accepted by Twilio
+    sent = "sent"
+    delivered = "delivered"
+    read = "read"
+    undelivered = "undelivered"
+    failed = "failed"
+    suppressed = "suppressed"  # never sent: opted out
+
+
+class Message(Base):
+    """The message log and the outbox: every outbound row is written before it is sent."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("twilio_sid"),
+        Index("ix_messages_outbox", "status", "next_attempt_at"),
+        Index("ix_messages_thread", "thread_id", "created_at"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False)
+    thread_id = Column(ForeignKey("threads.id", ondelete="CASCADE"))
+    direction = Column(_enum(Direction, "direction"), nullable=False)
+    channel = Column(_enum(Channel, "message_channel"), nullable=False)
+    # Who wrote it: "patient", "bot", "staff:<id>", "system" (alerts, opt-out confirmations).
+    author = Column(String(64), nullable=False)
+    from_number = Column(String(40), nullable=False)
+    to_number = Column(String(40), nullable=False)
+    body = Column(Text, nullable=False, default="")
+    content_sid = Column(String(64))
+    content_variables = Column(JSON)
+    media_count = Column(Integer, nullable=False, default=0)
+    twilio_sid = Column(String(64))
+    status = Column(_enum(MessageStatus, "message_status"), nullable=False)
+    error_code = Column(String(16))
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(UTCDateTime)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    sent_at = Column(UTCDateTime)
+    status_updated_at = Column(UTCDateTime)
+
+
+class MissedCallStatus(str, enum.Enum):
+    pending = "pending"  # recorded; text-back not yet sent
+    texted = "texted"
+    duplicate = "duplicate"  # same caller rang again shortly after; one text-back covers both
+    opted_out = "opted_out"
+    answered = "answered"
+
+
+class MissedCall(Base):
+    __tablename__ = "missed_calls"
+    __table_args__ = (UniqueConstraint("clinic_id", "call_sid"),)
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
+    contact_id = Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    call_sid = Column(String(64), nullable=False)
+    source = Column(String(32), nullable=False, default="twilio")
+    dial_status = Column(String(32), nullable=False)
+    status = Column(_enum(MissedCallStatus, "missed_call_status"), nullable=False,
+                    default=MissedCallStatus.pending)
+    occurred_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    texted_at = Column(UTCDateTime)
+    thread_id = Column(ForeignKey("threads.id"))
+
+    contact = relationship("Contact")
+
+
+class EscalationReason(str, enum.Enum):
+    urgent = "urgent"
+    billing = "billing"
+    human = "human"
+    not_understood = "not_understood"
+
+
+class EscalationStatus(str, enum.Enum):
+    open = "open"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+
+
+class Escalation(Base):
+    __tablename__ = "escalations"
+    __table_args__ = (Index("ix_escalations_queue", "clinic_id", "status", "opened_at"),)
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False)
+    thread_id = Column(ForeignKey("threads.id", ondelete="CASCADE"), nullable=False)
+    contact_id = Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    reason = Column(_enum(EscalationReason, "escalation_reason"), nullable=False)
+    priority = Column(Integer, nullable=False)  # 1 is most urgent
+    summary = Column(Text, nullable=False)
+    red_flag_rule = Column(String(64))
+    transcript = Column(JSON, nullable=False, default=list)
+    bot_told_patient = Column(Text, nullable=False, default="")
+    status = Column(_enum(EscalationStatus, "escalation_status"), nullable=False,
+                    default=EscalationStatus.open)
+    opened_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    acknowledged_at = Column(UTCDateTime)
+    acknowledged_by_id = Column(ForeignKey("staff_members.id"))
+    resolved_at = Column(UTCDateTime)
+    resolved_by_id = Column(ForeignKey("staff_members.id"))
+    alert_count = Column(Integer, nullable=False, default=0)
+    # Persisted so an unacknowledged alert is repeated even across a restart.
+    next_alert_at = Column(UTCDateTime)
+
+    thread = relationship("Thread")
+    contact = relationship("Contact")
+
+
+class EscalationAlert(Base):
+    """Every alert sent to staff and every acknowledgement, for the audit trail."""
+
+    __tablename__ = "escalation_alerts"
+
+    id = Column(Integer, primary_key=True)
+    escalation_id = Column(ForeignKey("escalations.id", ondelete="CASCADE"), nullable=False,
+                           index=True)
+    staff_id = Column(ForeignKey("staff_members.id"))
+    kind = Column(String(32), nullable=False)  # alert, realert, ack, email, webhook
+    channel = Column(String(32), nullable=False)
+    message_id = Column(ForeignKey("messages.id"))
+    detail = Column(Text, nullable=False, default="")
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class FunnelEvent(Base):
+    """State changes the clinic measures: missed, texted, replied, booked, escalated, opted out."""
+
+    __tablename__ = "funnel_events"
+    __table_args__ = (Index("ix_funnel_clinic_time", "clinic_id", "occurred_at"),)
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False)
+    kind = Column(String(32), nullable=False)
+    contact_id = Column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    thread_id = Column(ForeignKey("threads.id", ondelete="CASCADE"))
+    detail = Column(JSON, nullable=False, default=dict)
+    occurred_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class WebhookReplay(Base):
+    """Signatures of recently accepted signed webhooks, so a replay is refused."""
+
+    __tablename__ = "webhook_replays"
+
+    signature = Column(String(128), primary_key=True)
+    received_at = Column(UTCDateTime, nullable=False, default=utcnow,
+                         server_default=text("CURRENT_TIMESTAMP"))
+
+
+__all__ = [
+    "Appointment", "AppointmentStatus", "Base", "Channel", "ChannelPolicy", "Clinic", "Closure",
+    "Consent", "Contact", "Direction", "Escalation", "EscalationAlert", "EscalationReason",
+    "EscalationStatus", "FunnelEvent", "Message", "MessageStatus", "MissedCall",
+    "MissedCallStatus", "OnCallShift", "OpeningHours", "Provider", "ProviderHours", "Service",
+    "SlotClaim", "StaffMember", "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
+]

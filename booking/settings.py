@@ -1,0 +1,72 @@
+"""Every environment read in one place."""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseSettings, root_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEVELOPMENT_PLACEHOLDER = "dev-only-change-me"
+
+
+class Environment(str, Enum):
+    development = "development"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    environment: Environment = Environment.development
+
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'ringback.db'}"
+    clinics_file: Path = PROJECT_ROOT / "clinics" / "example.yml"
+
+    twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = DEVELOPMENT_PLACEHOLDER
+    twilio_timeout_seconds: float = 5.0
+
+    # Twilio signs the exact URL it called, so behind a proxy we must know the public one.
+    gateway_public_url: str = "http://127.0.0.1:8000"
+    rasa_public_url: str = "http://127.0.0.1:5005"
+
+    rasa_url: str = "http://127.0.0.1:5005"
+    action_server_url: str = "http://127.0.0.1:5055/webhook"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    rasa_port: int = 5005
+    action_server_port: int = 5055
+    twilio_fake_port: int = 8020
+
+    missed_call_hmac_secret: str = DEVELOPMENT_PLACEHOLDER
+    missed_call_max_skew_seconds: int = 300
+    session_secret: str = DEVELOPMENT_PLACEHOLDER
+
+    # The public address clinics' staff open links to (alerts carry a link to the thread).
+    console_public_url: str = "http://127.0.0.1:8000"
+
+    class Config:
+        env_file = PROJECT_ROOT / ".env"
+        env_file_encoding = "utf-8"
+
+    @root_validator(skip_on_failure=True)
+    def _refuse_placeholders_in_production(cls, values: dict) -> dict:
+        if values.get("environment") == Environment.production:
+            for field in ("twilio_auth_token", "missed_call_hmac_secret", "session_secret"):
+                if values.get(field) in (None, "", DEVELOPMENT_PLACEHOLDER):
+                    raise ValueError(f"{field.upper()} must be set in production")
+            if values.get("database_url", "").startswith("sqlite"):
+                raise ValueError("DATABASE_URL must point to PostgreSQL in production")
+        return values
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == Environment.production
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,62 @@
+"""The first message after a missed call, worded from the clinic's templates.
+
+Templates are Jinja2, rendered in a sandbox because clinics write them. Every first message names
+the practice and says how to opt out: carriers filter business texts that do not.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from jinja2.sandbox import SandboxedEnvironment
+
+from booking.models import Clinic, Contact
+from booking.opening_hours import is_open_at, next_opening
+
+DEFAULT_TEMPLATES = {
+    "text_back_open": (
+        "{% if first_name %}Hi {{ first_name }}, sorry{% else %}Sorry{% endif %} we missed your "
+        "call at {{ clinic_name }}. Reply YES to book an appointment, or tell us what you need "
+        "and we'll help by text. Reply STOP to opt out."
+    ),
+    "text_back_closed": (
+        "{% if first_name %}Hi {{ first_name }}, sorry{% else %}Sorry{% endif %} we missed your "
+        "call at {{ clinic_name }}. We're closed right now and open again at {{ next_opening }}. "
+        "Reply YES to book an appointment, or tell us what you need. Reply STOP to opt out."
+    ),
+}
+OPT_OUT_HINT = "Reply STOP to opt out."
+
+_environment = SandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+
+
+def describe_opening(opening: datetime, now_local: datetime) -> str:
+    """'8:00 today', '8:00 tomorrow' or '9:00 on Monday 3 March', in clinic-local time."""
+    clock = f"{opening.hour}:{opening.minute:02d}"
+    days_ahead = (opening.date() - now_local.date()).days
+    if days_ahead == 0:
+        return f"{clock} today"
+    if days_ahead == 1:
+        return f"{clock} tomorrow"
+    if days_ahead < 7:
+        return f"{clock} on {opening:%A}"
+    return f"{clock} on {opening:%A} {opening.day} {opening:%B}"
+
+
+def compose(*, clinic: Clinic, contact: Contact, now: datetime) -> str:
+    templates = {**DEFAULT_TEMPLATES, **(clinic.settings or {}).get("templates", {})}
+    now_local = now.astimezone(ZoneInfo(clinic.timezone))
+    open_now = is_open_at(clinic, now)
+    opening = None if open_now else next_opening(clinic, now)
+    key = "text_back_open" if open_now or opening is None else "text_back_closed"
+    text = _environment.from_string(templates[key]).render(
+        clinic_name=clinic.name,
+        first_name=contact.first_name if contact.is_known_patient else None,
+        next_opening=describe_opening(opening, now_local) if opening else "",
+    ).strip()
+    if clinic.name not in text:
+        text = f"{clinic.name}: {text}"
+    if "STOP" not in text:
+        text = f"{text} {OPT_OUT_HINT}"
+    return text

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from booking.outbox import enqueue
 from booking.models import (
     Channel,
     Clinic,
@@ -135,3 +136,13 @@ def record_event(
 ) -> None:
     session.add(FunnelEvent(clinic_id=clinic_id, kind=kind, contact_id=contact_id,
                             thread_id=thread_id, detail=detail or {}))
+
+
+def store_bot_reply(session: Session, *, sender_id: str, text: str) -> list[Message]:
+    """Put the dialogue's reply in the outbox, on the channel the thread now uses."""
+    thread = find_thread(session, sender_id=sender_id)
+    if thread is None:
+        raise LookupError(f"no thread for {sender_id}")
+    return enqueue(session, clinic=thread.clinic, channel=thread.channel,
+                   to_number=thread.contact.phone, body=text, author="bot", thread=thread,
+                   contact=thread.contact)

@@ -19,6 +19,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from booking.db import get_engine, session_factory
 from booking.models import (
     Channel,
     Clinic,
@@ -30,6 +31,7 @@ from booking.models import (
     Thread,
     utcnow,
 )
+from booking.settings import Settings
 from booking.twilio_rest import OutgoingMessage, TwilioMessagesClient, TwilioSendError
 
 logger = logging.getLogger(__name__)
@@ -136,6 +138,16 @@ class Outbox:
         self._status_callback_url = status_callback_url
         self._backoff = backoff
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, backoff: Backoff = Backoff()) -> Outbox:
+        client = TwilioMessagesClient(
+            base_url=settings.twilio_api_base_url, account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token, timeout=settings.twilio_timeout_seconds,
+        )
+        return cls(session_factory=session_factory(get_engine(settings.database_url)),
+                   client=client, backoff=backoff,
+                   status_callback_url=f"{settings.gateway_public_url}/twilio/messaging/status")
+
     async def deliver(self, message_ids: Iterable[int]) -> None:
         """Try to send these messages now, in order; what fails stays due for the sweeper."""
         for message_id in message_ids:
@@ -147,6 +159,9 @@ class Outbox:
         for message_id in due:
             await self._attempt(message_id)
         return len(due)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     async def run(self, *, interval: float = 1.0) -> None:
         while True:

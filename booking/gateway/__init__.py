@@ -1,0 +1,1 @@
+"""The HTTP gateway: Twilio Voice, other phone systems' webhooks, message status, staff console."""

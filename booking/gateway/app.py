@@ -1,0 +1,50 @@
+"""The gateway application: routes, plus the background work that keeps the outbox moving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from booking.db import get_engine, session_factory
+from booking.gateway import messaging_status, missed_call_hook, voice
+from booking.gateway.context import GatewayContext
+from booking.outbox import Outbox
+from booking.rasa_client import RasaClient
+from booking.settings import Settings, get_settings
+
+
+def build_context(settings: Settings) -> GatewayContext:
+    return GatewayContext(settings=settings,
+                          sessions=session_factory(get_engine(settings.database_url)),
+                          outbox=Outbox.from_settings(settings),
+                          rasa=RasaClient(base_url=settings.rasa_url))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = build_context(settings)
+        app.state.context = context
+        sweeper = asyncio.create_task(context.outbox.run(interval=1.0), name="outbox sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            await context.rasa.aclose()
+            await context.outbox.aclose()
+
+    app = FastAPI(title="Ringback gateway", lifespan=lifespan)
+    app.include_router(voice.router)
+    app.include_router(missed_call_hook.router)
+    app.include_router(messaging_status.router)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,118 @@
+"""`POST /hooks/missed-call`: missed calls from any other phone system, HMAC-signed.
+
+The sender signs `"{timestamp}.{raw body}"` with HMAC-SHA256 and the shared secret, and sends
+`X-Ringback-Timestamp` (Unix seconds) and `X-Ringback-Signature` (hex). A request older than the
+allowed skew is refused, and so is one whose signature was already accepted (a replay).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ValidationError, validator
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from booking.clinics import find_clinic_by_number, find_clinic_by_slug
+from booking.gateway.context import GatewayContext, get_context
+from booking.gateway.follow_up import follow_up
+from booking.gateway.twilio_auth import MAX_WEBHOOK_BYTES
+from booking.models import WebhookReplay, utcnow
+from booking.phones import to_e164
+from booking.recovery import record_missed_call
+
+router = APIRouter()
+Context = Annotated[GatewayContext, Depends(get_context)]
+
+TIMESTAMP_HEADER = "X-Ringback-Timestamp"
+SIGNATURE_HEADER = "X-Ringback-Signature"
+
+
+class MissedCallHook(BaseModel):
+    call_id: str
+    caller: str
+    clinic: str | None = None  # the clinic's slug, or
+    to: str | None = None  # the number that was called
+    occurred_at: datetime | None = None
+    status: str = "no-answer"
+
+    @validator("call_id")
+    def _call_id_is_reasonable(cls, value: str) -> str:
+        if not value.strip() or len(value) > 64:
+            raise ValueError("call_id must be 1-64 characters")
+        return value.strip()
+
+    @validator("occurred_at")
+    def _occurred_at_has_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("occurred_at needs a UTC offset")
+        return value
+
+
+def signature_for(*, secret: str, timestamp: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _verify(request: Request, body: bytes, context: GatewayContext) -> str:
+    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    if not timestamp.isdigit() or not signature:
+        raise HTTPException(401, "missing or malformed signature headers")
+    skew = context.settings.missed_call_max_skew_seconds
+    if abs(time.time() - int(timestamp)) > skew:
+        raise HTTPException(401, "stale request: timestamp outside the allowed window")
+    expected = signature_for(secret=context.settings.missed_call_hmac_secret,
+                             timestamp=timestamp, body=body)
+    if not hmac.compare_digest(expected, signature.lower()):
+        raise HTTPException(401, "invalid signature")
+    return expected
+
+
+@router.post("/hooks/missed-call", status_code=202)
+async def missed_call_hook(request: Request, context: Context) -> dict:
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise HTTPException(413, "body too large")
+    signature = _verify(request, body, context)
+    try:
+        hook = MissedCallHook.parse_raw(body)
+    except ValidationError as exc:
+        raise HTTPException(422, exc.errors()) from exc
+    with context.sessions() as session, session.begin():
+        if hook.clinic:
+            clinic = find_clinic_by_slug(session, hook.clinic)
+        elif hook.to:
+            clinic = find_clinic_by_number(session, hook.to)
+        else:
+            raise HTTPException(422, "give the clinic's slug or the number that was called")
+        if clinic is None:
+            raise HTTPException(404, "unknown clinic")
+        try:
+            caller = to_e164(hook.caller, default_region=clinic.country)
+        except ValueError as exc:
+            raise HTTPException(422, f"caller is not a phone number: {hook.caller!r}") from exc
+        _refuse_replay(session, signature, context.settings.missed_call_max_skew_seconds)
+        outcome = record_missed_call(
+            session, clinic=clinic, caller=caller, call_sid=f"hook:{hook.call_id}",
+            dial_status=hook.status, source="hook", occurred_at=hook.occurred_at or utcnow(),
+        )
+    context.spawn(follow_up(context, outcome), name=f"follow-up hook {hook.call_id}")
+    return {"missed_call_id": outcome.missed_call_id, "status": outcome.status.value,
+            "duplicate_delivery": not outcome.is_new}
+
+
+def _refuse_replay(session, signature: str, window_seconds: int) -> None:
+    # Signatures older than twice the window can never be accepted again anyway.
+    session.execute(delete(WebhookReplay).where(
+        WebhookReplay.received_at < datetime.now(timezone.utc) - timedelta(
+            seconds=2 * window_seconds)))
+    try:
+        with session.begin_nested():
+            session.add(WebhookReplay(signature=signature))
+    except IntegrityError as exc:
+        raise HTTPException(409, "replayed request") from exc

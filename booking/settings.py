@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     gateway_public_url: str = "http://127.0.0.1:8000"
     rasa_public_url: str = "http://127.0.0.1:5005"
 
+    # Rasa's lock store; needed once several Rasa processes share one tracker store.
+    redis_url: str | None = None
+
     rasa_url: str = "http://127.0.0.1:5005"
     action_server_url: str = "http://127.0.0.1:5055/webhook"
     gateway_host: str = "127.0.0.1"

@@ -1,0 +1,1 @@
+"""Running Ringback: the command line, the process supervisor and the demo."""

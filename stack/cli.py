@@ -1,0 +1,110 @@
+"""`ringback` command line: migrate, load-clinics, run, simulator, demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from booking.settings import PROJECT_ROOT, get_settings
+
+MODEL = PROJECT_ROOT / "models" / "ringback.tar.gz"
+
+
+def migrate(_: argparse.Namespace) -> int:
+    from booking.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    print("database is at the newest schema")
+    return 0
+
+
+def load_clinics(args: argparse.Namespace) -> int:
+    from booking.clinic_config import ClinicConfigError, load_clinics_file
+
+    path = Path(args.file or get_settings().clinics_file)
+    try:
+        clinics = load_clinics_file(database_url=get_settings().database_url, path=path)
+    except ClinicConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"loaded {len(clinics)} clinic(s) from {path}: {', '.join(clinics)}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from stack.supervisor import Supervisor, services
+
+    settings = get_settings()
+    if migrate(args) or load_clinics(argparse.Namespace(file=None)):
+        return 2
+    if not MODEL.exists():
+        print(f"error: no trained model at {MODEL}; run `make train`", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    # Without a Twilio endpoint of their own, people get the local simulator, not real texts.
+    with_simulator = "TWILIO_API_BASE_URL" not in os.environ
+    if with_simulator:
+        env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{settings.twilio_fake_port}"
+    run_dir = PROJECT_ROOT / "var"
+    run_dir.mkdir(exist_ok=True)
+    supervisor = Supervisor(services(settings, model=MODEL, run_dir=run_dir,
+                                     with_simulator=with_simulator),
+                            env=env, log_dir=run_dir / "logs")
+    print("starting Rasa, the action server and the gateway (logs in var/logs/) ...")
+    supervisor.start()
+    print("ready")
+    print(f"  gateway        {settings.gateway_public_url}  (Twilio Voice webhooks, console)")
+    print(f"  rasa           {settings.rasa_public_url}  (Twilio Messaging webhooks)")
+    if with_simulator:
+        print(f"  phone          http://127.0.0.1:{settings.twilio_fake_port}/phone"
+              "?clinic=%2B441632960001  (play the patient)")
+    print("  `make demo` in another terminal plays a missed call end to end; Ctrl-C stops all")
+    return supervisor.wait()
+
+
+def simulator(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from simulator.twilio_fake import FakeConfig, create_app
+
+    settings = get_settings()
+    config = FakeConfig(
+        account_sid=settings.twilio_account_sid, auth_token=settings.twilio_auth_token,
+        gateway_url=settings.gateway_public_url, rasa_url=settings.rasa_public_url,
+        state_file=Path(args.state_file) if args.state_file else None,
+    )
+    uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from stack.demo import main as demo_main
+
+    return demo_main(simulator_url=args.simulator_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ringback")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="bring the database to the newest schema").set_defaults(
+        handler=migrate)
+    loader = commands.add_parser("load-clinics", help="validate and load the clinics YAML")
+    loader.add_argument("--file")
+    loader.set_defaults(handler=load_clinics)
+    commands.add_parser("run", help="start the whole stack").set_defaults(handler=run)
+    fake = commands.add_parser("simulator", help="run the local Twilio simulator")
+    fake.add_argument("--port", type=int, default=get_settings().twilio_fake_port)
+    fake.add_argument("--state-file")
+    fake.set_defaults(handler=simulator)
+    player = commands.add_parser("demo", help="play a missed call through the running stack")
+    player.add_argument("--simulator-url",
+                        default=f"http://127.0.0.1:{get_settings().twilio_fake_port}")
+    player.set_defaults(handler=demo)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

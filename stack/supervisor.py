@@ -1,0 +1,138 @@
+"""Start the Rasa server, the action server, the gateway and (by default) the Twilio simulator.
+
+One supervisor owns every child: it waits for each health check before calling the stack
+ready, and one Ctrl-C (or one child dying) stops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from booking.settings import PROJECT_ROOT, Settings
+
+
+@dataclass
+class Service:
+    name: str
+    command: list[str]
+    health_url: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
+    """endpoints.yml for this run: SQL tracker store on the booking database's server kind."""
+    endpoints: dict = {"action_endpoint": {"url": settings.action_server_url}}
+    if settings.database_url.startswith("sqlite"):
+        endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite",
+                                      "db": str(run_dir / "rasa_tracker.db")}
+    else:
+        url = httpx.URL(settings.database_url.replace("postgresql+psycopg2", "postgresql"))
+        endpoints["tracker_store"] = {
+            "type": "SQL", "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
+            "username": url.username, "password": url.password, "db": url.path.lstrip("/"),
+        }
+    if settings.redis_url:
+        url = httpx.URL(settings.redis_url)
+        endpoints["lock_store"] = {"type": "redis", "url": url.host, "port": url.port or 6379,
+                                   "db": int(url.path.lstrip("/") or 0)}
+    path = run_dir / "endpoints.yml"
+    path.write_text(yaml.safe_dump(endpoints))
+    return path
+
+
+def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: bool
+             ) -> list[Service]:
+    bin_dir = Path(sys.executable).parent
+    rasa = str(bin_dir / "rasa")
+    started = [
+        Service("action server",
+                [rasa, "run", "actions", "--port", str(settings.action_server_port),
+                 "--actions", "actions"],
+                f"http://127.0.0.1:{settings.action_server_port}/health"),
+        Service("rasa",
+                [rasa, "run", "--enable-api", "--port", str(settings.rasa_port), "--model",
+                 str(model), "--credentials", str(PROJECT_ROOT / "credentials.yml"),
+                 "--endpoints", str(rasa_endpoints(settings, run_dir))],
+                f"http://127.0.0.1:{settings.rasa_port}/status"),
+        Service("gateway",
+                [sys.executable, "-m", "uvicorn", "booking.gateway.app:create_app", "--factory",
+                 "--host", settings.gateway_host, "--port", str(settings.gateway_port),
+                 "--no-access-log"],
+                f"http://127.0.0.1:{settings.gateway_port}/health"),
+    ]
+    if with_simulator:
+        started.insert(0, Service(
+            "twilio simulator",
+            [sys.executable, "-m", "stack.cli", "simulator", "--port",
+             str(settings.twilio_fake_port)],
+            f"http://127.0.0.1:{settings.twilio_fake_port}/_fake/messages?number=none"))
+    return started
+
+
+class Supervisor:
+    def __init__(self, services: list[Service], *, env: dict[str, str], log_dir: Path):
+        self.services = services
+        self._env = env
+        self._log_dir = log_dir
+
+    def start(self, *, timeout: float = 300.0) -> None:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        for service in self.services:
+            log = open(self._log_dir / f"{service.name.replace(' ', '_')}.log", "ab")
+            service.process = subprocess.Popen(
+                service.command, cwd=PROJECT_ROOT, env=self._env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        for service in self.services:
+            self._wait_healthy(service, deadline)
+
+    def _wait_healthy(self, service: Service, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{service.name} exited with {service.process.returncode}; "
+                                   f"see {self._log_dir}")
+            try:
+                if httpx.get(service.health_url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"{service.name} did not become healthy; see {self._log_dir}")
+
+    def wait(self) -> int:
+        """Block until a child dies or we are interrupted; then stop everything."""
+        try:
+            while True:
+                for service in self.services:
+                    if service.process.poll() is not None:
+                        print(f"{service.name} stopped (exit {service.process.returncode}); "
+                              "stopping the rest", file=sys.stderr)
+                        return 1
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        for service in self.services:
+            if service.process and service.process.poll() is None:
+                os.killpg(service.process.pid, signal.SIGTERM)
+        for service in self.services:
+            if service.process:
+                try:
+                    service.process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(service.process.pid, signal.SIGKILL)

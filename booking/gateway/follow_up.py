@@ -20,7 +20,6 @@ async def follow_up(context: GatewayContext, outcome: MissedCallOutcome) -> None
         await context.rasa.trigger_intent(
             sender_id=outcome.sender_id, intent="EXTERNAL_missed_call",
             channel=outcome.channel.value,
-            entities={"missed_call_id": outcome.missed_call_id},
         )
     except httpx.HTTPError:
         # The text-back is out; without this event the dialogue still handles the reply,

@@ -1,0 +1,1 @@
+"""Rasa custom actions: thin glue from the dialogue to booking's services."""

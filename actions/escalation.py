@@ -1,0 +1,41 @@
+"""Hand the thread to staff: urgent, billing, "let me talk to someone", or the bot is lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ConversationPaused, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.runtime import outbox, thread_session
+from booking.escalation import hand_over
+from booking.models import EscalationReason, utcnow
+
+REASON_FOR_INTENT = {
+    "urgent": EscalationReason.urgent,
+    "billing": EscalationReason.billing,
+    "human": EscalationReason.human,
+}
+
+
+class ActionEscalate(Action):
+    def name(self) -> str:
+        return "action_escalate"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[EventType]:
+        latest = tracker.latest_message or {}
+        intent = (latest.get("intent") or {}).get("name")
+        reason = REASON_FOR_INTENT.get(intent, EscalationReason.not_understood)
+        with thread_session(tracker.sender_id) as (session, thread):
+            handover = hand_over(
+                session, thread=thread, reason=reason, intent=intent,
+                red_flag=latest.get("red_flag"), last_message=latest.get("text") or "",
+                instant=utcnow(),
+            )
+        await outbox().deliver(handover.alert_message_ids)
+        dispatcher.utter_message(text=handover.patient_message)
+        # The bot stays quiet until staff hand the thread back (a "resume" event).
+        return [SlotSet("escalation_id", handover.escalation_id), SlotSet("awaiting", None),
+                ConversationPaused()]

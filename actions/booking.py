@@ -16,12 +16,8 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.runtime import adapter_for, thread_session
-from booking.appointment_booking import (
-    confirmation_text,
-    match_service,
-    offer_text,
-    propose,
-)
+from booking.appointment_booking import confirmation_text, offer_text, propose
+from booking.clinics import match_service
 from booking.conversations import record_event
 from booking.models import Clinic, Contact, Service, utcnow
 from booking.scheduling.base import CalendarUnavailable, Slot, SlotUnavailable
@@ -93,7 +89,7 @@ class _Turn:
         self.funnel: list[tuple[str, dict]] = []
 
     def start(self, mention: str | None) -> list[EventType]:
-        service = match_service(self.clinic, mention)
+        service = match_service(services=self.clinic.services, text=mention or "")
         if service is None and len(self.clinic.services) == 1:
             service = self.clinic.services[0]
         if service is None:

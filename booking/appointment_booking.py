@@ -12,23 +12,6 @@ from booking.slot_choice import Preference
 OFFER_WINDOW = timedelta(days=14)
 
 
-def match_service(clinic: Clinic, mention: str | None) -> Service | None:
-    """The clinic's service a patient's words name, by its name, slug or synonyms."""
-    if not mention:
-        return None
-    wanted = " ".join(mention.casefold().replace("-", " ").split())
-    best: Service | None = None
-    for service in clinic.services:
-        names = [service.name, service.slug, *(service.synonyms or [])]
-        for name in names:
-            candidate = " ".join(name.casefold().replace("-", " ").split())
-            if candidate == wanted:
-                return service
-            if best is None and (candidate in wanted or wanted in candidate):
-                best = service
-    return best
-
-
 def spread(slots: list[Slot], *, zone: ZoneInfo, count: int = 3) -> list[Slot]:
     """The soonest slot, then ones on other days or at another time of day, in time order."""
     chosen: list[Slot] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from booking.appointment_booking import match_service
+from booking.clinics import match_service
 from booking.models import Clinic, utcnow
 from booking.opening_hours import is_open_at, next_opening
 
@@ -30,7 +30,7 @@ def hours_answer(clinic: Clinic, now: datetime) -> str:
 
 
 def price_answer(clinic: Clinic, service_mention: str | None) -> str:
-    service = match_service(clinic, service_mention)
+    service = match_service(services=clinic.services, text=service_mention or "")
     services = [service] if service else [s for s in clinic.services if s.price_min is not None]
     if not services:
         return f"Prices depend on your treatment; the {clinic.name} team can give you a quote."

@@ -1,0 +1,337 @@
+"""Adapters that record bookings in the Ringback database and claim grid cells there.
+
+`LedgerAdapter` does everything the built-in calendar needs; an adapter for an external
+calendar subclasses it and adds the outside world through three hooks: `_external_busy`
+(what the calendar says is taken), `_write_external` (called inside the booking transaction,
+after our claim succeeded and before commit) and `_remove_external`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, joinedload
+
+from booking.models import Appointment, AppointmentStatus, Contact, Service, SlotClaim
+from booking.scheduling.availability import (
+    CLINIC_RESOURCE,
+    ClinicCalendar,
+    Interval,
+    ServiceRule,
+    free_slots,
+    grid_cells,
+    load_calendar,
+)
+from booking.scheduling.base import (
+    CalendarUnavailable,
+    InvalidRequest,
+    SchedulingAdapter,
+    Slot,
+    SlotUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+# Longest appointment we expect; bounds the look-back when asking which appointments overlap.
+LONGEST_APPOINTMENT = timedelta(hours=12)
+MAX_IDEMPOTENCY_KEY = 128
+
+
+class LedgerAdapter(SchedulingAdapter):
+    """Availability from clinic rules; bookings as Appointment rows plus SlotClaim cells."""
+
+    source = "bot"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._calendar: ClinicCalendar | None = None
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def calendar(self) -> ClinicCalendar:
+        if self._calendar is None:
+            with self.session_factory() as session:
+                self._calendar = load_calendar(session, clinic_id=self.clinic_id)
+        return self._calendar
+
+    def reload(self) -> None:
+        self._calendar = None
+
+    # -- hooks for external calendars ------------------------------------------------------
+
+    def _external_busy(
+        self, *, resources: Iterable[str], start: datetime, end: datetime
+    ) -> dict[str, list[Interval]]:
+        """Intervals an outside calendar marks as taken, per resource."""
+        return {}
+
+    def _write_external(self, *, appointment: Appointment, contact: Contact,
+                        rule: ServiceRule) -> str | None:
+        """Put the booking in the outside calendar; return its id there. Runs before commit."""
+        return None
+
+    def _remove_external(self, *, appointment: Appointment) -> None:
+        """Take a cancelled or moved booking out of the outside calendar."""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def find_free_slots(
+        self,
+        *,
+        service: str | Service,
+        window_start: datetime,
+        window_end: datetime,
+        provider: str | None = None,
+        limit: int | None = None,
+    ) -> list[Slot]:
+        calendar = self.calendar
+        rule = calendar.service(service)
+        resources = calendar.resources_for(rule, provider)
+        with self._session() as session:
+            busy = self._busy(session, resources=resources, start=window_start,
+                              end=window_end + rule.duration + rule.buffer)
+        return free_slots(calendar, service=rule.slug, window_start=window_start,
+                          window_end=window_end, now=self.clock(), busy=busy,
+                          provider=provider, limit=limit)
+
+    def upcoming_for_contact(self, *, contact: Contact) -> list[Appointment]:
+        self._check_contact(contact)
+        with self._session() as session:
+            rows = session.execute(
+                select(Appointment)
+                .where(Appointment.clinic_id == self.clinic_id,
+                       Appointment.contact_id == contact.id,
+                       Appointment.status == AppointmentStatus.booked,
+                       Appointment.starts_at >= self.clock())
+                .options(*self._eager())
+                .order_by(Appointment.starts_at)
+            ).scalars().all()
+            return list(rows)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def book(
+        self, *, slot: Slot, contact: Contact, service: str | Service, idempotency_key: str
+    ) -> Appointment:
+        rule = self._rule_for(slot, service)
+        self._check_contact(contact)
+        self._check_key(idempotency_key)
+        with self._session() as session:
+            existing = self._by_key(session, idempotency_key)
+            if existing is not None:
+                return existing
+            self._require_free(session, slot=slot, rule=rule)
+            appointment = Appointment(
+                clinic_id=self.clinic_id, contact_id=contact.id, service_id=rule.id,
+                provider_id=self._provider_id(slot.provider), starts_at=slot.starts_at,
+                ends_at=slot.ends_at, status=AppointmentStatus.booked, source=self.source,
+                idempotency_key=idempotency_key,
+            )
+            return self._commit_booking(session, appointment=appointment, slot=slot, rule=rule,
+                                        contact=contact, idempotency_key=idempotency_key)
+
+    def cancel(self, *, appointment_id: int) -> Appointment:
+        with self._session() as session:
+            appointment = self._owned(session, appointment_id)
+            if appointment.status != AppointmentStatus.booked:
+                return self._reloaded(session, appointment.id)
+            appointment.status = AppointmentStatus.cancelled
+            session.execute(delete(SlotClaim).where(SlotClaim.appointment_id == appointment.id))
+            session.flush()
+            self._remove_external(appointment=appointment)
+            self._commit(session)
+            return self._reloaded(session, appointment.id)
+
+    def reschedule(
+        self, *, appointment_id: int, new_slot: Slot, idempotency_key: str
+    ) -> Appointment:
+        self._check_key(idempotency_key)
+        with self._session() as session:
+            existing = self._by_key(session, idempotency_key)
+            if existing is not None:
+                return existing
+            old = self._owned(session, appointment_id)
+            if old.status != AppointmentStatus.booked:
+                raise InvalidRequest(f"appointment {appointment_id} is {old.status.value}, "
+                                     "not booked")
+            rule = self._rule_for(new_slot, self.calendar.service_by_id(old.service_id))
+            contact = session.get(Contact, old.contact_id)
+            # Free the old time first, inside this transaction, so a move by a few minutes that
+            # overlaps itself is allowed; a failure below rolls the release back too.
+            old.status = AppointmentStatus.rescheduled
+            session.execute(delete(SlotClaim).where(SlotClaim.appointment_id == old.id))
+            session.flush()
+            self._require_free(session, slot=new_slot, rule=rule, ignoring=old.id)
+            appointment = Appointment(
+                clinic_id=self.clinic_id, contact_id=old.contact_id, service_id=rule.id,
+                provider_id=self._provider_id(new_slot.provider),
+                starts_at=new_slot.starts_at, ends_at=new_slot.ends_at,
+                status=AppointmentStatus.booked, source=self.source,
+                idempotency_key=idempotency_key, rescheduled_from_id=old.id,
+            )
+            new = self._commit_booking(session, appointment=appointment, slot=new_slot,
+                                       rule=rule, contact=contact,
+                                       idempotency_key=idempotency_key, replacing=old)
+            return new
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _commit_booking(self, session: Session, *, appointment: Appointment, slot: Slot,
+                        rule: ServiceRule, contact: Contact, idempotency_key: str,
+                        replacing: Appointment | None = None) -> Appointment:
+        resource = slot.provider or CLINIC_RESOURCE
+        try:
+            session.add(appointment)
+            session.flush()
+        except IntegrityError:
+            # Someone with the same key won the race: theirs is ours.
+            session.rollback()
+            existing = self._by_key(session, idempotency_key)
+            if existing is None:
+                raise
+            return existing
+        claims = [SlotClaim(clinic_id=self.clinic_id, resource=resource, cell_start=cell,
+                            appointment_id=appointment.id)
+                  for cell in grid_cells(slot.starts_at, slot.ends_at + rule.buffer)]
+        try:
+            session.add_all(claims)
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            # A concurrent booking with our key may have claimed the cells first.
+            existing = self._by_key(session, idempotency_key)
+            if existing is not None:
+                return existing
+            raise SlotUnavailable(f"{slot.starts_at.isoformat()} was just taken") from None
+        written = False
+        try:
+            appointment.external_id = self._write_external(
+                appointment=appointment, contact=contact, rule=rule)
+            written = appointment.external_id is not None
+            if replacing is not None:
+                self._remove_external(appointment=replacing)
+            self._commit(session)
+        except BaseException:
+            session.rollback()
+            if written:
+                self._undo_external_write(appointment)
+            raise
+        return self._reloaded(session, appointment.id)
+
+    def _undo_external_write(self, appointment: Appointment) -> None:
+        try:
+            self._remove_external(appointment=appointment)
+        except Exception:  # the original error matters more; leave a trace for staff
+            logger.exception("could not remove external event %s after a failed booking",
+                             appointment.external_id)
+
+    def _require_free(self, session: Session, *, slot: Slot, rule: ServiceRule,
+                      ignoring: int | None = None) -> None:
+        """Re-check the slot against current rules and bookings before claiming it."""
+        resource = slot.provider or CLINIC_RESOURCE
+        busy = self._busy(session, resources=(resource,), start=slot.starts_at,
+                          end=slot.ends_at + rule.buffer, ignoring=ignoring)
+        matching = free_slots(
+            self.calendar, service=rule.slug, window_start=slot.starts_at,
+            window_end=slot.starts_at + timedelta(microseconds=1), now=self.clock(),
+            busy=busy, provider=slot.provider,
+        )
+        if not any(candidate == slot for candidate in matching):
+            raise SlotUnavailable(f"{slot.starts_at.isoformat()} is not free for {rule.slug}")
+
+    def _busy(self, session: Session, *, resources: Iterable[str], start: datetime,
+              end: datetime, ignoring: int | None = None) -> dict[str, list[Interval]]:
+        resources = tuple(resources)
+        busy: dict[str, list[Interval]] = defaultdict(list)
+        slug_by_id = self.calendar.provider_slugs_by_id
+        buffers = self.calendar.buffer_by_service_id
+        query = (
+            select(Appointment.starts_at, Appointment.ends_at, Appointment.provider_id,
+                   Appointment.service_id)
+            .where(Appointment.clinic_id == self.clinic_id,
+                   Appointment.status == AppointmentStatus.booked,
+                   Appointment.starts_at < end,
+                   Appointment.starts_at >= start - LONGEST_APPOINTMENT)
+        )
+        if ignoring is not None:
+            query = query.where(Appointment.id != ignoring)
+        for starts_at, ends_at, provider_id, service_id in session.execute(query):
+            resource = slug_by_id.get(provider_id, CLINIC_RESOURCE)
+            if resource in resources:
+                busy[resource].append(
+                    (starts_at, ends_at + buffers.get(service_id, timedelta(0))))
+        for resource, intervals in self._external_busy(
+            resources=resources, start=start, end=end
+        ).items():
+            busy[resource].extend(intervals)
+        return busy
+
+    def _session(self) -> Session:
+        try:
+            return self.session_factory()
+        except OperationalError as exc:
+            raise CalendarUnavailable(f"booking database unreachable: {exc}") from exc
+
+    def _commit(self, session: Session) -> None:
+        try:
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise CalendarUnavailable(f"booking database busy: {exc.orig}") from exc
+
+    def _rule_for(self, slot: Slot, service) -> ServiceRule:
+        if not isinstance(slot, Slot):
+            raise InvalidRequest("slot must be a Slot")
+        rule = self.calendar.service(service)
+        if slot.service != rule.slug:
+            raise InvalidRequest(f"slot is for {slot.service!r}, not {rule.slug!r}")
+        self.calendar.resources_for(rule, slot.provider)
+        if slot.provider is None and rule.resources != (CLINIC_RESOURCE,):
+            raise InvalidRequest(f"{rule.slug!r} needs a provider")
+        if slot.ends_at - slot.starts_at != rule.duration:
+            raise InvalidRequest(f"{rule.slug!r} lasts {rule.duration}, the slot does not")
+        return rule
+
+    def _provider_id(self, provider: str | None) -> int | None:
+        return None if provider is None else self.calendar.provider_ids[provider]
+
+    def _check_contact(self, contact: Contact) -> None:
+        if contact.id is None or contact.clinic_id != self.clinic_id:
+            raise InvalidRequest("contact does not belong to this clinic")
+
+    @staticmethod
+    def _check_key(key: str) -> None:
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidRequest(f"idempotency_key must be 1..{MAX_IDEMPOTENCY_KEY} characters")
+
+    def _by_key(self, session: Session, key: str) -> Appointment | None:
+        return session.execute(
+            select(Appointment)
+            .where(Appointment.clinic_id == self.clinic_id, Appointment.idempotency_key == key)
+            .options(*self._eager())
+        ).scalar_one_or_none()
+
+    def _owned(self, session: Session, appointment_id: int) -> Appointment:
+        appointment = session.get(Appointment, appointment_id)
+        if appointment is None or appointment.clinic_id != self.clinic_id:
+            raise InvalidRequest(f"no appointment {appointment_id} at this clinic")
+        return appointment
+
+    @staticmethod
+    def _eager():
+        return (joinedload(Appointment.service), joinedload(Appointment.provider),
+                joinedload(Appointment.contact))
+
+    def _reloaded(self, session: Session, appointment_id: int) -> Appointment:
+        # Loaded with its service, provider and contact so callers can use it after we close.
+        session.expire_all()
+        return session.execute(
+            select(Appointment).where(Appointment.id == appointment_id).options(*self._eager())
+        ).scalar_one()

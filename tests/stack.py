@@ -1,0 +1,109 @@
+"""The real stack for integration tests: Twilio simulator, Rasa, action server and gateway.
+
+Each stack gets its own SQLite database, its own free ports and its own log directory, and is
+started by the same supervisor as `make run`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from booking.settings import PROJECT_ROOT, Settings
+from simulator.client import SimulatedPhone
+from stack.supervisor import Supervisor, services
+
+MODEL = PROJECT_ROOT / "models" / "ringback.tar.gz"
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+ACCOUNT_SID = "AC" + "1" * 32
+HMAC_SECRET = "test-hmac-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train_model() -> Path:
+    """Train unless Rasa's fingerprint says data/, domain.yml and config.yml are unchanged."""
+    subprocess.run(
+        [str(Path(sys.executable).parent / "rasa"), "train", "--fixed-model-name", "ringback",
+         "--out", "models"],
+        cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL,
+    )
+    return MODEL
+
+
+@dataclass
+class RunningStack:
+    settings: Settings
+    env: dict[str, str]
+    supervisor: Supervisor
+    phone: SimulatedPhone
+    run_dir: Path
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url
+
+    @property
+    def gateway(self) -> str:
+        return self.settings.gateway_public_url
+
+    @property
+    def rasa(self) -> str:
+        return self.settings.rasa_public_url
+
+    @property
+    def simulator(self) -> str:
+        return self.settings.twilio_api_base_url
+
+    def stop(self) -> None:
+        self.phone.close()
+        self.supervisor.stop()
+
+
+def stack_environment(run_dir: Path, *, database_url: str | None = None) -> dict[str, str]:
+    ports = {name: free_port() for name in ("gateway", "rasa", "actions", "fake")}
+    return {
+        **os.environ,
+        "ENVIRONMENT": "development",
+        "DATABASE_URL": database_url or f"sqlite:///{run_dir / 'ringback.db'}",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": f"http://127.0.0.1:{ports['fake']}",
+        "TWILIO_FAKE_PORT": str(ports["fake"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{ports['gateway']}",
+        "CONSOLE_PUBLIC_URL": f"http://127.0.0.1:{ports['gateway']}",
+        "RASA_PORT": str(ports["rasa"]),
+        "RASA_URL": f"http://127.0.0.1:{ports['rasa']}",
+        "RASA_PUBLIC_URL": f"http://127.0.0.1:{ports['rasa']}",
+        "ACTION_SERVER_PORT": str(ports["actions"]),
+        "ACTION_SERVER_URL": f"http://127.0.0.1:{ports['actions']}/webhook",
+        "MISSED_CALL_HMAC_SECRET": HMAC_SECRET,
+        "SESSION_SECRET": "test-session-secret",
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+
+
+def start_stack(run_dir: Path, *, model: Path, database_url: str | None = None) -> RunningStack:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = stack_environment(run_dir, database_url=database_url)
+    ringback = str(Path(sys.executable).parent / "ringback")
+    for command in (["migrate"], ["load-clinics"]):
+        subprocess.run([ringback, *command], cwd=PROJECT_ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+    settings = Settings(**{key.lower(): value for key, value in env.items()
+                           if key.lower() in Settings.__fields__})
+    supervisor = Supervisor(services(settings, model=model, run_dir=run_dir,
+                                     with_simulator=True),
+                            env=env, log_dir=run_dir / "logs")
+    supervisor.start()
+    return RunningStack(settings=settings, env=env, supervisor=supervisor,
+                        phone=SimulatedPhone(env["TWILIO_API_BASE_URL"]), run_dir=run_dir)

@@ -720,7 +720,31 @@ def load_clinics(session: Session, path: str | Path, *,
     return clinics
 
 
+def load_clinics_file(*, database_url: str, path: str | Path,
+                      allow_plaintext_passwords: bool | None = None) -> list[str]:
+    """Load a clinic file into the database at database_url and commit; returns the slugs.
+
+    Plaintext passwords are refused in production unless explicitly allowed.
+    """
+    from booking.db import make_engine, session_factory
+    from booking.settings import get_settings
+
+    if allow_plaintext_passwords is None:
+        allow_plaintext_passwords = not get_settings().is_production
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            clinics = load_clinics(session, path,
+                                   allow_plaintext_passwords=allow_plaintext_passwords)
+            slugs = [clinic.slug for clinic in clinics]
+            session.commit()
+        return slugs
+    finally:
+        engine.dispose()
+
+
 __all__ = [
-    "ClinicConfig", "ClinicConfigError", "ClinicSettings", "load_clinics", "parse_clinic_file",
+    "ClinicConfig", "ClinicConfigError", "ClinicSettings", "load_clinics", "load_clinics_file",
+    "parse_clinic_file",
     "parse_clock", "parse_interval",
 ]

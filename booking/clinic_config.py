@@ -456,9 +456,11 @@ def parse_clinic_file(path: str | Path) -> list[ClinicConfig]:
             for error in exc.errors():
                 problems.append(f"{path}: {label}: {_location(error['loc'])}: {error['msg']}")
             continue
-        for where, why in _cross_check(config):
-            problems.append(f"{path}: {label}: {where}: {why}")
-        configs.append(config)
+        clinic_problems = [f"{path}: {label}: {where}: {why}"
+                           for where, why in _cross_check(config)]
+        problems.extend(clinic_problems)
+        if not clinic_problems:
+            configs.append(config)
     problems.extend(_file_wide_problems(path, configs))
     if problems:
         raise ClinicConfigError(problems)
@@ -467,8 +469,8 @@ def parse_clinic_file(path: str | Path) -> list[ClinicConfig]:
 
 def _file_wide_problems(path: Path, configs: list[ClinicConfig]) -> list[str]:
     problems = []
-    owners: dict[tuple[str, str], str] = {}
-    for config in configs:
+    owners: dict[tuple[str, str], int] = {}
+    for index, config in enumerate(configs):
         keys = [("slug", config.slug)]
         for field_name in ("voice", "sms", "whatsapp"):
             raw = getattr(config.numbers, field_name)
@@ -476,10 +478,10 @@ def _file_wide_problems(path: Path, configs: list[ClinicConfig]) -> list[str]:
                 keys.append(("number", to_e164(raw, default_region=config.country)))
         keys += [("username", staff.username) for staff in config.staff if staff.username]
         for kind, value in dict.fromkeys(keys):
-            owner = owners.setdefault((kind, value), config.slug)
-            if owner != config.slug:
+            owner = owners.setdefault((kind, value), index)
+            if owner != index:
                 problems.append(f"{path}: clinic {config.slug!r}: {kind} {value!r} is already "
-                                f"used by clinic {owner!r}")
+                                f"used by clinic {configs[owner].slug!r}")
     return problems
 
 

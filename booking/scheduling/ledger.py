@@ -67,14 +67,19 @@ class LedgerAdapter(SchedulingAdapter):
     # -- hooks for external calendars ------------------------------------------------------
 
     def _external_busy(
-        self, *, resources: Iterable[str], start: datetime, end: datetime
+        self, *, resources: Iterable[str], start: datetime, end: datetime,
+        ignoring_external_id: str | None = None,
     ) -> dict[str, list[Interval]]:
         """Intervals an outside calendar marks as taken, per resource."""
         return {}
 
     def _write_external(self, *, appointment: Appointment, contact: Contact,
-                        rule: ServiceRule) -> str | None:
-        """Put the booking in the outside calendar; return its id there. Runs before commit."""
+                        rule: ServiceRule, replacing: Appointment | None = None) -> str | None:
+        """Put the booking in the outside calendar; return its id there. Runs before commit.
+
+        Must re-check the time first and raise SlotUnavailable if it was taken meanwhile;
+        `replacing` is the appointment being moved, whose own event does not count as busy.
+        """
         return None
 
     def _remove_external(self, *, appointment: Appointment) -> None:
@@ -168,7 +173,7 @@ class LedgerAdapter(SchedulingAdapter):
             old.status = AppointmentStatus.rescheduled
             session.execute(delete(SlotClaim).where(SlotClaim.appointment_id == old.id))
             session.flush()
-            self._require_free(session, slot=new_slot, rule=rule, ignoring=old.id)
+            self._require_free(session, slot=new_slot, rule=rule, ignoring=old)
             appointment = Appointment(
                 clinic_id=self.clinic_id, contact_id=old.contact_id, service_id=rule.id,
                 provider_id=self._provider_id(new_slot.provider),
@@ -213,7 +218,7 @@ class LedgerAdapter(SchedulingAdapter):
         written = False
         try:
             appointment.external_id = self._write_external(
-                appointment=appointment, contact=contact, rule=rule)
+                appointment=appointment, contact=contact, rule=rule, replacing=replacing)
             written = appointment.external_id is not None
             if replacing is not None:
                 self._remove_external(appointment=replacing)
@@ -233,7 +238,7 @@ class LedgerAdapter(SchedulingAdapter):
                              appointment.external_id)
 
     def _require_free(self, session: Session, *, slot: Slot, rule: ServiceRule,
-                      ignoring: int | None = None) -> None:
+                      ignoring: Appointment | None = None) -> None:
         """Re-check the slot against current rules and bookings before claiming it."""
         resource = slot.provider or CLINIC_RESOURCE
         busy = self._busy(session, resources=(resource,), start=slot.starts_at,
@@ -247,7 +252,9 @@ class LedgerAdapter(SchedulingAdapter):
             raise SlotUnavailable(f"{slot.starts_at.isoformat()} is not free for {rule.slug}")
 
     def _busy(self, session: Session, *, resources: Iterable[str], start: datetime,
-              end: datetime, ignoring: int | None = None) -> dict[str, list[Interval]]:
+              end: datetime, ignoring: Appointment | None = None
+              ) -> dict[str, list[Interval]]:
+        """Busy intervals per resource (buffers included), leaving out `ignoring`."""
         resources = tuple(resources)
         busy: dict[str, list[Interval]] = defaultdict(list)
         slug_by_id = self.calendar.provider_slugs_by_id
@@ -261,14 +268,15 @@ class LedgerAdapter(SchedulingAdapter):
                    Appointment.starts_at >= start - LONGEST_APPOINTMENT)
         )
         if ignoring is not None:
-            query = query.where(Appointment.id != ignoring)
+            query = query.where(Appointment.id != ignoring.id)
         for starts_at, ends_at, provider_id, service_id in session.execute(query):
             resource = slug_by_id.get(provider_id, CLINIC_RESOURCE)
             if resource in resources:
                 busy[resource].append(
                     (starts_at, ends_at + buffers.get(service_id, timedelta(0))))
         for resource, intervals in self._external_busy(
-            resources=resources, start=start, end=end
+            resources=resources, start=start, end=end,
+            ignoring_external_id=ignoring.external_id if ignoring is not None else None,
         ).items():
             busy[resource].extend(intervals)
         return busy

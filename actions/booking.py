@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy.orm import Session
 
-from actions.runtime import adapter_for, thread_session
+from actions.runtime import adapter_for, sessions, thread_session
 from booking.appointment_booking import confirmation_text, offer_text, propose
 from booking.clinics import match_service
-from booking.conversations import record_event
+from booking.conversations import record_event, rename_contact
 from booking.models import Clinic, Contact, Service, utcnow
 from booking.scheduling.base import CalendarUnavailable, Slot, SlotUnavailable
 from booking.slot_choice import choose, preference
@@ -61,8 +62,8 @@ class ActionBookingTurn(Action):
         offered = [Slot.from_dict(s) for s in tracker.get_slot("offered_slots") or []]
         with thread_session(tracker.sender_id) as (session, thread):
             clinic, contact = thread.clinic, thread.contact
-            turn = _Turn(dispatcher, clinic=clinic, contact=contact, sender_id=tracker.sender_id,
-                         now=utcnow())
+            turn = _Turn(dispatcher, session=session, clinic=clinic, contact=contact,
+                         sender_id=tracker.sender_id, now=utcnow())
             if awaiting == "name" and tracker.get_slot("chosen_slot"):
                 events = turn.take_name(text, Slot.from_dict(tracker.get_slot("chosen_slot")))
             elif awaiting == "pick" and offered:
@@ -79,8 +80,9 @@ class ActionBookingTurn(Action):
 
 
 class _Turn:
-    def __init__(self, dispatcher: CollectingDispatcher, *, clinic: Clinic, contact: Contact,
-                 sender_id: str, now: datetime):
+    def __init__(self, dispatcher: CollectingDispatcher, *, session: Session, clinic: Clinic,
+                 contact: Contact, sender_id: str, now: datetime):
+        self.session = session
         self.say = dispatcher.utter_message
         self.clinic, self.contact, self.now = clinic, contact, now
         self.sender_id = sender_id
@@ -147,7 +149,12 @@ class _Turn:
         if name is None:
             self.say(text="Sorry, I didn't catch that. What's your name, please?")
             return []
-        self.contact.first_name, self.contact.last_name = name
+        # Committed on its own: the outer transaction must hold no write lock while the
+        # adapter books (SQLite has one writer at a time).
+        with sessions()() as session, session.begin():
+            rename_contact(session, contact_id=self.contact.id, first_name=name[0],
+                           last_name=name[1])
+        self.session.refresh(self.contact)
         return self.book(slot, self._service(slot.service))
 
     def book(self, slot: Slot, service: Service) -> list[EventType]:

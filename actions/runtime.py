@@ -9,7 +9,7 @@ from sqlalchemy.orm import sessionmaker
 
 from booking.conversations import find_thread
 from booking.db import get_engine, session_factory
-from booking.models import Clinic, Thread
+from booking.models import Clinic
 from booking.scheduling.base import SchedulingAdapter
 from booking.scheduling.registry import get_adapter
 from booking.outbox import Outbox

@@ -30,7 +30,7 @@ def spread(slots: list[Slot], *, zone: ZoneInfo, count: int = 3) -> list[Slot]:
             break
         if slot not in chosen:
             chosen.append(slot)
-    return sorted(chosen)
+    return sorted(chosen, key=lambda slot: slot.starts_at)
 
 
 def propose(

@@ -146,3 +146,9 @@ def store_bot_reply(session: Session, *, sender_id: str, text: str) -> list[Mess
     return enqueue(session, clinic=thread.clinic, channel=thread.channel,
                    to_number=thread.contact.phone, body=text, author="bot", thread=thread,
                    contact=thread.contact)
+
+
+def rename_contact(session: Session, *, contact_id: int, first_name: str,
+                   last_name: str | None) -> None:
+    contact = session.get(Contact, contact_id)
+    contact.first_name, contact.last_name = first_name, last_name

@@ -14,7 +14,7 @@ help:
 	@echo "make test        the whole test suite (unit, integration, browser)"
 	@echo "make train       retrain the model when data/, domain.yml or config.yml changed"
 	@echo "make nlu-report  5-fold cross-validation report in reports/"
-	@echo "make bench       speed benchmarks"
+	@echo "make bench       speed benchmarks (BENCH=\"slots nlu_parse\" for some)"
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -39,7 +39,7 @@ migrate: install
 validate: install
 	$(RASA) data validate --fail-on-warnings
 
-run: train migrate
+run: train
 	$(BIN)/ringback run
 
 demo: install
@@ -51,8 +51,8 @@ test: install
 test-unit: install
 	$(BIN)/python -m pytest -q -m "not integration and not browser"
 
-bench: install
-	$(BIN)/python -m bench
+bench: train
+	$(BIN)/python -m bench $(BENCH)
 
 lint: install
 	$(BIN)/ruff check booking actions connectors nlu_components simulator tests bench

@@ -70,6 +70,13 @@ class Slot:
         )
 
 
+def require_aware(**instants: datetime) -> None:
+    """Raise InvalidRequest naming any argument that is not a timezone-aware datetime."""
+    for name, value in instants.items():
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise InvalidRequest(f"{name} must be a timezone-aware datetime")
+
+
 SessionFactory = Callable[[], Session]
 Clock = Callable[[], datetime]
 
@@ -153,5 +160,6 @@ class SchedulingAdapter(abc.ABC):
 
 __all__ = [
     "AdapterConfigError", "CalendarUnavailable", "Clock", "InvalidRequest", "SchedulingAdapter",
-    "SchedulingError", "SessionFactory", "Slot", "SlotUnavailable", "system_clock",
+    "SchedulingError", "SessionFactory", "Slot", "SlotUnavailable", "require_aware",
+    "system_clock",
 ]

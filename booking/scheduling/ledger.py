@@ -8,6 +8,7 @@ after our claim succeeded and before commit) and `_remove_external`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ from booking.scheduling.base import (
     SchedulingAdapter,
     Slot,
     SlotUnavailable,
+    require_aware,
 )
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,19 @@ logger = logging.getLogger(__name__)
 # Longest appointment we expect; bounds the look-back when asking which appointments overlap.
 LONGEST_APPOINTMENT = timedelta(hours=12)
 MAX_IDEMPOTENCY_KEY = 128
+
+
+def _database_trouble_is_retryable(method):
+    """A database that is down or locked is a calendar that is unavailable: retry later."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OperationalError as exc:
+            raise CalendarUnavailable(f"booking database unavailable: {exc.orig}") from exc
+
+    return guarded
 
 
 class LedgerAdapter(SchedulingAdapter):
@@ -87,6 +102,7 @@ class LedgerAdapter(SchedulingAdapter):
 
     # -- reading ---------------------------------------------------------------------------
 
+    @_database_trouble_is_retryable
     def find_free_slots(
         self,
         *,
@@ -96,6 +112,7 @@ class LedgerAdapter(SchedulingAdapter):
         provider: str | None = None,
         limit: int | None = None,
     ) -> list[Slot]:
+        require_aware(window_start=window_start, window_end=window_end)
         calendar = self.calendar
         rule = calendar.service(service)
         resources = calendar.resources_for(rule, provider)
@@ -106,6 +123,7 @@ class LedgerAdapter(SchedulingAdapter):
                           window_end=window_end, now=self.clock(), busy=busy,
                           provider=provider, limit=limit)
 
+    @_database_trouble_is_retryable
     def upcoming_for_contact(self, *, contact: Contact) -> list[Appointment]:
         self._check_contact(contact)
         with self._session() as session:
@@ -122,6 +140,7 @@ class LedgerAdapter(SchedulingAdapter):
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_database_trouble_is_retryable
     def book(
         self, *, slot: Slot, contact: Contact, service: str | Service, idempotency_key: str
     ) -> Appointment:
@@ -142,6 +161,7 @@ class LedgerAdapter(SchedulingAdapter):
             return self._commit_booking(session, appointment=appointment, slot=slot, rule=rule,
                                         contact=contact, idempotency_key=idempotency_key)
 
+    @_database_trouble_is_retryable
     def cancel(self, *, appointment_id: int) -> Appointment:
         with self._session() as session:
             appointment = self._owned(session, appointment_id)
@@ -154,6 +174,7 @@ class LedgerAdapter(SchedulingAdapter):
             self._commit(session)
             return self._reloaded(session, appointment.id)
 
+    @_database_trouble_is_retryable
     def reschedule(
         self, *, appointment_id: int, new_slot: Slot, idempotency_key: str
     ) -> Appointment:
@@ -282,17 +303,11 @@ class LedgerAdapter(SchedulingAdapter):
         return busy
 
     def _session(self) -> Session:
-        try:
-            return self.session_factory()
-        except OperationalError as exc:
-            raise CalendarUnavailable(f"booking database unreachable: {exc}") from exc
+        return self.session_factory()
 
-    def _commit(self, session: Session) -> None:
-        try:
-            session.commit()
-        except OperationalError as exc:
-            session.rollback()
-            raise CalendarUnavailable(f"booking database busy: {exc.orig}") from exc
+    @staticmethod
+    def _commit(session: Session) -> None:
+        session.commit()
 
     def _rule_for(self, slot: Slot, service) -> ServiceRule:
         if not isinstance(slot, Slot):

@@ -21,7 +21,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from booking import consent
+from booking import consent, staff_replies
 from booking.clinics import find_clinic_by_number
 from booking.conversations import (
     get_or_create_contact,
@@ -136,6 +136,14 @@ class TwilioInput(InputChannel):
                 raise LookupError(f"no clinic receives {self.channel.value} at this number")
             phone = to_e164(params["From"].removeprefix("whatsapp:"),
                             default_region=clinic.country)
+            # Staff texting the clinic number ("ACK 12") are not patients: never the dialogue.
+            staff_replies_out = staff_replies.handle_staff_message(
+                session, clinic=clinic, from_number=phone, body=params.get("Body", ""),
+                channel=self.channel, to_number=params["To"], twilio_sid=params["MessageSid"])
+            if staff_replies_out is not None:
+                return Inbound(sender_id="", text="", metadata={"clinic": clinic.slug},
+                               reply_ids=tuple(m.id for m in staff_replies_out),
+                               for_dialogue=False)
             contact = get_or_create_contact(session, clinic=clinic, phone=phone)
             thread = get_or_create_thread(session, clinic=clinic, contact=contact,
                                           channel=self.channel)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from sqlalchemy.engine import make_url
 
 from booking.settings import PROJECT_ROOT, Settings
 
@@ -35,15 +36,15 @@ def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
         endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite",
                                       "db": str(run_dir / "rasa_tracker.db")}
     else:
-        url = httpx.URL(settings.database_url.replace("postgresql+psycopg2", "postgresql"))
+        url = make_url(settings.database_url)
         endpoints["tracker_store"] = {
             "type": "SQL", "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
-            "username": url.username, "password": url.password, "db": url.path.lstrip("/"),
+            "username": url.username, "password": url.password, "db": url.database,
         }
     if settings.redis_url:
-        url = httpx.URL(settings.redis_url)
+        url = make_url(settings.redis_url)
         endpoints["lock_store"] = {"type": "redis", "url": url.host, "port": url.port or 6379,
-                                   "db": int(url.path.lstrip("/") or 0)}
+                                   "db": int(url.database or 0)}
     path = run_dir / "endpoints.yml"
     path.write_text(yaml.safe_dump(endpoints))
     return path

@@ -68,7 +68,8 @@ class RunningStack:
         self.supervisor.stop()
 
 
-def stack_environment(run_dir: Path, *, database_url: str | None = None) -> dict[str, str]:
+def stack_environment(run_dir: Path, *, database_url: str | None = None,
+                      extra: dict[str, str] | None = None) -> dict[str, str]:
     ports = {name: free_port() for name in ("gateway", "rasa", "actions", "fake")}
     return {
         **os.environ,
@@ -89,12 +90,14 @@ def stack_environment(run_dir: Path, *, database_url: str | None = None) -> dict
         "MISSED_CALL_HMAC_SECRET": HMAC_SECRET,
         "SESSION_SECRET": "test-session-secret",
         "PYTHONPATH": str(PROJECT_ROOT),
+        **(extra or {}),
     }
 
 
-def start_stack(run_dir: Path, *, model: Path, database_url: str | None = None) -> RunningStack:
+def start_stack(run_dir: Path, *, model: Path, database_url: str | None = None,
+                extra_env: dict[str, str] | None = None) -> RunningStack:
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = stack_environment(run_dir, database_url=database_url)
+    env = stack_environment(run_dir, database_url=database_url, extra=extra_env)
     ringback = str(Path(sys.executable).parent / "ringback")
     for command in (["migrate"], ["load-clinics"]):
         subprocess.run([ringback, *command], cwd=PROJECT_ROOT, env=env, check=True,

@@ -79,6 +79,27 @@ def simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def funnel(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from booking.clinics import find_clinic_by_slug
+    from booking.db import session_scope
+    from booking.funnel import funnel as clinic_funnel
+    from booking.models import utcnow
+
+    until = utcnow()
+    with session_scope() as session:
+        clinic = find_clinic_by_slug(session, args.clinic)
+        if clinic is None:
+            print(f"error: no clinic {args.clinic!r}", file=sys.stderr)
+            return 2
+        result = clinic_funnel(session, clinic_id=clinic.id,
+                               since=until - timedelta(days=args.days), until=until)
+    print(f"{clinic.name}, last {args.days} day(s):")
+    print("\n".join(result.lines()))
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from stack.demo import main as demo_main
 
@@ -98,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--port", type=int, default=get_settings().twilio_fake_port)
     fake.add_argument("--state-file")
     fake.set_defaults(handler=simulator)
+    report = commands.add_parser("funnel", help="calls missed, texted, answered, booked")
+    report.add_argument("--clinic", default="riverside")
+    report.add_argument("--days", type=int, default=7)
+    report.set_defaults(handler=funnel)
     player = commands.add_parser("demo", help="play a missed call through the running stack")
     player.add_argument("--simulator-url",
                         default=f"http://127.0.0.1:{get_settings().twilio_fake_port}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 import sys
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from booking.db import session_scope
-from booking.models import Appointment, Clinic, Contact, Escalation
+from booking.funnel import funnel
+from booking.models import Appointment, Clinic, Contact, Escalation, utcnow
 from simulator.client import SimulatedPhone
 
 CLINIC_NUMBER = "+441632960001"
@@ -71,11 +73,22 @@ def urgent_after_missed_call(phone: SimulatedPhone) -> None:
             _show("to staff", f"{number}: {alert['body']}")
 
 
+def show_funnel() -> None:
+    with session_scope() as session:
+        clinic = session.execute(select(Clinic).where(Clinic.sms_number == CLINIC_NUMBER)
+                                 ).scalar_one()
+        today = funnel(session, clinic_id=clinic.id, since=utcnow() - timedelta(days=1),
+                       until=utcnow())
+    print(f"\n=== {clinic.name}: the last 24 hours ===")
+    print("\n".join(today.lines()))
+
+
 def main(*, simulator_url: str) -> int:
     phone = SimulatedPhone(simulator_url)
     try:
         book_after_missed_call(phone)
         urgent_after_missed_call(phone)
+        show_funnel()
     except (TimeoutError, OSError) as exc:
         print(f"\ndemo failed: {exc}\nIs the stack running (`make run`)?", file=sys.stderr)
         return 1

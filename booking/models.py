@@ -446,16 +446,25 @@ class EscalationAlert(Base):
     """Every alert sent to staff and every acknowledgement, for the audit trail."""
 
     __tablename__ = "escalation_alerts"
+    __table_args__ = (Index("ix_escalation_alerts_delivery", "delivery_status",
+                            "next_attempt_at"),)
 
     id = Column(Integer, primary_key=True)
     escalation_id = Column(ForeignKey("escalations.id", ondelete="CASCADE"), nullable=False,
                            index=True)
     staff_id = Column(ForeignKey("staff_members.id"))
-    kind = Column(String(32), nullable=False)  # alert, realert, ack, email, webhook
-    channel = Column(String(32), nullable=False)
+    kind = Column(String(32), nullable=False)  # alert, realert, ack, resolve, take_over, ...
+    channel = Column(String(32), nullable=False)  # sms, whatsapp, email, webhook, console
     message_id = Column(ForeignKey("messages.id"))
     detail = Column(Text, nullable=False, default="")
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    # Email and webhook alerts are sent by the gateway, not the outbox: their own delivery
+    # state. Null for SMS/WhatsApp (the Message row has it) and for acknowledgements.
+    recipient = Column(String(320))  # an email address; never a webhook URL (a secret)
+    delivery_status = Column(String(16))  # pending, sending, sent, failed
+    attempts = Column(Integer, nullable=False, default=0, server_default=text("0"))
+    next_attempt_at = Column(UTCDateTime)
+    sent_at = Column(UTCDateTime)
 
 
 class FunnelEvent(Base):

@@ -237,7 +237,26 @@ class WhatsAppSettings(BaseModel):
 
 
 class EscalationSettings(BaseModel):
+    """Staff alerts and what the patient is told on a handover (booking.escalation)."""
+
+    # An alert nobody acknowledged is repeated after this long, to the backup contact too.
     ack_timeout_minutes: conint(ge=1) = 10
+    billing_ack_timeout_minutes: conint(ge=1) = 240
+    max_alerts: conint(ge=1, le=20) = 6  # the first alert plus re-alerts
+    urgent_callback_minutes: conint(ge=1) = 30  # "will call you back within ..."
+    billing_reply_within: str = "within one working day"
+    # Wording overrides for the patient's message (defaults in booking.escalation).
+    urgent_callback: str | None = None
+    billing_reply: str | None = None
+    human_reply: str | None = None
+    # Also email alerted staff who have an address (needs SMTP_HOST), and these addresses.
+    email_alerts: bool = False
+    email_to: list[constr(regex=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)] = []
+    # A Slack-compatible incoming webhook (JSON {"text": ...}); it is a secret.
+    webhook_url: constr(regex=r"^https?://") | None = None
+
+    class Config:
+        extra = "forbid"  # a misspelt alert setting must not silently turn alerts off
 
 
 class ClinicSettings(BaseModel):

@@ -1,9 +1,15 @@
-"""Handing a thread to a person: the escalation record, the staff alert, the patient's message."""
+"""Handing a thread to a person: the escalation record, the staff alert, the patient's message.
+
+An escalation is opened by the bot (urgent, billing, "a person please", or the bot is lost),
+alerts the right staff at once (or, for a non-urgent one while the clinic is closed, when it
+opens), and lives on as open -> acknowledged -> resolved. Every alert and acknowledgement is
+an `EscalationAlert` row: the audit trail of who was told what, and who took it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -11,28 +17,35 @@ from sqlalchemy.orm import Session
 
 from booking.conversations import record_event, transcript
 from booking.models import (
-    Channel,
+    Appointment,
+    AppointmentStatus,
     Clinic,
     Escalation,
     EscalationAlert,
     EscalationReason,
     EscalationStatus,
-    OnCallShift,
     StaffMember,
     Thread,
     ThreadState,
 )
-from booking.opening_hours import is_open_at
-from booking.outbox import enqueue
-from booking.settings import get_settings
+from booking.on_call import alert_recipients, billing_contacts, staff_on_call
+from booking.opening_hours import is_open_at, next_opening
+from booking.staff_alerts import (
+    LABEL,
+    alert_text,
+    clip,
+    escalation_policy,
+    queue_alerts,
+    schedule_next_alert,
+)
+from booking.text_back import describe_opening
 
 PRIORITY = {EscalationReason.urgent: 1, EscalationReason.human: 2,
             EscalationReason.not_understood: 2, EscalationReason.billing: 3}
-DEFAULT_ACK_MINUTES = {EscalationReason.urgent: 5, EscalationReason.human: 30,
-                       EscalationReason.not_understood: 30, EscalationReason.billing: 120}
-LABEL = {EscalationReason.urgent: "URGENT", EscalationReason.human: "Wants a person",
-         EscalationReason.not_understood: "Bot could not help",
-         EscalationReason.billing: "Billing"}
+TRANSCRIPT_LIMIT = 500
+
+__all__ = ["Handover", "PRIORITY", "acknowledge", "alert_text", "hand_over", "patient_message",
+           "resolve", "staff_on_call", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -42,54 +55,68 @@ class Handover:
     alert_message_ids: tuple[int, ...]  # staff alerts stored in the outbox, to send now
 
 
-def staff_on_call(session: Session, *, clinic: Clinic, instant: datetime) -> list[StaffMember]:
-    """Who the rota says is on call at this instant, in the clinic's local wall time."""
-    local = instant.astimezone(ZoneInfo(clinic.timezone))
-    shifts = session.execute(
-        select(OnCallShift).where(OnCallShift.clinic_id == clinic.id,
-                                  OnCallShift.weekday == local.weekday())
-    ).scalars()
-    wall = local.time()
-    return [shift.staff for shift in shifts
-            if shift.starts <= wall < shift.ends or (shift.ends <= shift.starts
-                                                    and (wall >= shift.starts
-                                                         or wall < shift.ends))]
-
-
-def alert_recipients(session: Session, *, clinic: Clinic, reason: EscalationReason,
-                     instant: datetime) -> list[StaffMember]:
-    staff = [s for s in clinic.staff if s.phone]
-    if reason == EscalationReason.billing:
-        billing = [s for s in staff if s.handles_billing]
-        if billing:
-            return billing
-    on_call = [s for s in staff_on_call(session, clinic=clinic, instant=instant) if s.phone]
-    return on_call or [s for s in staff if s.is_backup] or staff[:1]
-
-
-def patient_message(*, clinic: Clinic, reason: EscalationReason, instant: datetime) -> str:
-    policy = (clinic.settings or {}).get("escalation", {})
+def patient_message(*, clinic: Clinic, reason: EscalationReason, instant: datetime,
+                    billing_contact: StaffMember | None = None) -> str:
+    """What the patient is told: safety first, then who will get back to them and when."""
+    policy = escalation_policy(clinic)
+    open_now = is_open_at(clinic, instant)
     if reason == EscalationReason.urgent:
-        parts = [clinic.emergency_info or "If this is life-threatening, call emergency services now.",
-                 policy.get("urgent_callback", "A clinician from "
-                            f"{clinic.name} has been alerted and will call you back shortly.")]
-        if not is_open_at(clinic, instant) and clinic.out_of_hours_info:
+        parts = [clinic.emergency_info
+                 or "If this is life-threatening, call your local emergency number now.",
+                 policy["urgent_callback"]
+                 or (f"The on-call clinician at {clinic.name} has been alerted and will call you "
+                     f"back on this number within {policy['urgent_callback_minutes']} minutes.")]
+        if not open_now and clinic.out_of_hours_info:
             parts.append(clinic.out_of_hours_info)
         return " ".join(parts)
     if reason == EscalationReason.billing:
-        return policy.get("billing_reply", f"Thanks. Our billing team at {clinic.name} will "
-                          "reply to you here within one working day.")
-    return policy.get("human_reply", f"Thanks. A member of the {clinic.name} team will reply "
-                      "to you here as soon as they can.")
+        if policy["billing_reply"]:
+            return policy["billing_reply"]
+        who = (f"{billing_contact.name} at {clinic.name}, who looks after billing,"
+               if billing_contact else f"Our billing team at {clinic.name}")
+        return f"Thanks. {who} will reply to you here {policy['billing_reply_within']}."
+    if policy["human_reply"]:
+        return policy["human_reply"]
+    opener = ("Sorry, I can't help with that by text." if reason == EscalationReason.not_understood
+              else "Thanks.")
+    if open_now:
+        return (f"{opener} A member of the {clinic.name} team has your message and will reply "
+                "to you here shortly.")
+    opening = next_opening(clinic, instant)
+    when = (f"after we open at {describe_opening(opening, instant.astimezone(opening.tzinfo))}"
+            if opening else "as soon as they can")
+    return (f"{opener} We're closed right now; a member of the {clinic.name} team will reply "
+            f"to you here {when}. If it's urgent, say so.")
+
+
+def _appointment_note(session: Session, *, clinic: Clinic, contact_id: int,
+                      instant: datetime) -> str | None:
+    """The patient's next booked appointment, else their latest one, for the summary."""
+    query = select(Appointment).where(Appointment.clinic_id == clinic.id,
+                                      Appointment.contact_id == contact_id)
+    appointment = session.execute(
+        query.where(Appointment.status == AppointmentStatus.booked,
+                    Appointment.starts_at >= instant)
+        .order_by(Appointment.starts_at).limit(1)
+    ).scalar_one_or_none() or session.execute(
+        query.order_by(Appointment.starts_at.desc()).limit(1)
+    ).scalar_one_or_none()
+    if appointment is None:
+        return None
+    local = appointment.starts_at.astimezone(ZoneInfo(clinic.timezone))
+    return (f"{appointment.service.name} {local:%a %d %b %H:%M} "
+            f"({appointment.status.value})")
 
 
 def summarise(*, reason: EscalationReason, intent: str | None, red_flag: dict | None,
-              last_message: str) -> str:
-    parts = [f"{LABEL[reason]}: patient wrote \"{_clip(last_message, 200)}\""]
+              last_message: str, appointment: str | None = None) -> str:
+    parts = [f"{LABEL[reason]}: patient wrote \"{clip(last_message, 200)}\""]
     if red_flag:
         parts.append(f"red flag: {red_flag.get('description') or red_flag.get('rule')}")
     if intent:
         parts.append(f"intent: {intent}")
+    if appointment:
+        parts.append(f"appointment: {appointment}")
     return "; ".join(parts)
 
 
@@ -103,27 +130,42 @@ def hand_over(
     last_message: str,
     instant: datetime,
 ) -> Handover:
-    """Open an escalation, hand the thread to staff, alert them, and word the patient's reply."""
+    """Open an escalation, hand the thread to staff, alert them, and word the patient's reply.
+
+    A non-urgent escalation while the clinic is closed wakes nobody: it waits in the console
+    (and email/webhook), and the text alert goes out when the clinic opens.
+    """
     clinic = thread.clinic
-    told_patient = patient_message(clinic=clinic, reason=reason, instant=instant)
+    deferred = (reason != EscalationReason.urgent and not is_open_at(clinic, instant)
+                and next_opening(clinic, instant) is not None)
+    recipients = ([] if deferred else
+                  alert_recipients(session, clinic=clinic, reason=reason, instant=instant))
+    billing = billing_contacts(clinic)
+    told_patient = patient_message(clinic=clinic, reason=reason, instant=instant,
+                                   billing_contact=billing[0] if billing else None)
     escalation = Escalation(
         clinic_id=clinic.id, thread_id=thread.id, contact_id=thread.contact_id, reason=reason,
         priority=PRIORITY[reason],
         summary=summarise(reason=reason, intent=intent, red_flag=red_flag,
-                          last_message=last_message),
+                          last_message=last_message,
+                          appointment=_appointment_note(session, clinic=clinic,
+                                                        contact_id=thread.contact_id,
+                                                        instant=instant)),
         red_flag_rule=(red_flag or {}).get("rule"),
-        transcript=transcript(session, thread=thread), bot_told_patient=told_patient,
-        status=EscalationStatus.open, opened_at=instant,
+        transcript=transcript(session, thread=thread, limit=TRANSCRIPT_LIMIT),
+        bot_told_patient=told_patient, status=EscalationStatus.open, opened_at=instant,
+        alert_count=0,
     )
     session.add(escalation)
     thread.state = ThreadState.handed_off
     session.flush()
-    ack_minutes = (clinic.settings or {}).get("escalation", {}).get(
-        "ack_timeout_minutes", DEFAULT_ACK_MINUTES[reason])
-    escalation.next_alert_at = instant + timedelta(minutes=ack_minutes)
-    alert_ids = _alert(session, escalation=escalation, thread=thread,
-                       recipients=alert_recipients(session, clinic=clinic, reason=reason,
-                                                   instant=instant))
+    alert_ids = queue_alerts(session, escalation=escalation, thread=thread,
+                             recipients=recipients, kind="alert", instant=instant)
+    if deferred:
+        escalation.next_alert_at = next_opening(clinic, instant)
+    else:
+        escalation.alert_count = 1
+        schedule_next_alert(escalation, clinic=clinic, sent_at=instant)
     record_event(session, clinic_id=clinic.id, kind="escalated", contact_id=thread.contact_id,
                  thread_id=thread.id, detail={"reason": reason.value,
                                               "red_flag": escalation.red_flag_rule})
@@ -131,34 +173,41 @@ def hand_over(
                     alert_message_ids=alert_ids)
 
 
-def alert_text(*, escalation: Escalation, thread: Thread) -> str:
-    contact = thread.contact
-    who = " ".join(filter(None, [contact.first_name, contact.last_name])) or "New caller"
-    known = "known patient" if contact.is_known_patient else "not on file"
-    recent = [line for line in escalation.transcript if line["author"] == "patient"][-3:]
-    said = " / ".join(_clip(line["body"], 160) for line in recent)
-    link = f"{get_settings().console_public_url}/console/threads/{thread.id}"
-    return (f"{LABEL[escalation.reason]} {thread.clinic.name}: {who} ({contact.phone}, {known}). "
-            f"Said: \"{said}\". Bot told them: \"{_clip(escalation.bot_told_patient, 160)}\". "
-            f"Reply ACK {escalation.id} to take it. {link}")
+def acknowledge(session: Session, *, escalation: Escalation, staff: StaffMember, channel: str,
+                instant: datetime) -> bool:
+    """Staff took it: no more re-alerts. False when it was already acknowledged or resolved."""
+    if escalation.status != EscalationStatus.open:
+        return False
+    escalation.status = EscalationStatus.acknowledged
+    escalation.acknowledged_at = instant
+    escalation.acknowledged_by_id = staff.id
+    escalation.next_alert_at = None
+    session.add(EscalationAlert(escalation_id=escalation.id, staff_id=staff.id, kind="ack",
+                                channel=channel, created_at=instant))
+    return True
 
 
-def _alert(session: Session, *, escalation: Escalation, thread: Thread,
-           recipients: list[StaffMember]) -> tuple[int, ...]:
-    text = alert_text(escalation=escalation, thread=thread)
-    ids: list[int] = []
-    for staff in recipients:
-        channel = staff.alert_channel or Channel.sms
-        messages = enqueue(session, clinic=thread.clinic, channel=channel, to_number=staff.phone,
-                           body=text, author="system")
-        session.add(EscalationAlert(escalation_id=escalation.id, staff_id=staff.id,
-                                    kind="alert", channel=channel.value,
-                                    message_id=messages[0].id))
-        ids.extend(m.id for m in messages)
-    escalation.alert_count += 1
-    return tuple(ids)
+def resolve(session: Session, *, escalation: Escalation, staff: StaffMember,
+            instant: datetime) -> bool:
+    """Done with it. False when it was already resolved."""
+    if escalation.status == EscalationStatus.resolved:
+        return False
+    if escalation.status == EscalationStatus.open:
+        acknowledge(session, escalation=escalation, staff=staff, channel="console",
+                    instant=instant)
+    escalation.status = EscalationStatus.resolved
+    escalation.resolved_at = instant
+    escalation.resolved_by_id = staff.id
+    escalation.next_alert_at = None
+    session.add(EscalationAlert(escalation_id=escalation.id, staff_id=staff.id, kind="resolve",
+                                channel="console", created_at=instant))
+    return True
 
 
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def open_escalations(session: Session, *, thread: Thread) -> list[Escalation]:
+    """The thread's escalations not yet resolved, newest first."""
+    return list(session.execute(
+        select(Escalation).where(Escalation.thread_id == thread.id,
+                                 Escalation.status != EscalationStatus.resolved)
+        .order_by(Escalation.opened_at.desc(), Escalation.id.desc())
+    ).scalars())

@@ -50,6 +50,20 @@ class Settings(BaseSettings):
 
     # The public address clinics' staff open links to (alerts carry a link to the thread).
     console_public_url: str = "http://127.0.0.1:8000"
+    console_session_hours: int = 12
+    # Failed sign-ins allowed per username, and per client address, in 15 minutes.
+    console_login_attempts: int = 5
+
+    # Email alerts to staff; leaving SMTP_HOST unset turns email off.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "Ringback alerts <alerts@localhost>"
+    smtp_timeout_seconds: float = 10.0
+    # How often the gateway sends due re-alerts and pending email/webhook alerts.
+    escalation_sweep_interval_seconds: float = 2.0
 
     class Config:
         env_file = PROJECT_ROOT / ".env"

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from booking import console
 from booking.db import get_engine, session_factory
 from booking.gateway import messaging_status, missed_call_hook, voice
 from booking.gateway.context import GatewayContext
 from booking.outbox import Outbox
 from booking.rasa_client import RasaClient
 from booking.settings import Settings, get_settings
+from booking.staff_alerts import EscalationAlerts
 
 
 def build_context(settings: Settings) -> GatewayContext:
@@ -31,10 +33,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         context = build_context(settings)
         app.state.context = context
         sweeper = asyncio.create_task(context.outbox.run(interval=1.0), name="outbox sweeper")
+        # Re-alerts nobody acknowledged, deferred first alerts, email and webhook alerts.
+        alerts = EscalationAlerts(sessions=context.sessions, outbox=context.outbox,
+                                  settings=settings)
+        realerts = asyncio.create_task(
+            alerts.run(interval=settings.escalation_sweep_interval_seconds),
+            name="escalation alerts")
         try:
             yield
         finally:
             sweeper.cancel()
+            realerts.cancel()
+            await alerts.aclose()
             await context.rasa.aclose()
             await context.outbox.aclose()
 
@@ -42,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(voice.router)
     app.include_router(missed_call_hook.router)
     app.include_router(messaging_status.router)
+    console.install(app, settings)
 
     @app.get("/health")
     async def health() -> dict:

@@ -1,0 +1,78 @@
+"""The staff console: escalation queue, live thread view, take over / reply / hand back.
+
+`install(app, settings)` adds it to the gateway: routes, static files, the signed session
+cookie, security headers and the sign-in throttle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from booking.console.auth import LoginRequired, LoginThrottle
+from booking.settings import Settings
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PREFIX = "/console"
+SECURITY_HEADERS = {
+    # Scripts and styles only from our own static files: no inline script can run.
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _wants_fragment(request: Request) -> bool:
+    return (request.url.path.endswith(("/updates", "/rows"))
+            or "application/json" in request.headers.get("accept", ""))
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    from booking.console.routes import render, router
+
+    app.state.console_throttle = LoginThrottle(limit=settings.console_login_attempts)
+    app.include_router(router)
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.add_middleware(
+        SessionMiddleware, secret_key=settings.session_secret, session_cookie="ringback_console",
+        max_age=settings.console_session_hours * 3600, same_site="lax",
+        https_only=settings.is_production,
+    )
+
+    @app.middleware("http")
+    async def console_headers(request: Request, call_next) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith(PREFIX):
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            if not request.url.path.startswith(f"{PREFIX}/static"):
+                # Transcripts are health data: never kept in a shared browser's cache.
+                response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _: LoginRequired) -> Response:
+        if _wants_fragment(request) or request.method != "GET":
+            return JSONResponse({"detail": "sign in again"}, status_code=401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"{PREFIX}/login?next={_quote(target)}", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def console_errors(request: Request, exc: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith(PREFIX) or _wants_fragment(request):
+            return await http_exception_handler(request, exc)
+        return render(request, "error.html", None, status_code=exc.status_code,
+                      status=exc.status_code, detail=exc.detail)
+
+
+
+def _quote(path: str) -> str:
+    return quote(path, safe="/")

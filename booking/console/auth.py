@@ -1,0 +1,142 @@
+"""Console sign-in: argon2 passwords, a signed session cookie, CSRF tokens, sign-in throttling.
+
+The session cookie (starlette's SessionMiddleware, signed with SESSION_SECRET) holds the staff
+member's id, a CSRF token and a fingerprint of their password hash: changing a password, or
+removing someone's console access in the clinic file, ends their sessions at the next request.
+Which clinics a person may see is decided here, once, for every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import HTTPException, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from booking.models import StaffMember
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+THROTTLE_WINDOW_SECONDS = 15 * 60
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so a miss costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    staff_id: int
+    name: str
+    username: str
+    clinic_ids: frozenset[int]
+
+
+class LoginRequired(Exception):
+    """No valid session: pages redirect to the sign-in form, fragments answer 401."""
+
+
+def fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def clinic_ids_for(staff: StaffMember) -> frozenset[int]:
+    """The clinics this person works for; every console query is filtered by these."""
+    return frozenset({staff.clinic_id})
+
+
+def verify_login(session: Session, *, username: str, password: str) -> StaffMember | None:
+    staff = session.execute(
+        select(StaffMember).where(StaffMember.username == username)
+    ).scalar_one_or_none()
+    stored = staff.password_hash if staff is not None and staff.password_hash else None
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return staff if stored else None
+
+
+def start_session(request: Request, staff: StaffMember) -> None:
+    request.session.clear()
+    request.session.update({"staff_id": staff.id, "auth": fingerprint(staff.password_hash),
+                            "csrf": secrets.token_urlsafe(32)})
+
+
+def load_user(session: Session, request: Request) -> ConsoleUser:
+    """The signed-in staff member, checked against the database on every request."""
+    staff_id = request.session.get("staff_id")
+    staff = session.get(StaffMember, staff_id) if isinstance(staff_id, int) else None
+    if (staff is None or not staff.username or not staff.password_hash
+            or not secrets.compare_digest(request.session.get("auth", ""),
+                                          fingerprint(staff.password_hash))):
+        request.session.pop("staff_id", None)
+        raise LoginRequired()
+    return ConsoleUser(staff_id=staff.id, name=staff.name, username=staff.username,
+                       clinic_ids=clinic_ids_for(staff))
+
+
+def csrf_token(request: Request) -> str:
+    """This session's token, made on first use (the sign-in form needs one before sign-in)."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+async def check_csrf(request: Request) -> None:
+    """Every POST carries the session's token (form field or header) and comes from our origin."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        if urlsplit(origin).netloc != request.headers.get("host", ""):
+            raise HTTPException(403, "cross-origin request refused")
+    expected = request.session.get("csrf")
+    supplied = request.headers.get(CSRF_HEADER)
+    if supplied is None:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        supplied = value if isinstance(value, str) else None
+    if not expected or not supplied or not secrets.compare_digest(expected, supplied):
+        raise HTTPException(403, "missing or stale form token; reload the page and try again")
+
+
+class LoginThrottle:
+    """Failed sign-ins per username and per client address in a sliding window (in memory,
+    per gateway process: with several processes the limit is per process)."""
+
+    def __init__(self, *, limit: int, window_seconds: float = THROTTLE_WINDOW_SECONDS,
+                 clock=time.monotonic):
+        self._limit = limit
+        self._window = window_seconds
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str) -> deque[float]:
+        failures = self._failures[key]
+        cutoff = self._clock() - self._window
+        while failures and failures[0] < cutoff:
+            failures.popleft()
+        if not failures:
+            del self._failures[key]
+            return deque()
+        return failures
+
+    def blocked(self, *, username: str, address: str) -> bool:
+        return any(len(self._recent(key)) >= self._limit
+                   for key in (f"user:{username.lower()}", f"addr:{address}"))
+
+    def failed(self, *, username: str, address: str) -> None:
+        now = self._clock()
+        for key in (f"user:{username.lower()}", f"addr:{address}"):
+            self._failures[key].append(now)
+
+    def succeeded(self, *, username: str) -> None:
+        self._failures.pop(f"user:{username.lower()}", None)

@@ -1,0 +1,325 @@
+"""The staff console's pages and actions.
+
+Server-rendered (Jinja2); a little vanilla JavaScript polls two fragments so the queue and an
+open thread update live. Every route resolves the signed-in user first, every query is filtered
+to their clinics (another clinic's thread or escalation is a 404), and every POST checks the
+CSRF token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from booking import handoff
+from booking.console import views
+from booking.console.auth import (
+    ConsoleUser,
+    LoginThrottle,
+    check_csrf,
+    csrf_token,
+    load_user,
+    start_session,
+    verify_login,
+)
+from booking.escalation import acknowledge, resolve
+from booking.gateway.context import GatewayContext, get_context
+from booking.models import StaffMember, ThreadState, utcnow
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+ContextDep = Annotated[GatewayContext, Depends(get_context)]
+
+
+def _user(request: Request, context: GatewayContext) -> ConsoleUser:
+    with context.sessions() as session:
+        return load_user(session, request)
+
+
+async def current_user(request: Request, context: ContextDep) -> ConsoleUser:
+    return await asyncio.to_thread(_user, request, context)
+
+
+UserDep = Annotated[ConsoleUser, Depends(current_user)]
+Csrf = Depends(check_csrf)
+
+
+def render(request: Request, name: str, user: ConsoleUser | None, status_code: int = 200,
+           **values) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(
+        request, name, {"user": user, "csrf": csrf_token(request),
+                        "flash": request.session.pop("flash", None), **values},
+        status_code=status_code)
+
+
+def back_to(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def _safe_next(value: str | None) -> str:
+    # Only our own pages: an open redirect would turn the sign-in form into a phishing aid.
+    if value and value.startswith("/console/") and not value.startswith("//") \
+            and "\\" not in value:
+        return value
+    return "/console/escalations"
+
+
+# -- sign-in ------------------------------------------------------------------------------
+
+
+@router.get("", include_in_schema=False)
+@router.get("/", include_in_schema=False)
+async def home() -> RedirectResponse:
+    return back_to("/console/escalations")
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[Csrf])
+async def login(request: Request, context: ContextDep, username: Annotated[str, Form()] = "",
+                password: Annotated[str, Form()] = "",
+                next: Annotated[str, Form()] = "") -> Response:
+    throttle: LoginThrottle = request.app.state.console_throttle
+    address = request.client.host if request.client else "unknown"
+    username = username.strip()
+    if throttle.blocked(username=username, address=address):
+        return render(request, "login.html", None, status_code=429, next=_safe_next(next),
+                      error="Too many failed sign-ins. Wait 15 minutes and try again.")
+
+    def check():
+        with context.sessions() as session:
+            return verify_login(session, username=username, password=password)
+
+    staff = await asyncio.to_thread(check)
+    if staff is None:
+        throttle.failed(username=username, address=address)
+        logger.info("console sign-in failed")
+        return render(request, "login.html", None, status_code=401, next=_safe_next(next),
+                      error="Wrong username or password.")
+    throttle.succeeded(username=username)
+    start_session(request, staff)
+    logger.info("console sign-in: staff member %s", staff.id)
+    return back_to(_safe_next(next))
+
+
+@router.post("/logout", dependencies=[Csrf])
+async def logout(request: Request) -> RedirectResponse:
+    request.session.clear()
+    return back_to("/console/login")
+
+
+# -- the escalation queue -----------------------------------------------------------------
+
+
+def _queue(context: GatewayContext, user: ConsoleUser, status: str, reason: str):
+    with context.sessions() as session:
+        return (views.queue(session, user, status=status, reason=reason),
+                views.clinic_names(session, user))
+
+
+@router.get("/escalations", response_class=HTMLResponse)
+async def queue_page(request: Request, context: ContextDep, user: UserDep,
+                     status: str = "active", reason: str = "") -> HTMLResponse:
+    rows, clinics = await asyncio.to_thread(_queue, context, user, status, reason)
+    return render(request, "queue.html", user, rows=rows, clinics=clinics, status=status,
+                  reason=reason, statuses=list(views.STATUS_FILTERS),
+                  reasons=list(views.REASON_FILTERS))
+
+
+@router.get("/escalations/rows", response_class=HTMLResponse)
+async def queue_rows(request: Request, context: ContextDep, user: UserDep,
+                     status: str = "active", reason: str = "") -> HTMLResponse:
+    rows, _ = await asyncio.to_thread(_queue, context, user, status, reason)
+    return render(request, "_queue_rows.html", user, rows=rows)
+
+
+@router.get("/escalations/{escalation_id}")
+async def escalation_page(escalation_id: int, context: ContextDep,
+                          user: UserDep) -> RedirectResponse:
+    def find() -> int:
+        with context.sessions() as session:
+            return views.get_escalation(session, user, escalation_id).thread_id
+
+    thread_id = await asyncio.to_thread(find)
+    return back_to(f"/console/threads/{thread_id}#escalation-{escalation_id}")
+
+
+def _escalation_action(context: GatewayContext, user: ConsoleUser, escalation_id: int,
+                       action: str) -> tuple[int, bool]:
+    with context.sessions() as session, session.begin():
+        escalation = views.get_escalation(session, user, escalation_id)
+        staff = views.get_staff(session, user)
+        if action == "ack":
+            changed = acknowledge(session, escalation=escalation, staff=staff,
+                                  channel="console", instant=utcnow())
+        else:
+            changed = resolve(session, escalation=escalation, staff=staff, instant=utcnow())
+        return escalation.thread_id, changed
+
+
+@router.post("/escalations/{escalation_id}/ack", dependencies=[Csrf])
+async def acknowledge_escalation(request: Request, escalation_id: int, context: ContextDep,
+                                 user: UserDep) -> RedirectResponse:
+    thread_id, changed = await asyncio.to_thread(_escalation_action, context, user,
+                                                 escalation_id, "ack")
+    request.session["flash"] = (f"Escalation {escalation_id} acknowledged." if changed
+                                else f"Escalation {escalation_id} was already acknowledged.")
+    return back_to(f"/console/threads/{thread_id}")
+
+
+@router.post("/escalations/{escalation_id}/resolve", dependencies=[Csrf])
+async def resolve_escalation(request: Request, escalation_id: int, context: ContextDep,
+                             user: UserDep) -> RedirectResponse:
+    thread_id, changed = await asyncio.to_thread(_escalation_action, context, user,
+                                                 escalation_id, "resolve")
+    request.session["flash"] = (f"Escalation {escalation_id} resolved." if changed
+                                else f"Escalation {escalation_id} was already resolved.")
+    return back_to(f"/console/threads/{thread_id}")
+
+
+# -- threads ------------------------------------------------------------------------------
+
+
+@router.get("/threads", response_class=HTMLResponse)
+async def threads_page(request: Request, context: ContextDep, user: UserDep,
+                       state: str = "") -> HTMLResponse:
+    def load():
+        with context.sessions() as session:
+            return views.threads(session, user, state=state), views.clinic_names(session, user)
+
+    rows, clinics = await asyncio.to_thread(load)
+    return render(request, "threads.html", user, rows=rows, clinics=clinics, state=state,
+                  states=[s.value for s in ThreadState])
+
+
+def _thread_page(context: GatewayContext, user: ConsoleUser, thread_id: int) -> dict:
+    with context.sessions() as session:
+        thread = views.get_thread(session, user, thread_id)
+        message_rows = views.messages(session, thread)
+        return {
+            "thread": thread, "clinic": thread.clinic, "contact": thread.contact,
+            "messages": message_rows,
+            "last_id": message_rows[-1].id if message_rows else 0,
+            **_panel(session, thread),
+        }
+
+
+def _panel(session, thread) -> dict:
+    held_by = (session.get(StaffMember, thread.handed_off_to_id).name
+               if thread.handed_off_to_id else "")
+    return {"thread": thread, "state": thread.state.value, "held_by": held_by,
+            "escalations": views.escalations(session, thread)}
+
+
+@router.get("/threads/{thread_id}", response_class=HTMLResponse)
+async def thread_page(request: Request, thread_id: int, context: ContextDep,
+                      user: UserDep) -> HTMLResponse:
+    page = await asyncio.to_thread(_thread_page, context, user, thread_id)
+    return render(request, "thread.html", user, **page)
+
+
+@router.get("/threads/{thread_id}/updates")
+async def thread_updates(request: Request, thread_id: int, context: ContextDep, user: UserDep,
+                         after: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+    """New messages since `after`, and the status panel, for the page's poller."""
+    def load():
+        with context.sessions() as session:
+            thread = views.get_thread(session, user, thread_id)
+            return views.messages(session, thread, after=after), _panel(session, thread)
+
+    new, panel = await asyncio.to_thread(load)
+    csrf = csrf_token(request)
+    messages_html = TEMPLATES.get_template("_messages.html").render(messages=new)
+    panel_html = TEMPLATES.get_template("_panel.html").render(csrf=csrf, **panel)
+    return JSONResponse({"messages_html": messages_html,
+                         "last_id": new[-1].id if new else after,
+                         "state": panel["state"], "panel_html": panel_html},
+                        headers={"Cache-Control": "no-store"})
+
+
+async def _rasa_call(request: Request, coro) -> None:
+    try:
+        await coro
+    except httpx.HTTPError as exc:
+        logger.error("Rasa did not take the pause/resume: %r", exc)
+        raise HTTPException(502, "The bot service did not respond; nothing was changed. "
+                                 "Try again in a moment.") from exc
+
+
+def _sender_id(context: GatewayContext, user: ConsoleUser, thread_id: int) -> str:
+    with context.sessions() as session:
+        return views.get_thread(session, user, thread_id).sender_id
+
+
+@router.post("/threads/{thread_id}/take-over", dependencies=[Csrf])
+async def take_over(request: Request, thread_id: int, context: ContextDep,
+                    user: UserDep) -> RedirectResponse:
+    sender_id = await asyncio.to_thread(_sender_id, context, user, thread_id)
+    # Pause the bot first: if Rasa cannot be reached, nothing claims the thread is ours.
+    await _rasa_call(request, context.rasa.pause(sender_id=sender_id))
+
+    def commit() -> None:
+        with context.sessions() as session, session.begin():
+            thread = views.get_thread(session, user, thread_id)
+            handoff.take_over(session, thread=thread, staff=views.get_staff(session, user),
+                              instant=utcnow())
+
+    await asyncio.to_thread(commit)
+    logger.info("thread %s taken over by staff member %s", thread_id, user.staff_id)
+    request.session["flash"] = "You have the thread; the bot is paused."
+    return back_to(f"/console/threads/{thread_id}")
+
+
+@router.post("/threads/{thread_id}/hand-back", dependencies=[Csrf])
+async def hand_back(request: Request, thread_id: int, context: ContextDep,
+                    user: UserDep) -> RedirectResponse:
+    sender_id = await asyncio.to_thread(_sender_id, context, user, thread_id)
+    await _rasa_call(request, context.rasa.resume(sender_id=sender_id))
+
+    def commit() -> None:
+        with context.sessions() as session, session.begin():
+            thread = views.get_thread(session, user, thread_id)
+            handoff.hand_back(session, thread=thread, staff=views.get_staff(session, user),
+                              instant=utcnow())
+
+    await asyncio.to_thread(commit)
+    logger.info("thread %s handed back to the bot by staff member %s", thread_id,
+                user.staff_id)
+    request.session["flash"] = "Handed back: the bot answers this patient again."
+    return back_to(f"/console/threads/{thread_id}")
+
+
+@router.post("/threads/{thread_id}/reply", dependencies=[Csrf])
+async def reply(request: Request, thread_id: int, context: ContextDep, user: UserDep,
+                body: Annotated[str, Form(max_length=1600)] = "") -> RedirectResponse:
+    def store() -> list[int]:
+        with context.sessions() as session, session.begin():
+            thread = views.get_thread(session, user, thread_id)
+            return [m.id for m in handoff.staff_reply(session, thread=thread,
+                                                      staff=views.get_staff(session, user),
+                                                      body=body)]
+
+    try:
+        message_ids = await asyncio.to_thread(store)
+    except handoff.NotHandedOff as exc:
+        raise HTTPException(409, "Take the thread over before replying.") from exc
+    except ValueError:
+        request.session["flash"] = "Nothing to send: the reply was empty."
+        return back_to(f"/console/threads/{thread_id}")
+    await context.outbox.deliver(message_ids)
+    logger.info("staff member %s replied in thread %s", user.staff_id, thread_id)
+    return back_to(f"/console/threads/{thread_id}#reply")
+

@@ -1,0 +1,61 @@
+"""Staff and the bot taking turns on a thread: take over, reply, hand back.
+
+These are the database halves; the caller pauses or resumes the Rasa conversation first
+(booking.rasa_client), so the bot never answers a thread a person holds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from booking.conversations import record_event
+from booking.escalation import acknowledge, open_escalations
+from booking.models import Message, StaffMember, Thread, ThreadState
+from booking.outbox import enqueue
+
+
+class NotHandedOff(Exception):
+    """Staff may only write into a thread they (or a colleague) have taken from the bot."""
+
+
+def take_over(session: Session, *, thread: Thread, staff: StaffMember,
+              instant: datetime) -> None:
+    """Staff hold the thread; open escalations on it count as acknowledged."""
+    thread.state = ThreadState.handed_off
+    thread.handed_off_to_id = staff.id
+    thread.last_activity_at = instant
+    for escalation in open_escalations(session, thread=thread):
+        acknowledge(session, escalation=escalation, staff=staff, channel="console",
+                    instant=instant)
+    record_event(session, clinic_id=thread.clinic_id, kind="taken_over",
+                 contact_id=thread.contact_id, thread_id=thread.id,
+                 detail={"staff_id": staff.id})
+
+
+def hand_back(session: Session, *, thread: Thread, staff: StaffMember,
+              instant: datetime) -> None:
+    """The bot answers again. Escalations stay in the queue until someone resolves them."""
+    thread.state = ThreadState.bot
+    thread.handed_off_to_id = None
+    thread.last_activity_at = instant
+    for escalation in open_escalations(session, thread=thread):
+        acknowledge(session, escalation=escalation, staff=staff, channel="console",
+                    instant=instant)
+    record_event(session, clinic_id=thread.clinic_id, kind="handed_back",
+                 contact_id=thread.contact_id, thread_id=thread.id,
+                 detail={"staff_id": staff.id})
+
+
+def staff_reply(session: Session, *, thread: Thread, staff: StaffMember,
+                body: str) -> list[Message]:
+    """Store a staff member's reply in the outbox, on the thread's channel, for sending."""
+    if thread.state != ThreadState.handed_off:
+        raise NotHandedOff("take the thread over before replying")
+    body = body.strip()
+    if not body:
+        raise ValueError("an empty reply")
+    return enqueue(session, clinic=thread.clinic, channel=thread.channel,
+                   to_number=thread.contact.phone, body=body, author=f"staff:{staff.id}",
+                   thread=thread, contact=thread.contact)

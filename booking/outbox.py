@@ -4,6 +4,15 @@ A message row is written as `pending` in the caller's transaction. Delivery clai
 compare-and-set (so two processes never send the same row), calls Twilio, and records the SID,
 or schedules another attempt with exponential backoff on timeouts, 5xx and 429. A sweeper picks
 up whatever is due, including rows left behind by a crash, so nothing stored is ever lost.
+
+Two rules keep "exactly once, in order" as close as Twilio allows:
+- per recipient (sender and receiver address) messages go out in the order they were stored: a
+  row waits while an older one to the same address is still pending or being sent;
+- a send whose outcome is unknown (timeout after the request left, connection dropped, crash
+  mid-send) is settled before it is retried: Twilio's message list is asked whether a message
+  from our number to that recipient appeared since; if it did, that SID is recorded instead of
+  texting the patient twice. The ordering rule makes that unambiguous: nothing newer to the same
+  recipient can have been sent meanwhile.
 """
 
 from __future__ import annotations
@@ -14,14 +23,15 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from booking.db import get_engine, session_factory
 from booking.models import (
     Channel,
+    ChannelPolicy,
     Clinic,
     Consent,
     Contact,
@@ -32,32 +42,60 @@ from booking.models import (
     utcnow,
 )
 from booking.settings import Settings
-from booking.twilio_rest import OutgoingMessage, TwilioMessagesClient, TwilioSendError
+from booking.twilio_rest import (
+    UNSUBSCRIBED_RECIPIENT,
+    OutgoingMessage,
+    TwilioMessagesClient,
+    TwilioSendError,
+)
 
 logger = logging.getLogger(__name__)
 
-# Twilio accepts up to 1600 characters in one Messages API call, for SMS and WhatsApp alike;
-# longer text is split at word boundaries into several messages, in order.
+# Twilio accepts up to 1600 characters in one Messages API call, for SMS and WhatsApp alike,
+# counted in UTF-16 code units (an emoji outside the BMP is two); longer text is split at line
+# or word boundaries into several messages, sent in order.
+CHANNEL_BODY_LIMITS = {Channel.sms: 1600, Channel.whatsapp: 1600}
 MAX_BODY_CHARS = 1600
 # A claimed row not finished within this lease is taken to belong to a crashed sender.
 SENDING_LEASE = timedelta(seconds=60)
+# How far Twilio's clock may be behind ours when we look for a message it may have created.
+CLOCK_SLACK = timedelta(minutes=2)
+# Stored in error_code while a send's outcome is unknown, so the next attempt settles it first.
+IN_DOUBT = "in-doubt"
 # WhatsApp errors after which the same text should go out by SMS instead.
 WHATSAPP_UNREACHABLE_CODES = {"63003", "63016", "63024", "63032"}
+_LIVE = (MessageStatus.pending, MessageStatus.sending)
+
+
+def text_length(text: str) -> int:
+    """Length as Twilio counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def split_body(body: str, limit: int = MAX_BODY_CHARS) -> list[str]:
-    """Split text into parts of at most `limit` characters, preferring line then word breaks."""
+    """Split text into parts of at most `limit` UTF-16 units, preferring line then word breaks."""
     body = body.strip()
     parts: list[str] = []
-    while len(body) > limit:
-        cut = max(body.rfind("\n", 0, limit), body.rfind(" ", 0, limit))
-        if cut <= limit // 2:
-            cut = limit
+    while text_length(body) > limit:
+        fits = _longest_prefix(body, limit)
+        cut = max(body.rfind("\n", 0, fits), body.rfind(" ", 0, fits))
+        if cut <= fits // 2:
+            cut = fits
         parts.append(body[:cut].rstrip())
         body = body[cut:].lstrip()
     if body:
         parts.append(body)
     return parts
+
+
+def _longest_prefix(text: str, limit: int) -> int:
+    """How many characters of `text` fit in `limit` UTF-16 units."""
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return index
+    return len(text)
 
 
 def address(number: str, channel: Channel) -> str:
@@ -87,11 +125,11 @@ def enqueue(
 ) -> list[Message]:
     """Store an outbound message (split if long) as pending; opted-out contacts get nothing.
 
-    `ignore_opt_out` is only for the single confirmation of an opt-out itself.
+    `ignore_opt_out` is only for the single confirmation of an opt-out itself, and HELP.
     """
     suppressed = (contact is not None and contact.consent == Consent.opted_out
                   and not ignore_opt_out)
-    bodies = [body] if content_sid else split_body(body)
+    bodies = [body] if content_sid else split_body(body, CHANNEL_BODY_LIMITS[channel])
     now = utcnow()
     messages = [
         Message(
@@ -118,10 +156,35 @@ class Backoff:
     max_delay: float = 300.0
     max_attempts: int = 15
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Backoff:
+        return cls(first_delay=settings.outbox_first_retry_seconds,
+                   max_delay=settings.outbox_max_retry_seconds,
+                   max_attempts=settings.outbox_max_attempts)
+
     def delay(self, attempts: int) -> float:
         # Full jitter keeps many retrying processes from hitting Twilio in lockstep.
         ceiling = min(self.max_delay, self.first_delay * 2 ** max(0, attempts - 1))
         return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    outgoing: OutgoingMessage
+    # Set when an earlier attempt may have reached Twilio: look there before sending again.
+    settle_since: datetime | None
+
+
+def _older_live_sibling():
+    """SQL: an older outbound row to the same address is still waiting or being sent."""
+    older = aliased(Message)
+    return exists().where(
+        older.direction == Direction.outbound,
+        older.to_number == Message.to_number,
+        older.from_number == Message.from_number,
+        older.id < Message.id,
+        older.status.in_(_LIVE),
+    )
 
 
 class Outbox:
@@ -132,21 +195,24 @@ class Outbox:
         client: TwilioMessagesClient,
         status_callback_url: str | None,
         backoff: Backoff = Backoff(),
+        sweep_interval: float = 1.0,
     ):
         self._sessions = session_factory
         self._client = client
         self._status_callback_url = status_callback_url
         self._backoff = backoff
+        self.sweep_interval = sweep_interval
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, backoff: Backoff = Backoff()) -> Outbox:
+    def from_settings(cls, settings: Settings, *, backoff: Backoff | None = None) -> Outbox:
         client = TwilioMessagesClient(
             base_url=settings.twilio_api_base_url, account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token, timeout=settings.twilio_timeout_seconds,
         )
         return cls(session_factory=session_factory(get_engine(settings.database_url)),
-                   client=client, backoff=backoff,
-                   status_callback_url=f"{settings.gateway_public_url}/twilio/messaging/status")
+                   client=client, backoff=backoff or Backoff.from_settings(settings),
+                   status_callback_url=f"{settings.gateway_public_url}/twilio/messaging/status",
+                   sweep_interval=settings.outbox_sweep_interval_seconds)
 
     async def deliver(self, message_ids: Iterable[int]) -> None:
         """Try to send these messages now, in order; what fails stays due for the sweeper."""
@@ -154,22 +220,27 @@ class Outbox:
             await self._attempt(message_id)
 
     async def deliver_due(self, batch: int = 50) -> int:
-        """Send everything whose next attempt is due; returns how many were tried."""
+        """Send everything whose next attempt is due; returns how many were tried.
+
+        Different recipients go out concurrently; one recipient's rows stay in order because
+        a row is only claimable once the older ones to the same address are settled.
+        """
         due = await asyncio.to_thread(self._due_ids, batch)
-        for message_id in due:
-            await self._attempt(message_id)
+        if due:
+            await asyncio.gather(*(self._attempt(message_id) for message_id in due))
         return len(due)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def run(self, *, interval: float = 1.0) -> None:
+    async def run(self, *, interval: float | None = None) -> None:
         while True:
             try:
-                await self.deliver_due()
+                while await self.deliver_due() == 50:
+                    pass  # a backlog: keep going without waiting
             except Exception:  # the sweeper must outlive one bad row or a database blip
                 logger.exception("outbox sweep failed")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval if interval is not None else self.sweep_interval)
 
     def _due_ids(self, batch: int) -> list[int]:
         now = utcnow()
@@ -177,116 +248,216 @@ class Outbox:
             return list(session.execute(
                 select(Message.id)
                 .where(Message.direction == Direction.outbound,
-                       Message.status.in_([MessageStatus.pending, MessageStatus.sending]),
-                       or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now))
+                       Message.status.in_(_LIVE),
+                       or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+                       ~_older_live_sibling())
                 .order_by(Message.id).limit(batch)
             ).scalars())
 
-    def _claim(self, message_id: int) -> OutgoingMessage | None:
+    def _claim(self, message_id: int) -> _Claim | None:
         now = utcnow()
         with self._sessions() as session, session.begin():
+            message = session.get(Message, message_id)
+            if (message is None or message.direction != Direction.outbound
+                    or message.status not in _LIVE
+                    or (message.next_attempt_at is not None and message.next_attempt_at > now)):
+                return None
+            # A row still `sending` here was abandoned by a crashed sender mid-request.
+            in_doubt = message.status == MessageStatus.sending or message.error_code == IN_DOUBT
             claimed = session.execute(
                 update(Message)
                 .where(Message.id == message_id,
-                       Message.status.in_([MessageStatus.pending, MessageStatus.sending]),
-                       or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now))
+                       Message.attempts == message.attempts,
+                       Message.status == message.status,
+                       ~_older_live_sibling())
                 .values(status=MessageStatus.sending, attempts=Message.attempts + 1,
                         next_attempt_at=now + SENDING_LEASE)
                 .execution_options(synchronize_session=False)
             ).rowcount
             if not claimed:
-                return None
-            message = session.get(Message, message_id)
-            return OutgoingMessage(
+                return None  # someone else took it, or an older message must go first
+            callback = self._status_callback_url
+            if callback:
+                # Our id in the callback URL lets a report that overtakes the API's answer
+                # still find its row (Twilio signs the whole URL, so it cannot be forged).
+                callback = f"{callback}?message_id={message.id}"
+            outgoing = OutgoingMessage(
                 to=message.to_number, from_=message.from_number, body=message.body,
                 content_sid=message.content_sid,
                 content_variables=(json.dumps(message.content_variables)
                                    if message.content_variables else None),
-                status_callback=self._status_callback_url,
+                status_callback=callback,
             )
+            return _Claim(outgoing=outgoing,
+                          settle_since=message.created_at - CLOCK_SLACK if in_doubt else None)
 
     async def _attempt(self, message_id: int) -> None:
-        outgoing = await asyncio.to_thread(self._claim, message_id)
-        if outgoing is None:
-            return  # someone else has it, or it is not due
+        claim = await asyncio.to_thread(self._claim, message_id)
+        if claim is None:
+            return
         try:
-            sid = await self._client.send(outgoing)
+            sid = None
+            if claim.settle_since is not None:
+                sid = await self._already_sent(claim)
+            if sid is None:
+                sid = await self._client.send(claim.outgoing)
         except TwilioSendError as exc:
             await asyncio.to_thread(self._record_failure, message_id, exc)
             return
         await asyncio.to_thread(self._record_sent, message_id, sid)
 
+    async def _already_sent(self, claim: _Claim) -> str | None:
+        """The SID of a message Twilio created from an earlier, unanswered attempt, if any."""
+        candidates = await self._client.sent_since(
+            to=claim.outgoing.to, from_=claim.outgoing.from_, since=claim.settle_since)
+        if not candidates:
+            return None
+        sids = [candidate.sid for candidate in candidates]
+
+        def unknown() -> list[str]:
+            with self._sessions() as session:
+                known = set(session.execute(
+                    select(Message.twilio_sid).where(Message.twilio_sid.in_(sids))).scalars())
+            return [sid for sid in sids if sid not in known]
+
+        fresh = await asyncio.to_thread(unknown)
+        if fresh:
+            logger.warning("an earlier attempt reached Twilio as %s; not sending again", fresh[0])
+            return fresh[0]
+        return None
+
     def _record_sent(self, message_id: int, sid: str) -> None:
         with self._sessions() as session, session.begin():
             message = session.get(Message, message_id)
-            message.twilio_sid = sid
-            message.status = MessageStatus.queued
-            message.sent_at = message.status_updated_at = utcnow()
+            message.twilio_sid = message.twilio_sid or sid
+            message.error_code = None if message.error_code == IN_DOUBT else message.error_code
+            if message.status == MessageStatus.sending:
+                # A delivery report may have overtaken this answer; never move backwards.
+                message.status = MessageStatus.queued
+                message.status_updated_at = utcnow()
+            message.sent_at = utcnow()
             message.next_attempt_at = None
 
     def _record_failure(self, message_id: int, error: TwilioSendError) -> None:
         with self._sessions() as session, session.begin():
             message = session.get(Message, message_id)
-            message.error_code = error.code
+            if message.error_code != IN_DOUBT or not error.in_doubt:
+                message.error_code = IN_DOUBT if error.in_doubt else error.code
             if error.retryable and message.attempts < self._backoff.max_attempts:
                 message.status = MessageStatus.pending
                 message.next_attempt_at = utcnow() + timedelta(
                     seconds=self._backoff.delay(message.attempts))
                 logger.warning("message %s not sent (attempt %s), will retry: %s",
                                message_id, message.attempts, error)
-            else:
-                message.status = MessageStatus.failed
-                message.next_attempt_at = None
-                logger.error("message %s failed for good: %s", message_id, error)
+                return
+            message.status = MessageStatus.failed
+            message.next_attempt_at = None
+            message.status_updated_at = utcnow()
+            logger.error("message %s failed for good: %s", message_id, error)
+            if error.code == UNSUBSCRIBED_RECIPIENT:
+                _mark_opted_out(session, message)
+            elif message.channel == Channel.whatsapp:
+                _fall_back_to_sms(session, message)
 
 
 # Twilio's statuses only move forward; a late "sent" must not overwrite "delivered".
 _STATUS_ORDER = {
-    MessageStatus.queued: 1, MessageStatus.sending: 1, MessageStatus.sent: 2,
-    MessageStatus.delivered: 3, MessageStatus.read: 4, MessageStatus.undelivered: 3,
-    MessageStatus.failed: 3,
+    MessageStatus.pending: 0, MessageStatus.sending: 1, MessageStatus.queued: 1,
+    MessageStatus.sent: 2, MessageStatus.delivered: 3, MessageStatus.read: 4,
+    MessageStatus.undelivered: 3, MessageStatus.failed: 3,
 }
+_FINAL_FAILURES = (MessageStatus.undelivered, MessageStatus.failed)
+# Twilio's own statuses that mean "on its way", which our rows call queued.
+_TWILIO_ALIASES = {"accepted": MessageStatus.queued, "scheduled": MessageStatus.queued,
+                   "sending": MessageStatus.queued, "canceled": MessageStatus.failed}
 
 
 def apply_status_callback(
-    session: Session, *, message_sid: str, status: str, error_code: str | None
+    session: Session, *, message_sid: str, status: str, error_code: str | None,
+    message_id: int | None = None,
 ) -> Message | None:
     """Record a delivery status; a WhatsApp that cannot reach the phone is re-sent by SMS.
 
-    Returns the updated message, or None for a SID we never sent.
+    `message_id` comes from our own StatusCallback URL; it finds the row even when the report
+    arrives before the API's answer recorded the SID. Returns the updated message, or None for
+    a message we never sent.
     """
-    message = session.execute(
-        select(Message).where(Message.twilio_sid == message_sid)
-    ).scalar_one_or_none()
+    message = None
+    if message_id is not None:
+        candidate = session.get(Message, message_id)
+        if (candidate is not None and candidate.direction == Direction.outbound
+                and candidate.twilio_sid in (None, message_sid)):
+            message = candidate
+    if message is None:
+        message = session.execute(
+            select(Message).where(Message.twilio_sid == message_sid)
+        ).scalar_one_or_none()
     if message is None:
         return None
     try:
-        new_status = MessageStatus(status)
+        new_status = _TWILIO_ALIASES.get(status) or MessageStatus(status)
     except ValueError:
-        return message  # Twilio adds statuses now and then (e.g. "scheduled"); ignore unknown ones
-    if _STATUS_ORDER.get(new_status, 0) < _STATUS_ORDER.get(message.status, 0):
-        return message
+        return message  # Twilio adds statuses now and then; ignore ones we do not know
+    message.twilio_sid = message.twilio_sid or message_sid
+    old_status = message.status
+    if old_status in _FINAL_FAILURES or _STATUS_ORDER.get(new_status, 0) < _STATUS_ORDER.get(
+            old_status, 0):
+        return message  # repeated or late report
     message.status = new_status
-    message.error_code = error_code or message.error_code
+    message.error_code = error_code or (None if message.error_code == IN_DOUBT
+                                        else message.error_code)
     message.status_updated_at = utcnow()
-    if (message.channel == Channel.whatsapp
-            and new_status in (MessageStatus.undelivered, MessageStatus.failed)):
-        _fall_back_to_sms(session, message)
+    if message.next_attempt_at is not None and old_status == MessageStatus.sending:
+        message.next_attempt_at = None  # Twilio has it: the sending lease no longer matters
+    if new_status in _FINAL_FAILURES:
+        if error_code == UNSUBSCRIBED_RECIPIENT:
+            _mark_opted_out(session, message)
+        elif message.channel == Channel.whatsapp:
+            _fall_back_to_sms(session, message)
     return message
 
 
-def _fall_back_to_sms(session: Session, failed: Message) -> None:
-    clinic = session.get(Clinic, failed.clinic_id)
-    if failed.error_code not in WHATSAPP_UNREACHABLE_CODES or not clinic.sms_number:
-        return
-    phone = failed.to_number.removeprefix("whatsapp:")
-    contact = session.execute(
-        select(Contact).where(Contact.clinic_id == clinic.id, Contact.phone == phone)
+def _contact_for(session: Session, message: Message) -> Contact | None:
+    phone = message.to_number.removeprefix("whatsapp:")
+    return session.execute(
+        select(Contact).where(Contact.clinic_id == message.clinic_id, Contact.phone == phone)
     ).scalar_one_or_none()
+
+
+def _mark_opted_out(session: Session, message: Message) -> None:
+    """Twilio's own STOP list refused the message: record the opt-out so we stop trying too."""
+    contact = _contact_for(session, message)
+    if contact is not None and contact.consent != Consent.opted_out:
+        contact.consent = Consent.opted_out
+        contact.consent_changed_at = utcnow()
+
+
+def _fall_back_to_sms(session: Session, failed: Message) -> None:
+    """Send the same words by SMS when WhatsApp cannot reach the phone, if the clinic allows."""
+    clinic = session.get(Clinic, failed.clinic_id)
+    if (failed.error_code not in WHATSAPP_UNREACHABLE_CODES or not clinic.sms_number
+            or clinic.channel_policy == ChannelPolicy.whatsapp):
+        return
+    contact = _contact_for(session, failed)
     if contact is not None:
         contact.whatsapp_unreachable = True
     thread = session.get(Thread, failed.thread_id) if failed.thread_id else None
     if thread is not None:
         thread.channel = Channel.sms
-    enqueue(session, clinic=clinic, channel=Channel.sms, to_number=phone, body=failed.body,
-            author=failed.author, thread=thread, contact=contact)
+    phone = failed.to_number.removeprefix("whatsapp:")
+    # Later WhatsApp rows still waiting for this phone follow the patient to SMS too.
+    stranded = session.execute(
+        select(Message).where(Message.clinic_id == clinic.id,
+                              Message.to_number == failed.to_number,
+                              Message.direction == Direction.outbound,
+                              Message.status == MessageStatus.pending,
+                              Message.id > failed.id)
+        .order_by(Message.id)
+    ).scalars().all()
+    for row in [failed, *stranded]:
+        enqueue(session, clinic=clinic, channel=Channel.sms, to_number=phone, body=row.body,
+                author=row.author, thread=thread, contact=contact)
+    for row in stranded:
+        row.status = MessageStatus.failed
+        row.error_code = failed.error_code
+        row.next_attempt_at = None

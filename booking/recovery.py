@@ -26,6 +26,8 @@ from booking.models import (
     Clinic,
     Consent,
     Contact,
+    Direction,
+    Message,
     MissedCall,
     MissedCallStatus,
     Thread,
@@ -66,6 +68,9 @@ def record_missed_call(
         return _outcome(existing, message_ids=(), is_new=False)
 
     contact = get_or_create_contact(session, clinic=clinic, phone=caller)
+    # One caller's calls are decided one at a time (PostgreSQL row lock), so three rings at
+    # once still make one text-back.
+    session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
     missed = MissedCall(clinic_id=clinic.id, contact_id=contact.id, call_sid=call_sid,
                         source=source, dial_status=dial_status, occurred_at=occurred_at)
     try:
@@ -84,7 +89,8 @@ def record_missed_call(
         missed.status = MissedCallStatus.duplicate
         return _outcome(missed, message_ids=(), is_new=True)
 
-    channel = choose_channel(clinic=clinic, contact=contact)
+    channel = choose_channel(clinic=clinic, contact=contact, now=occurred_at,
+                             last_inbound=_last_inbound_channel(session, contact=contact))
     thread = get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel)
     body = text_back.compose(clinic=clinic, contact=contact, now=occurred_at)
     template = _whatsapp_template(clinic=clinic, contact=contact, channel=channel,
@@ -113,30 +119,62 @@ def record_answered_call(
     record_event(session, clinic_id=clinic.id, kind="answered", contact_id=contact.id)
 
 
-def choose_channel(*, clinic: Clinic, contact: Contact) -> Channel:
-    """WhatsApp where the clinic prefers it and it has not failed for this contact, else SMS."""
-    wants_whatsapp = clinic.channel_policy in (ChannelPolicy.whatsapp,
-                                               ChannelPolicy.whatsapp_then_sms)
-    if wants_whatsapp and clinic.whatsapp_number and not contact.whatsapp_unreachable:
+def choose_channel(*, clinic: Clinic, contact: Contact, now: datetime,
+                   last_inbound: Channel | None = None) -> Channel:
+    """The channel for a text-back: the clinic's policy, bent by what we know of the contact.
+
+    - `sms` policy, or no WhatsApp number: SMS.
+    - WhatsApp failed to reach this contact before, or (`whatsapp_then_sms`) they last wrote to
+      us by SMS: SMS, if the clinic has an SMS number.
+    - WhatsApp outside the 24-hour window needs the clinic's approved template; without one,
+      SMS if there is an SMS number.
+    - otherwise WhatsApp.
+    """
+    if clinic.channel_policy == ChannelPolicy.sms or not clinic.whatsapp_number:
+        return Channel.sms
+    if not clinic.sms_number:
         return Channel.whatsapp
-    return Channel.sms
+    if contact.whatsapp_unreachable:
+        return Channel.sms
+    if clinic.channel_policy == ChannelPolicy.whatsapp_then_sms and last_inbound == Channel.sms:
+        return Channel.sms
+    if not in_whatsapp_window(contact, now) and not _template_sid(clinic):
+        return Channel.sms
+    return Channel.whatsapp
+
+
+def in_whatsapp_window(contact: Contact, now: datetime) -> bool:
+    """Whether WhatsApp still allows free-form text: the patient wrote within 24 hours."""
+    last = contact.last_whatsapp_inbound_at
+    return last is not None and timedelta(0) <= now - last < WHATSAPP_SESSION_WINDOW
+
+
+def _template_sid(clinic: Clinic) -> str | None:
+    return (clinic.settings or {}).get("whatsapp", {}).get("text_back_content_sid")
 
 
 def _whatsapp_template(*, clinic: Clinic, contact: Contact, channel: Channel,
                        now: datetime) -> dict:
     """Outside the 24-hour window WhatsApp only delivers an approved template (Content API)."""
-    if channel != Channel.whatsapp:
+    if channel != Channel.whatsapp or in_whatsapp_window(contact, now):
         return {}
-    last = contact.last_whatsapp_inbound_at
-    if last is not None and now - last < WHATSAPP_SESSION_WINDOW:
-        return {}
-    content_sid = (clinic.settings or {}).get("whatsapp", {}).get("text_back_content_sid")
+    content_sid = _template_sid(clinic)
     if not content_sid:
         raise ValueError(f"clinic {clinic.slug} sends WhatsApp but has no approved text-back "
                          "template (settings.whatsapp.text_back_content_sid)")
     first_name = contact.first_name if contact.is_known_patient else ""
     return {"content_sid": content_sid,
             "content_variables": {"1": clinic.name, "2": first_name or "there"}}
+
+
+def _last_inbound_channel(session: Session, *, contact: Contact) -> Channel | None:
+    """The channel this contact last wrote to the clinic on, if they ever did."""
+    return session.execute(
+        select(Message.channel)
+        .where(Message.clinic_id == contact.clinic_id, Message.direction == Direction.inbound,
+               Message.from_number.in_([contact.phone, f"whatsapp:{contact.phone}"]))
+        .order_by(Message.id.desc()).limit(1)
+    ).scalar_one_or_none()
 
 
 def _find(session: Session, *, clinic: Clinic, call_sid: str) -> MissedCall | None:

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     twilio_auth_token: str = DEVELOPMENT_PLACEHOLDER
     twilio_timeout_seconds: float = 5.0
 
+    # Outbox retries: exponential backoff with jitter from the first delay up to the ceiling.
+    # Tests shorten the first delay here instead of patching code.
+    outbox_first_retry_seconds: float = 2.0
+    outbox_max_retry_seconds: float = 300.0
+    outbox_max_attempts: int = 15
+    outbox_sweep_interval_seconds: float = 1.0
+
     # Twilio signs the exact URL it called, so behind a proxy we must know the public one.
     gateway_public_url: str = "http://127.0.0.1:8000"
     rasa_public_url: str = "http://127.0.0.1:5005"

@@ -6,9 +6,12 @@ the practice and says how to opt out: carriers filter business texts that do not
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from booking.models import Clinic, Contact
@@ -29,6 +32,13 @@ DEFAULT_TEMPLATES = {
 OPT_OUT_HINT = "Reply STOP to opt out."
 
 _environment = SandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    # Compiling is the slow part of rendering; a clinic's few templates are compiled once.
+    return _environment.from_string(source)
 
 
 def describe_opening(opening: datetime, now_local: datetime) -> str:
@@ -50,11 +60,16 @@ def compose(*, clinic: Clinic, contact: Contact, now: datetime) -> str:
     open_now = is_open_at(clinic, now)
     opening = None if open_now else next_opening(clinic, now)
     key = "text_back_open" if open_now or opening is None else "text_back_closed"
-    text = _environment.from_string(templates[key]).render(
-        clinic_name=clinic.name,
-        first_name=contact.first_name if contact.is_known_patient else None,
-        next_opening=describe_opening(opening, now_local) if opening else "",
-    ).strip()
+    values = {"clinic_name": clinic.name,
+              "first_name": contact.first_name if contact.is_known_patient else None,
+              "next_opening": describe_opening(opening, now_local) if opening else ""}
+    try:
+        text = _compiled(templates[key]).render(**values).strip()
+    except TemplateError:
+        # A clinic's broken template must not cost a patient their text-back.
+        logger.warning("clinic %s: template %s does not render; using the default",
+                       clinic.slug, key)
+        text = _compiled(DEFAULT_TEMPLATES[key]).render(**values).strip()
     if clinic.name not in text:
         text = f"{clinic.name}: {text}"
     if "STOP" not in text:

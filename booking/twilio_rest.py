@@ -1,20 +1,34 @@
-"""Async client for the one Twilio REST call Ringback makes: create a Message."""
+"""Async client for the Twilio REST calls Ringback makes: create a Message, and list Messages.
+
+Listing is only used to settle a send whose outcome is unknown (the request left, no answer came
+back), so a retry does not text the patient twice.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 import httpx
 
 # Twilio answers 429 when rate-limited and 5xx when it is having a bad day; both are worth a retry.
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+# A gateway error in front of Twilio may hide a request Twilio did process.
+IN_DOUBT_STATUS = {500, 502, 504}
+# Twilio's error for a recipient who replied STOP to this sender (its own opt-out list).
+UNSUBSCRIBED_RECIPIENT = "21610"
+MAX_LIST_PAGES = 5
 
 
 class TwilioSendError(Exception):
-    def __init__(self, message: str, *, retryable: bool, code: str | None = None):
+    def __init__(self, message: str, *, retryable: bool, code: str | None = None,
+                 in_doubt: bool = False):
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        # True when Twilio may have created the message even though we got no answer.
+        self.in_doubt = in_doubt
 
 
 @dataclass(frozen=True)
@@ -39,28 +53,82 @@ class OutgoingMessage:
         return fields
 
 
+@dataclass(frozen=True)
+class SentMessage:
+    """A message as Twilio's list shows it."""
+
+    sid: str
+    to: str
+    from_: str
+    created_at: datetime | None
+
+
 class TwilioMessagesClient:
     def __init__(self, *, base_url: str, account_sid: str, auth_token: str, timeout: float = 5.0):
-        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._base = base_url.rstrip("/")
+        self._url = f"{self._base}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._client = httpx.AsyncClient(auth=(account_sid, auth_token), timeout=timeout)
 
     async def send(self, message: OutgoingMessage) -> str:
         """Create the message at Twilio and return its SID."""
         try:
             response = await self._client.post(self._url, data=message.form())
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing left this machine: certainly not sent.
             raise TwilioSendError(f"Twilio unreachable: {exc!r}", retryable=True) from exc
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise TwilioSendError(f"no answer from Twilio: {exc!r}", retryable=True,
+                                  in_doubt=True) from exc
         if response.status_code in (200, 201):
             return response.json()["sid"]
         code = _error_code(response)
         raise TwilioSendError(
             f"Twilio refused the message: HTTP {response.status_code}, code {code}",
             retryable=response.status_code in RETRYABLE_STATUS,
+            in_doubt=response.status_code in IN_DOUBT_STATUS,
             code=code,
         )
 
+    async def sent_since(self, *, to: str, from_: str, since: datetime) -> list[SentMessage]:
+        """Messages from `from_` to `to` created at or after `since` (UTC), oldest first."""
+        params = {"To": to, "From": from_,
+                  "DateSent>": since.astimezone(timezone.utc).strftime("%Y-%m-%d"),
+                  "PageSize": "50"}
+        found: list[SentMessage] = []
+        url: str | None = self._url
+        for _ in range(MAX_LIST_PAGES):
+            if url is None:
+                break
+            try:
+                response = await self._client.get(url, params=params)
+            except httpx.HTTPError as exc:
+                raise TwilioSendError(f"could not list messages: {exc!r}",
+                                      retryable=True, in_doubt=True) from exc
+            if response.status_code != 200:
+                raise TwilioSendError(f"could not list messages: HTTP {response.status_code}",
+                                      retryable=True, in_doubt=True)
+            page = response.json()
+            for row in page.get("messages", []):
+                created = _parse_date(row.get("date_created"))
+                if created is None or created >= since.replace(microsecond=0):
+                    found.append(SentMessage(sid=row["sid"], to=row.get("to", ""),
+                                             from_=row.get("from", ""), created_at=created))
+            next_uri = page.get("next_page_uri")
+            url, params = (f"{self._base}{next_uri}" if next_uri else None), None
+        found.sort(key=lambda m: m.created_at or since)
+        return found
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).astimezone(timezone.utc)
+    except (TypeError, ValueError):
+        return None
 
 
 def _error_code(response: httpx.Response) -> str | None:

@@ -1,1 +1,1 @@
-"""A simulated Twilio and phone network, for the demo, for people playing the patient, and for tests."""
+"""A simulated Twilio and phone network: for the demo, for people playing the patient, for tests."""

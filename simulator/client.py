@@ -12,10 +12,15 @@ class SimulatedPhone:
     def __init__(self, simulator_url: str, *, timeout: float = 30.0):
         self._http = httpx.Client(base_url=simulator_url, timeout=timeout)
 
-    def ring(self, *, caller: str, clinic_number: str, outcome: str = "no-answer") -> dict:
-        """Call the clinic; `outcome` is the DialCallStatus Twilio reports for the front desk."""
+    def ring(self, *, caller: str, clinic_number: str, outcome: str = "no-answer",
+             **options) -> dict:
+        """Call the clinic; `outcome` is the DialCallStatus Twilio reports for the front desk.
+
+        Options: `screen_accepted` (the desk pressed 1 at the whisper), `caller_hangs_up`
+        (no Dial outcome, only the call's status callback), `status_callback` (default on).
+        """
         response = self._http.post("/_fake/calls", json={"caller": caller, "to": clinic_number,
-                                                         "outcome": outcome})
+                                                         "outcome": outcome, **options})
         response.raise_for_status()
         return response.json()
 
@@ -59,7 +64,16 @@ class SimulatedPhone:
         return self.wait_for(sender, count=before + 1, timeout=timeout)[before]["body"]
 
     def control(self, **settings) -> None:
+        """fail_next/fail_status, delay_seconds, hang_after_create/hang_seconds; {} resets."""
         self._http.post("/_fake/control", json=settings).raise_for_status()
+
+    def whatsapp_undeliverable(self, number: str, error_code: int = 63016) -> None:
+        self._http.post("/_fake/whatsapp-undeliverable",
+                        json={"number": number, "error_code": error_code}).raise_for_status()
+
+    def whatsapp_deliverable(self, number: str) -> None:
+        self._http.post("/_fake/whatsapp-deliverable",
+                        json={"number": number}).raise_for_status()
 
     def close(self) -> None:
         self._http.close()

@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = build_context(settings)
         app.state.context = context
-        sweeper = asyncio.create_task(context.outbox.run(interval=1.0), name="outbox sweeper")
+        sweeper = asyncio.create_task(context.outbox.run(), name="outbox sweeper")
         # Re-alerts nobody acknowledged, deferred first alerts, email and webhook alerts.
         alerts = EscalationAlerts(sessions=context.sessions, outbox=context.outbox,
                                   settings=settings)

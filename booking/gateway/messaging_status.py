@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -15,11 +16,16 @@ Context = Annotated[GatewayContext, Depends(get_context)]
 
 
 @router.post("/twilio/messaging/status")
-async def message_status(params: TwilioForm, context: Context) -> Response:
+async def message_status(params: TwilioForm, context: Context,
+                         message_id: int | None = None) -> Response:
     sid, status = require(params, "MessageSid", "MessageStatus")
-    with context.sessions() as session, session.begin():
-        # An SMS copy of an undeliverable WhatsApp is stored here and sent by the outbox sweeper.
-        apply_status_callback(session, message_sid=sid, status=status,
-                              error_code=params.get("ErrorCode"))
+
+    def record() -> None:
+        with context.sessions() as session, session.begin():
+            # An SMS copy of an undeliverable WhatsApp is stored here; the outbox sweeper sends it.
+            apply_status_callback(session, message_sid=sid, status=status,
+                                  error_code=params.get("ErrorCode"), message_id=message_id)
+
+    await asyncio.to_thread(record)
     # An unknown SID is answered like a known one, or Twilio would keep retrying it.
     return Response(status_code=204)

@@ -7,6 +7,7 @@ allowed skew is refused, and so is one whose signature was already accepted (a r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -21,10 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from booking.clinics import find_clinic_by_number, find_clinic_by_slug
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.follow_up import follow_up
-from booking.gateway.twilio_auth import MAX_WEBHOOK_BYTES
+from booking.gateway.twilio_auth import MAX_WEBHOOK_BYTES, read_limited
 from booking.models import WebhookReplay, utcnow
 from booking.phones import to_e164
-from booking.recovery import record_missed_call
+from booking.recovery import MissedCallOutcome, record_missed_call
 
 router = APIRouter()
 Context = Annotated[GatewayContext, Depends(get_context)]
@@ -75,33 +76,37 @@ def _verify(request: Request, body: bytes, context: GatewayContext) -> str:
 
 @router.post("/hooks/missed-call", status_code=202)
 async def missed_call_hook(request: Request, context: Context) -> dict:
-    body = await request.body()
-    if len(body) > MAX_WEBHOOK_BYTES:
-        raise HTTPException(413, "body too large")
+    body = await read_limited(request, MAX_WEBHOOK_BYTES)
     signature = _verify(request, body, context)
     try:
         hook = MissedCallHook.parse_raw(body)
     except ValidationError as exc:
         raise HTTPException(422, exc.errors()) from exc
-    with context.sessions() as session, session.begin():
-        if hook.clinic:
-            clinic = find_clinic_by_slug(session, hook.clinic)
-        elif hook.to:
-            clinic = find_clinic_by_number(session, hook.to)
-        else:
-            raise HTTPException(422, "give the clinic's slug or the number that was called")
-        if clinic is None:
-            raise HTTPException(404, "unknown clinic")
-        try:
-            caller = to_e164(hook.caller, default_region=clinic.country)
-        except ValueError as exc:
-            raise HTTPException(422, f"caller is not a phone number: {hook.caller!r}") from exc
-        _refuse_replay(session, signature, context.settings.missed_call_max_skew_seconds)
-        outcome = record_missed_call(
-            session, clinic=clinic, caller=caller, call_sid=f"hook:{hook.call_id}",
-            dial_status=hook.status, source="hook", occurred_at=hook.occurred_at or utcnow(),
-        )
-    context.spawn(follow_up(context, outcome), name=f"follow-up hook {hook.call_id}")
+    if not hook.clinic and not hook.to:
+        raise HTTPException(422, "give the clinic's slug or the number that was called")
+
+    def record() -> MissedCallOutcome:
+        with context.sessions() as session, session.begin():
+            if hook.clinic:
+                clinic = find_clinic_by_slug(session, hook.clinic)
+            else:
+                clinic = find_clinic_by_number(session, hook.to)
+            if clinic is None:
+                raise HTTPException(404, "unknown clinic")
+            try:
+                caller = to_e164(hook.caller, default_region=clinic.country)
+            except ValueError as exc:
+                raise HTTPException(422, "caller is not a phone number") from exc
+            _refuse_replay(session, signature, context.settings.missed_call_max_skew_seconds)
+            return record_missed_call(
+                session, clinic=clinic, caller=caller, call_sid=f"hook:{hook.call_id}",
+                dial_status=hook.status, source="hook",
+                occurred_at=hook.occurred_at or utcnow(),
+            )
+
+    outcome = await asyncio.to_thread(record)
+    if outcome.message_ids:
+        context.spawn(follow_up(context, outcome), name=f"follow-up hook {hook.call_id}")
     return {"missed_call_id": outcome.missed_call_id, "status": outcome.status.value,
             "duplicate_delivery": not outcome.is_new}
 

@@ -7,26 +7,36 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from booking.gateway.context import GatewayContext, get_context
-from booking.twilio_signature import SIGNATURE_HEADER, is_valid
+from booking.twilio_signature import SIGNATURE_HEADER, is_valid, parse_form
 
 # Twilio's largest webhook (a 1600-character message with ten media URLs) is a few KiB.
 MAX_WEBHOOK_BYTES = 64 * 1024
+
+
+async def read_limited(request: Request, limit: int = MAX_WEBHOOK_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it grows past `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, "body too large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, "body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def twilio_form(
     request: Request, context: Annotated[GatewayContext, Depends(get_context)]
 ) -> dict[str, str]:
     """The webhook's form fields, once its X-Twilio-Signature is proven genuine."""
-    body = await request.body()
-    if len(body) > MAX_WEBHOOK_BYTES:
-        raise HTTPException(413, "webhook body too large")
     if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
         raise HTTPException(415, "Twilio webhooks are form-encoded")
     try:
-        form = await request.form()
-    except Exception as exc:  # starlette raises several types for a broken body
+        params = parse_form(await read_limited(request))
+    except ValueError as exc:
         raise HTTPException(400, "malformed form body") from exc
-    params = {key: str(value) for key, value in form.multi_items()}
     url = context.settings.gateway_public_url.rstrip("/") + request.url.path
     if request.url.query:
         url += "?" + request.url.query

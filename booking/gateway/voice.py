@@ -1,9 +1,16 @@
-"""Twilio Voice: ring the front desk, and treat every way the Dial can fail as a missed call."""
+"""Twilio Voice: ring the front desk, and treat every way the Dial can fail as a missed call.
+
+The call is recorded before any webhook answers (idempotent on CallSid), so a crash after the
+answer loses nothing; the text-back goes out from the outbox after the answer. Database work
+runs in worker threads so fifty calls at once do not queue behind each other's queries.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
@@ -13,15 +20,40 @@ from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.follow_up import follow_up
 from booking.gateway.twilio_auth import TwilioForm, require
 from booking.models import Clinic, utcnow
-from booking.opening_hours import is_open_at
-from booking.phones import to_e164
-from booking.recovery import record_answered_call, record_missed_call
+from booking.opening_hours import is_open_at, next_opening
+from booking.phones import try_e164
+from booking.recovery import MissedCallOutcome, record_answered_call, record_missed_call
+from booking.text_back import describe_opening
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio/voice")
 Context = Annotated[GatewayContext, Depends(get_context)]
 
+# How a Dial that did not connect the caller to a person ends.
 MISSED_DIAL_STATUSES = {"no-answer", "busy", "failed", "canceled"}
+# Final statuses of the parent call (its status callback), the backstop.
+FINAL_CALL_STATUSES = {"completed", "busy", "no-answer", "failed", "canceled"}
+# Most desk phones and mobiles send an unanswered call to voicemail after 20-25 s. If the Dial
+# rings longer, voicemail "answers" and Twilio reports the call as completed, not missed.
+VOICEMAIL_SAFE_MAX_SECONDS = 20
+MIN_RING_SECONDS = 5
+MAX_RING_SECONDS = 60  # with call screening voicemail cannot bridge, so longer is safe
+SCREEN_SECONDS = 5
+
+
+def ring_timeout(clinic: Clinic) -> int:
+    """The Dial timeout: the clinic's own, kept below its voicemail pickup unless screened."""
+    wanted = clinic.ring_timeout_seconds or 18
+    ceiling = MAX_RING_SECONDS
+    if not clinic.call_screening:
+        pickup = (clinic.settings or {}).get("voice", {}).get("voicemail_pickup_seconds")
+        ceiling = VOICEMAIL_SAFE_MAX_SECONDS if not pickup else min(
+            VOICEMAIL_SAFE_MAX_SECONDS, int(pickup) - 3)
+    timeout = max(MIN_RING_SECONDS, min(wanted, ceiling))
+    if timeout != wanted:
+        logger.warning("clinic %s: ring timeout %ss clamped to %ss (voicemail would answer)",
+                       clinic.slug, wanted, timeout)
+    return timeout
 
 
 def _twiml(response: VoiceResponse) -> Response:
@@ -30,81 +62,134 @@ def _twiml(response: VoiceResponse) -> Response:
 
 def _clinic_for(session, number: str) -> Clinic:
     clinic = find_clinic_by_number(session, number)
-    if clinic is None:
-        raise HTTPException(404, "no clinic uses this number")
+    if clinic is None or clinic.voice_number != _bare(number):
+        raise HTTPException(404, "no clinic takes calls on this number")
     return clinic
 
 
-def _caller(params: dict[str, str], clinic: Clinic) -> str:
-    try:
-        return to_e164(params["From"], default_region=clinic.country)
-    except ValueError as exc:
-        # Withheld and anonymous callers cannot be texted back.
-        raise HTTPException(422, f"caller number cannot be texted: {params['From']!r}") from exc
+def _bare(number: str) -> str:
+    return try_e164(number, default_region=None) or number
+
+
+def _url(context: GatewayContext, path: str) -> str:
+    # Absolute, so the signature Twilio sends on the follow-up request matches our public URL.
+    return f"{context.settings.gateway_public_url.rstrip('/')}{path}"
+
+
+def _after_hours_words(clinic: Clinic, *, textable: bool) -> str:
+    now = utcnow()
+    opening = next_opening(clinic, now)
+    when = ""
+    if opening is not None:
+        zone = ZoneInfo(clinic.timezone)
+        spoken = describe_opening(opening.astimezone(zone), now.astimezone(zone))
+        when = f" We open again at {spoken}."
+    follow = (" We are sending you a text message now, so you can book or tell us what you need."
+              if textable else " Please call back when we are open.")
+    return f"Thank you for calling {clinic.name}. We are closed right now.{when}{follow}"
+
+
+def _spawn_follow_up(context: GatewayContext, outcome: MissedCallOutcome | None,
+                     call_sid: str) -> None:
+    if outcome is not None and outcome.message_ids:
+        context.spawn(follow_up(context, outcome), name=f"follow-up {call_sid}")
 
 
 @router.post("")
 async def incoming_call(params: TwilioForm, context: Context) -> Response:
-    """Ring the front desk, or after hours say so and text back straight away."""
-    call_sid, _, to = require(params, "CallSid", "From", "To")
-    response = VoiceResponse()
-    with context.sessions() as session, session.begin():
-        clinic = _clinic_for(session, to)
-        if is_open_at(clinic, utcnow()):
-            dial = Dial(timeout=clinic.ring_timeout_seconds, action="/twilio/voice/dial-status",
-                        method="POST", answer_on_bridge=True)
-            if clinic.call_screening:
-                dial.number(clinic.front_desk_number, url="/twilio/voice/screen", method="POST")
-            else:
-                dial.number(clinic.front_desk_number)
-            response.append(dial)
-            return _twiml(response)
-        outcome = record_missed_call(session, clinic=clinic, caller=_caller(params, clinic),
-                                     call_sid=call_sid, dial_status="after-hours",
-                                     source="twilio", occurred_at=utcnow())
-        response.say(f"Thank you for calling {clinic.name}. We are closed right now. "
-                     "We will send you a text message so you can book or tell us what you need.")
-        response.hangup()
-    context.spawn(follow_up(context, outcome), name=f"follow-up {call_sid}")
+    """Ring the front desk, or when closed say so and text back straight away."""
+    call_sid, caller_raw, to = require(params, "CallSid", "From", "To")
+
+    def decide() -> tuple[VoiceResponse, MissedCallOutcome | None]:
+        response = VoiceResponse()
+        with context.sessions() as session, session.begin():
+            clinic = _clinic_for(session, to)
+            caller = try_e164(caller_raw, default_region=clinic.country)
+            if is_open_at(clinic, utcnow()) and clinic.front_desk_number:
+                dial = Dial(timeout=ring_timeout(clinic),
+                            action=_url(context, "/twilio/voice/dial-status"), method="POST",
+                            answer_on_bridge=True)
+                if clinic.call_screening:
+                    dial.number(clinic.front_desk_number,
+                                url=_url(context, "/twilio/voice/screen"), method="POST")
+                else:
+                    dial.number(clinic.front_desk_number)
+                response.append(dial)
+                return response, None
+            outcome = None
+            if caller is not None:  # withheld numbers cannot be texted back
+                outcome = record_missed_call(session, clinic=clinic, caller=caller,
+                                             call_sid=call_sid, dial_status="after-hours",
+                                             source="twilio", occurred_at=utcnow())
+            response.say(_after_hours_words(clinic, textable=outcome is not None
+                                            and bool(outcome.message_ids)))
+            response.hangup()
+            return response, outcome
+
+    response, outcome = await asyncio.to_thread(decide)
+    _spawn_follow_up(context, outcome, call_sid)
     return _twiml(response)
 
 
 @router.post("/dial-status")
 async def dial_status(params: TwilioForm, context: Context) -> Response:
     """The Dial's action callback: how the attempt to reach the front desk ended."""
-    call_sid, _, to, status = require(params, "CallSid", "From", "To", "DialCallStatus")
-    # A voicemail or a screening whisper that was not accepted never bridges the caller.
+    call_sid, caller_raw, to, status = require(params, "CallSid", "From", "To",
+                                               "DialCallStatus")
+    # Voicemail, or a screening whisper nobody accepted, never bridges the caller.
     missed = status in MISSED_DIAL_STATUSES or params.get("DialBridged") == "false"
-    response = VoiceResponse()
-    with context.sessions() as session, session.begin():
-        clinic = _clinic_for(session, to)
-        caller = _caller(params, clinic)
-        if not missed:
-            record_answered_call(session, clinic=clinic, caller=caller, call_sid=call_sid,
-                                 occurred_at=utcnow())
-            return _twiml(response)
-        outcome = record_missed_call(session, clinic=clinic, caller=caller, call_sid=call_sid,
-                                     dial_status=status, source="twilio", occurred_at=utcnow())
-    response.say(f"Sorry, nobody at {clinic.name} could take your call. "
-                 "We are sending you a text message now.")
-    response.hangup()
-    context.spawn(follow_up(context, outcome), name=f"follow-up {call_sid}")
+
+    def record() -> tuple[VoiceResponse, MissedCallOutcome | None]:
+        response = VoiceResponse()
+        with context.sessions() as session, session.begin():
+            clinic = _clinic_for(session, to)
+            caller = try_e164(caller_raw, default_region=clinic.country)
+            if not missed:
+                if caller is not None:
+                    record_answered_call(session, clinic=clinic, caller=caller,
+                                         call_sid=call_sid, occurred_at=utcnow())
+                return response, None
+            outcome = None
+            if caller is not None:
+                outcome = record_missed_call(session, clinic=clinic, caller=caller,
+                                             call_sid=call_sid, dial_status=status,
+                                             source="twilio", occurred_at=utcnow())
+            texting = outcome is not None and bool(outcome.message_ids)
+            response.say(f"Sorry, nobody at {clinic.name} could take your call."
+                         + (" We are sending you a text message now." if texting
+                            else " Please try again later."))
+            response.hangup()
+            return response, outcome
+
+    response, outcome = await asyncio.to_thread(record)
+    _spawn_follow_up(context, outcome, call_sid)
     return _twiml(response)
 
 
 @router.post("/call-status")
 async def call_status(params: TwilioForm, context: Context) -> Response:
-    """Backstop on the parent call: a call that ended without any Dial outcome was missed."""
-    call_sid, _, to, status = require(params, "CallSid", "From", "To", "CallStatus")
-    if status not in ("completed", "busy", "no-answer", "failed", "canceled"):
+    """Backstop on the parent call: a call that ended without any Dial outcome was missed.
+
+    A call whose Dial outcome is already stored (answered or missed) is left alone, because
+    recording is idempotent on CallSid.
+    """
+    call_sid, caller_raw, to, status = require(params, "CallSid", "From", "To", "CallStatus")
+    if status not in FINAL_CALL_STATUSES:
         return Response(status_code=204)
-    with context.sessions() as session, session.begin():
-        clinic = _clinic_for(session, to)
-        outcome = record_missed_call(session, clinic=clinic, caller=_caller(params, clinic),
-                                     call_sid=call_sid, dial_status=f"call-{status}",
-                                     source="twilio", occurred_at=utcnow())
-    if outcome.is_new:
-        context.spawn(follow_up(context, outcome), name=f"follow-up {call_sid}")
+
+    def record() -> MissedCallOutcome | None:
+        with context.sessions() as session, session.begin():
+            clinic = _clinic_for(session, to)
+            caller = try_e164(caller_raw, default_region=clinic.country)
+            if caller is None:
+                return None
+            return record_missed_call(session, clinic=clinic, caller=caller,
+                                      call_sid=call_sid, dial_status=f"call-{status}",
+                                      source="twilio", occurred_at=utcnow())
+
+    outcome = await asyncio.to_thread(record)
+    if outcome is not None and outcome.is_new:
+        _spawn_follow_up(context, outcome, call_sid)
     return Response(status_code=204)
 
 
@@ -113,18 +198,19 @@ async def screen(params: TwilioForm, context: Context) -> Response:
     """The whisper the front desk hears: only a person pressing 1 bridges the caller."""
     require(params, "CallSid")
     response = VoiceResponse()
-    gather = Gather(num_digits=1, action="/twilio/voice/screen-result", method="POST",
-                    timeout=5)
-    gather.say("Call from the clinic line. Press 1 to take this call.")
+    gather = Gather(num_digits=1, action=_url(context, "/twilio/voice/screen-result"),
+                    method="POST", timeout=SCREEN_SECONDS)
+    gather.say("Call for the clinic. Press 1 to take this call.")
     response.append(gather)
-    response.hangup()
+    response.hangup()  # no key pressed (voicemail): the caller is not bridged
     return _twiml(response)
 
 
 @router.post("/screen-result")
 async def screen_result(params: TwilioForm, context: Context) -> Response:
+    """Pressing 1 ends the whisper and bridges the caller; anything else hangs up on the desk."""
+    require(params, "CallSid")
     response = VoiceResponse()
     if params.get("Digits") != "1":
         response.hangup()
     return _twiml(response)
-

@@ -30,6 +30,7 @@ from booking.models import (
 )
 from booking.on_call import alert_recipients, billing_contacts, staff_on_call
 from booking.opening_hours import is_open_at, next_opening
+from booking.settings import Settings
 from booking.staff_alerts import (
     LABEL,
     alert_text,
@@ -129,6 +130,7 @@ def hand_over(
     red_flag: dict | None,
     last_message: str,
     instant: datetime,
+    settings: Settings | None = None,
 ) -> Handover:
     """Open an escalation, hand the thread to staff, alert them, and word the patient's reply.
 
@@ -160,7 +162,8 @@ def hand_over(
     thread.state = ThreadState.handed_off
     session.flush()
     alert_ids = queue_alerts(session, escalation=escalation, thread=thread,
-                             recipients=recipients, kind="alert", instant=instant)
+                             recipients=recipients, kind="alert", instant=instant,
+                             settings=settings)
     if deferred:
         escalation.next_alert_at = next_opening(clinic, instant)
     else:

@@ -68,14 +68,16 @@ def ack_timeout(clinic: Clinic, reason: EscalationReason) -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def thread_link(thread_id: int) -> str:
-    return f"{get_settings().console_public_url.rstrip('/')}/console/threads/{thread_id}"
+def thread_link(thread_id: int, settings: Settings | None = None) -> str:
+    base = (settings or get_settings()).console_public_url.rstrip("/")
+    return f"{base}/console/threads/{thread_id}"
 
 
 # -- wording ------------------------------------------------------------------------------
 
 
-def alert_text(*, escalation: Escalation, thread: Thread, repeat: bool = False) -> str:
+def alert_text(*, escalation: Escalation, thread: Thread, repeat: bool = False,
+               settings: Settings | None = None) -> str:
     """The text staff get: who, what they said, what the bot told them, how to take it."""
     contact = thread.contact
     who = " ".join(filter(None, [contact.first_name, contact.last_name])) or "New caller"
@@ -86,7 +88,7 @@ def alert_text(*, escalation: Escalation, thread: Thread, repeat: bool = False) 
     return (f"{prefix}{LABEL[escalation.reason]} {thread.clinic.name}: {who} ({contact.phone}, "
             f"{known}). Said: \"{said}\". Bot told them: "
             f"\"{clip(escalation.bot_told_patient, 160)}\". "
-            f"Reply ACK {escalation.id} to take it. {thread_link(thread.id)}")
+            f"Reply ACK {escalation.id} to take it. {thread_link(thread.id, settings)}")
 
 
 def email_subject(*, escalation: Escalation, clinic: Clinic) -> str:
@@ -94,7 +96,8 @@ def email_subject(*, escalation: Escalation, clinic: Clinic) -> str:
     return f"[Ringback] {LABEL[escalation.reason]}: escalation {escalation.id} at {clinic.name}"
 
 
-def webhook_payload(*, escalation: Escalation, clinic: Clinic, repeat: bool) -> dict:
+def webhook_payload(*, escalation: Escalation, clinic: Clinic, repeat: bool,
+                    settings: Settings | None = None) -> dict:
     """Slack-compatible incoming-webhook JSON. A team channel is wider than one phone, so it
     names the escalation and links to the console, without the patient's words or number."""
     again = " (repeat: not yet acknowledged)" if repeat else ""
@@ -102,24 +105,27 @@ def webhook_payload(*, escalation: Escalation, clinic: Clinic, repeat: bool) -> 
     return {"text": (f"{LABEL[escalation.reason]} escalation {escalation.id} at {clinic.name}, "
                      f"opened {local:%H:%M} ({escalation.reason.value}, priority "
                      f"{escalation.priority}){again}. "
-                     f"<{thread_link(escalation.thread_id)}|Open the thread in the console>")}
+                     f"<{thread_link(escalation.thread_id, settings)}|Open the thread in the "
+                     "console>")}
 
 
 # -- queueing -----------------------------------------------------------------------------
 
 
 def queue_alerts(session: Session, *, escalation: Escalation, thread: Thread,
-                 recipients: list[StaffMember], kind: str, instant: datetime) -> tuple[int, ...]:
+                 recipients: list[StaffMember], kind: str, instant: datetime,
+                 settings: Settings | None = None) -> tuple[int, ...]:
     """Store this round of alerts; returns the outbox message ids to send now.
 
     Texts go to recipients with a phone on their alert channel. Email goes to recipients
     without a phone, to every recipient when the clinic asks for email alerts, and to the
     clinic's extra addresses, if SMTP is configured. The clinic's webhook gets one post.
     """
+    settings = settings or get_settings()
     clinic = thread.clinic
     policy = escalation_policy(clinic)
     repeat = kind == "realert"
-    text = alert_text(escalation=escalation, thread=thread, repeat=repeat)
+    text = alert_text(escalation=escalation, thread=thread, repeat=repeat, settings=settings)
     message_ids: list[int] = []
     for staff in recipients:
         if not staff.phone:
@@ -134,7 +140,7 @@ def queue_alerts(session: Session, *, escalation: Escalation, thread: Thread,
                                     created_at=instant))
         message_ids.extend(m.id for m in messages)
 
-    if get_settings().smtp_host:
+    if settings.smtp_host:
         addresses: dict[str, int | None] = {}
         for staff in recipients:
             if staff.email and (not staff.phone or policy["email_alerts"]):
@@ -238,7 +244,7 @@ class EscalationAlerts:
             result.alerted.append(escalation_id)
             await self._outbox.deliver(message_ids)
         for delivery in await asyncio.to_thread(self._claim_deliveries, now):
-            if await self._deliver(delivery):
+            if await self._deliver(delivery, now=now):
                 result.delivered += 1
             else:
                 result.failed += 1
@@ -277,7 +283,7 @@ class EscalationAlerts:
             message_ids = queue_alerts(session, escalation=escalation, thread=thread,
                                        recipients=recipients,
                                        kind="alert" if first_round else "realert",
-                                       instant=now)
+                                       instant=now, settings=self._settings)
             session.refresh(escalation, ["alert_count"])
             schedule_next_alert(escalation, clinic=clinic, sent_at=now)
             logger.info("escalation %s: alert round %s to %s staff", escalation.id,
@@ -313,14 +319,15 @@ class EscalationAlerts:
                 claimed.append(_Delivery(
                     alert_id=alert.id, channel=alert.channel, recipient=alert.recipient,
                     subject=email_subject(escalation=escalation, clinic=clinic),
-                    body=alert_text(escalation=escalation, thread=thread, repeat=repeat),
+                    body=alert_text(escalation=escalation, thread=thread, repeat=repeat,
+                                    settings=self._settings),
                     webhook_url=escalation_policy(clinic)["webhook_url"],
                     payload=webhook_payload(escalation=escalation, clinic=clinic,
-                                            repeat=repeat),
+                                            repeat=repeat, settings=self._settings),
                 ))
         return claimed
 
-    async def _deliver(self, delivery: _Delivery) -> bool:
+    async def _deliver(self, delivery: _Delivery, *, now: datetime) -> bool:
         try:
             if delivery.channel == "email":
                 if not self._settings.smtp_host:
@@ -348,15 +355,14 @@ class EscalationAlerts:
             else:
                 raise DeliveryError(f"unknown alert channel {delivery.channel}", retryable=False)
         except DeliveryError as exc:
-            await asyncio.to_thread(self._record, delivery.alert_id, error=exc)
+            await asyncio.to_thread(self._record, delivery.alert_id, error=exc, now=now)
             return False
-        await asyncio.to_thread(self._record, delivery.alert_id, error=None)
+        await asyncio.to_thread(self._record, delivery.alert_id, error=None, now=now)
         return True
 
-    def _record(self, alert_id: int, *, error: DeliveryError | None) -> None:
+    def _record(self, alert_id: int, *, error: DeliveryError | None, now: datetime) -> None:
         with self._sessions() as session, session.begin():
             alert = session.get(EscalationAlert, alert_id)
-            now = utcnow()
             if error is None:
                 alert.delivery_status, alert.sent_at, alert.next_attempt_at = SENT, now, None
                 return

@@ -2,21 +2,41 @@
 
 The Twilio connector calls `handle_staff_message` for every inbound message before keyword or
 dialogue handling. A sender who is on the clinic's staff list (by `StaffMember.phone`) never
-reaches the bot as a patient; what their message means (acknowledging an escalation, ...) is
-decided here.
+reaches the bot as a patient. "ACK 12" acknowledges escalation 12 of that clinic (and stops its
+re-alerts); a bare "ACK" takes the one open escalation this person was alerted about; anything
+else is answered with a one-line help. Every staff message is logged (author "staff:<id>").
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from booking.models import Channel, Clinic, Direction, Message, MessageStatus, StaffMember, utcnow
+from booking.escalation import acknowledge
+from booking.models import (
+    Channel,
+    Clinic,
+    Direction,
+    Escalation,
+    EscalationAlert,
+    EscalationStatus,
+    Message,
+    MessageStatus,
+    StaffMember,
+    ThreadState,
+    utcnow,
+)
+from booking.outbox import enqueue
+from booking.settings import get_settings
+from booking.staff_alerts import thread_link
 
 logger = logging.getLogger(__name__)
+
+ACK = re.compile(r"^\s*ack(?:nowledged?)?\b[\s#:.]*(\d+)?\s*[.!]*\s*$", re.IGNORECASE)
 
 
 def find_staff(session: Session, *, clinic: Clinic, phone: str) -> StaffMember | None:
@@ -38,9 +58,7 @@ def handle_staff_message(
 ) -> list[Message] | None:
     """None when the sender is not staff; otherwise the outbound replies to send (maybe none).
 
-    For now a staff message is only logged (author "staff:<id>"); escalation acknowledgement
-    builds on this. A MessageSid seen before (Twilio retrying) is logged once and answered
-    with no replies.
+    A MessageSid seen before (Twilio retrying) is logged once and answered with no replies.
     """
     staff = find_staff(session, clinic=clinic, phone=from_number)
     if staff is None:
@@ -56,4 +74,59 @@ def handle_staff_message(
     except IntegrityError:
         return []
     logger.info("message from staff member %s at clinic %s", staff.id, clinic.slug)
-    return []
+    match = ACK.match(body or "")
+    if match is None:
+        text = (f"Ringback ({clinic.name}): reply ACK and the escalation number to take it, "
+                f"e.g. ACK 12. Queue: {get_settings().console_public_url.rstrip('/')}"
+                "/console/escalations")
+    else:
+        text = _acknowledge(session, clinic=clinic, staff=staff, channel=channel,
+                            number=int(match[1]) if match[1] else None)
+    if channel == Channel.whatsapp and not clinic.whatsapp_number:
+        channel = Channel.sms
+    return enqueue(session, clinic=clinic, channel=channel, to_number=from_number, body=text,
+                   author="system")
+
+
+def _acknowledge(session: Session, *, clinic: Clinic, staff: StaffMember, channel: Channel,
+                 number: int | None) -> str:
+    if number is None:
+        candidates = _open_alerted_to(session, clinic=clinic, staff=staff)
+        if not candidates:
+            return ("Nothing open was sent to you. Reply ACK and the escalation number, "
+                    "e.g. ACK 12.")
+        if len(candidates) > 1:
+            numbers = ", ".join(str(e.id) for e in candidates)
+            return f"Several escalations are open ({numbers}): reply ACK and the number."
+        escalation = candidates[0]
+    else:
+        escalation = session.execute(
+            select(Escalation).where(Escalation.id == number, Escalation.clinic_id == clinic.id)
+        ).scalar_one_or_none()
+        if escalation is None:
+            return f"There is no escalation {number} at {clinic.name}."
+    if not acknowledge(session, escalation=escalation, staff=staff, channel=channel.value,
+                       instant=utcnow()):
+        taken_by = (session.get(StaffMember, escalation.acknowledged_by_id)
+                    if escalation.acknowledged_by_id else None)
+        who = f" by {taken_by.name}" if taken_by else ""
+        return f"Escalation {escalation.id} was already {escalation.status.value}{who}."
+    thread = escalation.thread
+    if thread.state == ThreadState.handed_off and thread.handed_off_to_id is None:
+        thread.handed_off_to_id = staff.id
+    logger.info("escalation %s acknowledged by staff member %s by %s", escalation.id, staff.id,
+                channel.value)
+    return (f"Thanks {staff.name}: escalation {escalation.id} is yours; no more alerts will go "
+            f"out for it. Patient {thread.contact.phone}. {thread_link(thread.id)}")
+
+
+def _open_alerted_to(session: Session, *, clinic: Clinic,
+                     staff: StaffMember) -> list[Escalation]:
+    return list(session.execute(
+        select(Escalation)
+        .where(Escalation.clinic_id == clinic.id, Escalation.status == EscalationStatus.open,
+               Escalation.id.in_(select(EscalationAlert.escalation_id)
+                                 .where(EscalationAlert.staff_id == staff.id,
+                                        EscalationAlert.kind.in_(["alert", "realert"]))))
+        .order_by(Escalation.opened_at.desc())
+    ).scalars())

@@ -1,0 +1,104 @@
+"""Staff texting the clinic number: "ACK 12", a bare "ACK", anything else."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from booking.escalation import hand_over
+from booking.models import (
+    Channel,
+    Clinic,
+    Escalation,
+    EscalationAlert,
+    EscalationReason,
+    EscalationStatus,
+    Message,
+    StaffMember,
+)
+from booking.staff_replies import handle_staff_message
+from tests.escalation.conftest import RIVERSIDE_OPEN, start_thread
+
+DR_PATEL, DR_HUGHES = "+447700900111", "+447700900222"
+
+
+def _escalate(session, settings, clinic_id, phone, said="my face is swelling fast") -> int:
+    thread = start_thread(session, clinic_id=clinic_id, phone=phone, said=[said],
+                          at=RIVERSIDE_OPEN)
+    return hand_over(session, thread=thread, reason=EscalationReason.urgent, intent="urgent",
+                     red_flag=None, last_message=said, instant=RIVERSIDE_OPEN,
+                     settings=settings).escalation_id
+
+
+def _text(session, clinic_id, sender, body, sid):
+    return handle_staff_message(session, clinic=session.get(Clinic, clinic_id),
+                                from_number=sender, body=body, channel=Channel.sms,
+                                to_number="+441632960001", twilio_sid=sid)
+
+
+def test_ack_with_a_number_acknowledges_that_escalation(sessions, clinics, settings):
+    with sessions() as session, session.begin():
+        escalation_id = _escalate(session, settings, clinics["riverside"], "+447700900421")
+        (reply,) = _text(session, clinics["riverside"], DR_HUGHES, f"ack {escalation_id}",
+                         "SMack1")
+        assert reply.to_number == DR_HUGHES and reply.author == "system"
+        assert reply.body.startswith(f"Thanks Dr Tom Hughes: escalation {escalation_id} is yours")
+        assert "/console/threads/" in reply.body
+    with sessions() as session:
+        escalation = session.get(Escalation, escalation_id)
+        hughes = session.get(StaffMember, escalation.acknowledged_by_id)
+        assert escalation.status == EscalationStatus.acknowledged
+        assert hughes.phone == DR_HUGHES
+        assert escalation.next_alert_at is None
+        assert escalation.thread.handed_off_to_id == hughes.id
+        ack = session.execute(select(EscalationAlert).where(
+            EscalationAlert.kind == "ack")).scalar_one()
+        assert (ack.channel, ack.staff_id) == ("sms", hughes.id)
+        logged = session.execute(select(Message).where(Message.twilio_sid == "SMack1")
+                                 ).scalar_one()
+        assert logged.author == f"staff:{hughes.id}"
+
+
+def test_second_ack_says_who_already_has_it(sessions, clinics, settings):
+    with sessions() as session, session.begin():
+        escalation_id = _escalate(session, settings, clinics["riverside"], "+447700900422")
+        _text(session, clinics["riverside"], DR_PATEL, f"ACK {escalation_id}", "SMack2a")
+        (reply,) = _text(session, clinics["riverside"], DR_HUGHES, f"ACK {escalation_id}",
+                         "SMack2b")
+    assert reply.body == (f"Escalation {escalation_id} was already acknowledged by "
+                          "Dr Amara Patel.")
+
+
+def test_bare_ack_takes_the_one_open_alert_sent_to_you(sessions, clinics, settings):
+    with sessions() as session, session.begin():
+        first = _escalate(session, settings, clinics["riverside"], "+447700900423")
+        (reply,) = _text(session, clinics["riverside"], DR_PATEL, "Ack.", "SMack3a")
+        assert f"escalation {first} is yours" in reply.body
+        # Dr Hughes was not alerted (not on call, no repeat yet): nothing of theirs is open.
+        (reply,) = _text(session, clinics["riverside"], DR_HUGHES, "ACK", "SMack3b")
+        assert reply.body.startswith("Nothing open was sent to you")
+        second = _escalate(session, settings, clinics["riverside"], "+447700900424")
+        third = _escalate(session, settings, clinics["riverside"], "+447700900425")
+        (reply,) = _text(session, clinics["riverside"], DR_PATEL, "ack", "SMack3c")
+        assert reply.body == (f"Several escalations are open ({third}, {second}): reply ACK "
+                              "and the number.")
+
+
+def test_ack_cannot_reach_another_clinics_escalation(sessions, clinics, settings):
+    with sessions() as session, session.begin():
+        northside_escalation = _escalate(session, settings, clinics["northside"],
+                                         "+12025550142")
+        (reply,) = _text(session, clinics["riverside"], DR_PATEL,
+                         f"ACK {northside_escalation}", "SMack4")
+        assert reply.body == (f"There is no escalation {northside_escalation} at Riverside "
+                              "Dental & Aesthetics.")
+        assert session.get(Escalation, northside_escalation).status == EscalationStatus.open
+
+
+def test_other_staff_texts_get_help_and_patients_are_not_staff(sessions, clinics, settings):
+    with sessions() as session, session.begin():
+        (reply,) = _text(session, clinics["riverside"], DR_PATEL, "on my way in", "SMack5a")
+        assert reply.body.startswith("Ringback (Riverside Dental & Aesthetics): reply ACK")
+        assert _text(session, clinics["riverside"], DR_PATEL, "on my way in", "SMack5a") == []
+        assert _text(session, clinics["riverside"], "+447700900426", "ACK 1", "SMack5b") is None
+        # Staff of one clinic are patients at another.
+        assert _text(session, clinics["northside"], DR_PATEL, "ACK 1", "SMack5c") is None

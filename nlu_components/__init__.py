@@ -1,0 +1,1 @@
+"""Custom Rasa NLU components: the emergency safety net that runs after the intent classifier."""

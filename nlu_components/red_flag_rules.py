@@ -58,11 +58,12 @@ class _Rule:
 
 
 def normalise(text: str) -> str:
-    """Lower case, apostrophes dropped, runs of spaces collapsed (newlines kept)."""
+    """Lower case, apostrophes dropped, hyphens in words spaced, spaces collapsed."""
     folded = unicodedata.normalize("NFKC", text or "").lower()
     # Apostrophes are dropped so rules say "cant", "its", "wont" once for every spelling.
     folded = re.sub("['\u2019\u2018`\u00b4]", "", folded)
     folded = folded.replace("\u201c", '"').replace("\u201d", '"').replace("&", " and ")
+    folded = re.sub(r"(?<=\w)[-\u2010\u2011](?=\w)", " ", folded)  # non-blanching, anti-wrinkle
     return "\n".join(" ".join(line.split()) for line in folded.splitlines())
 
 

@@ -54,6 +54,11 @@ test-unit: install
 bench: train
 	$(BIN)/python -m bench $(BENCH)
 
+# 5-fold cross-validation of config.yml on data/nlu into reports/nlu/current/ (per-intent table,
+# confusion matrix); the run before is kept in reports/nlu/previous/ and the deltas printed.
+nlu-report: install
+	nice $(BIN)/python scripts/nlu_report.py
+
 lint: install
 	$(BIN)/ruff check booking actions connectors nlu_components simulator tests bench
 

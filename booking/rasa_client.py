@@ -15,7 +15,9 @@ class RasaClient:
         self._client = httpx.AsyncClient(timeout=timeout)
 
     def _conversation(self, sender_id: str) -> str:
-        return f"{self._base}/conversations/{quote(sender_id, safe='')}"
+        # Rasa's routes do not unquote the id: "%3A%2B" would name another conversation than
+        # the one the Twilio channel keeps under "riverside:+44...", so ':' and '+' stay as is.
+        return f"{self._base}/conversations/{quote(sender_id, safe=':+')}"
 
     async def trigger_intent(self, *, sender_id: str, intent: str, channel: str,
                              entities: dict | None = None) -> None:

@@ -1,7 +1,12 @@
 """The booking conversation: which service, which time, who is coming, then book and confirm.
 
-One action reads every booking turn (yes, a request, a pick, a name, "none of those") against
-the `awaiting` slot, so the order of questions is decided in one readable place.
+Every turn is read against the `awaiting` slot (what the bot asked last), so the order of
+questions is decided in one readable place, whichever intent the message was classified as.
+The rules of booking (which times, which details, the wording) live in `booking/`; this module
+only moves between steps and keeps the slots.
+
+Each patient message gets one reply. Two misses in a row hand the thread to staff, and so
+does turning down too many sets of times: the bot never loops.
 """
 
 from __future__ import annotations
@@ -12,167 +17,500 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
 from actions.runtime import adapter_for, sessions, thread_session
-from booking.appointment_booking import confirmation_text, offer_text, propose
+from booking import patient_details
+from booking.appointment_booking import (
+    MAX_OFFER_ROUNDS,
+    confirmation_text,
+    describe,
+    describe_wish,
+    find_service,
+    nearest_to,
+    nearest_to_wish,
+    offer_text,
+    pick_reminder,
+    propose,
+    service_question,
+    still_free,
+)
 from booking.clinics import match_service
-from booking.conversations import record_event, rename_contact
-from booking.models import Clinic, Contact, Service, utcnow
+from booking.conversations import record_event
+from booking.faq import answer_topic
+from booking.models import Clinic, Contact, Service, Thread, utcnow
 from booking.scheduling.base import CalendarUnavailable, Slot, SlotUnavailable
-from booking.slot_choice import choose, preference
+from booking.slot_choice import (
+    Preference,
+    date_order_for,
+    declines,
+    matching_offers,
+    preference,
+    warm_up,
+)
 
-NAME_PREFIX = re.compile(r"^(?:hi|hello|hey)?[,!\s]*(?:it'?s|i'?m|i am|my name is|name'?s|"
-                         r"this is)\s+", re.IGNORECASE)
+BOOKING_STEPS = ("service", "pick", "details")
+CHANGE_STEPS = ("which_appointment", "confirm_cancel", "confirm_reschedule")
+# After a booking a bare "ok"/"great" is an acknowledgement, not a new booking.
+JUST_BOOKED = "booked"
+# "Would you like to book one? Reply YES": a yes starts a booking, a no closes.
+OFFERED_TO_BOOK = "offer_to_book"
+# Slots of one booking attempt, cleared when it ends.
+BOOKING_SLOTS = ("awaiting", "offered_slots", "declined_slots", "offer_rounds", "chosen_slot",
+                 "wish", "change_kind", "change_candidates", "change_target")
+
+CLOSE_POLITELY = ("No problem. If you need us later, just reply here.")
+CALENDAR_DOWN = ("Sorry, our booking calendar isn't responding right now. Please try again in a "
+                 "few minutes, or say \"talk to someone\" and the team will book you in.")
+_DONE_FOR_NOW = re.compile(
+    r"\b(?:no thanks?|no thank you|not now|not at the moment|leave it|forget it|never ?mind|"
+    r"don'?t worry|i'?m (?:fine|ok|good)|i'?ll (?:call|ring)|maybe later|not interested|"
+    r"all good|that'?s all|no need)\b", re.IGNORECASE)
+_BOOKING_WORDS = re.compile(r"\b(?:book|booking|appointment|come in|see someone|slot)\b",
+                            re.IGNORECASE)
+# Questions worth answering even when the message is mainly about booking.
+_SIDE_QUESTIONS = {
+    "price": re.compile(r"\b(?:how much|what(?:'s| is| does) (?:the |it )?cost|price)\b", re.I),
+    "location": re.compile(r"\b(?:where are you|your address|where is the clinic)\b", re.I),
+    "insurance": re.compile(r"\b(?:insurance|denplan|in[- ]network)\b", re.I),
+    "parking": re.compile(r"\bparking\b", re.I),
+}
+
+warm_up()
 
 
-def service_mention(tracker: Tracker) -> str | None:
-    for entity in (tracker.latest_message or {}).get("entities", []):
-        if entity.get("entity") == "service":
-            return str(entity.get("value"))
-    return tracker.get_slot("service")
+class Conversation:
+    """One patient message handled against the conversation so far; collects one reply."""
 
-
-def needs_name(clinic: Clinic, contact: Contact) -> bool:
-    required = (clinic.settings or {}).get("required_patient_fields", ["first_name"])
-    return "first_name" in required and not contact.first_name
-
-
-def parse_name(text: str) -> tuple[str, str | None] | None:
-    cleaned = NAME_PREFIX.sub("", text.strip()).strip(" .!")
-    words = [w for w in re.split(r"\s+", cleaned) if re.fullmatch(r"[^\W\d_][\w'’-]*", w)]
-    if not words or len(words) > 4:
-        return None
-    first, *rest = (w[:1].upper() + w[1:] for w in words)
-    return first, " ".join(rest) or None
-
-
-class ActionBookingTurn(Action):
-    def name(self) -> str:
-        return "action_booking_turn"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: dict[str, Any]) -> list[EventType]:
+    def __init__(self, tracker: Tracker, *, session: Session, thread: Thread, now: datetime):
         latest = tracker.latest_message or {}
-        intent = (latest.get("intent") or {}).get("name")
-        text = latest.get("text") or ""
-        awaiting = tracker.get_slot("awaiting")
-        offered = [Slot.from_dict(s) for s in tracker.get_slot("offered_slots") or []]
-        with thread_session(tracker.sender_id) as (session, thread):
-            clinic, contact = thread.clinic, thread.contact
-            turn = _Turn(dispatcher, session=session, clinic=clinic, contact=contact,
-                         sender_id=tracker.sender_id, now=utcnow())
-            if awaiting == "name" and tracker.get_slot("chosen_slot"):
-                events = turn.take_name(text, Slot.from_dict(tracker.get_slot("chosen_slot")))
-            elif awaiting == "pick" and offered:
-                events = turn.pick(text, intent, offered)
-            elif intent == "deny":
-                dispatcher.utter_message(response="utter_no_problem")
-                events = [SlotSet("awaiting", None)]
-            else:
-                events = turn.start(service_mention(tracker) or text)
-            for kind, detail in turn.funnel:
-                record_event(session, clinic_id=clinic.id, kind=kind, contact_id=contact.id,
-                             thread_id=thread.id, detail=detail)
-        return events
-
-
-class _Turn:
-    def __init__(self, dispatcher: CollectingDispatcher, *, session: Session, clinic: Clinic,
-                 contact: Contact, sender_id: str, now: datetime):
-        self.session = session
-        self.say = dispatcher.utter_message
-        self.clinic, self.contact, self.now = clinic, contact, now
-        self.sender_id = sender_id
-        self.adapter = adapter_for(clinic)
-        self.zone = ZoneInfo(clinic.timezone)
+        self.tracker = tracker
+        self.intent: str | None = (latest.get("intent") or {}).get("name")
+        self.text: str = latest.get("text") or ""
+        self.entities: list[dict] = latest.get("entities") or []
+        self.session, self.thread = session, thread
+        self.clinic: Clinic = thread.clinic
+        self.contact: Contact = thread.contact
+        self.sender_id = tracker.sender_id
+        self.now = now
+        self.zone = ZoneInfo(self.clinic.timezone)
+        self.date_order = date_order_for(self.clinic.locale)
+        self.services: list[Service] = list(self.clinic.services)
+        self.adapter = adapter_for(self.clinic)
+        # What the tracker says, and what this turn changes.
+        self.awaiting: str | None = tracker.get_slot("awaiting")
+        self.service_slug: str | None = tracker.get_slot("service")
+        self.offered = [Slot.from_dict(s) for s in tracker.get_slot("offered_slots") or []]
+        self.declined = [Slot.from_dict(s) for s in tracker.get_slot("declined_slots") or []]
+        chosen = tracker.get_slot("chosen_slot")
+        self.chosen = Slot.from_dict(chosen) if chosen else None
+        self.offer_rounds = int(tracker.get_slot("offer_rounds") or 0)
+        self.misses = int(tracker.get_slot("misses") or 0)
+        self.replies: list[str] = []
+        self.slot_changes: dict[str, Any] = {}
+        self.hand_over = False
+        self.missed_this_turn = False
         self.funnel: list[tuple[str, dict]] = []
 
-    def start(self, mention: str | None) -> list[EventType]:
-        service = match_service(services=self.clinic.services, text=mention or "")
-        if service is None and len(self.clinic.services) == 1:
-            service = self.clinic.services[0]
-        if service is None:
-            names = ", ".join(s.name for s in self.clinic.services)
-            self.say(text=f"Happy to help you book. Which treatment is it for? We offer: {names}.")
-            return [SlotSet("awaiting", "service")]
-        return self.offer(service, wish=preference(mention or "", now=self.now, zone=self.zone))
+    # -- replies and state -------------------------------------------------------------------
 
-    def offer(self, service: Service, *, wish=None, avoid: list[Slot] = (),
-              lead_in: str = "") -> list[EventType]:
+    def say(self, text: str) -> None:
+        self.replies.append(text.strip())
+
+    def set(self, **slots: Any) -> None:
+        self.slot_changes.update(slots)
+        if "awaiting" in slots:
+            self.awaiting = slots["awaiting"]
+
+    def slot(self, name: str) -> Any:
+        return self.slot_changes.get(name, self.tracker.get_slot(name))
+
+    def end_booking(self, **keep: Any) -> None:
+        """The booking attempt is over (booked, closed, handed over): forget its working state.
+
+        `keep` sets slots afterwards (what the next message should find).
+        """
+        self.offered, self.declined, self.chosen, self.offer_rounds = [], [], None, 0
+        self.set(**{name: None for name in BOOKING_SLOTS})
+        self.set(offer_rounds=0, **keep)
+
+    def missed(self, prompt: str) -> None:
+        """A message the bot could not use: ask once more; the second miss goes to staff."""
+        self.missed_this_turn = True
+        if self.misses + 1 >= 2:
+            self.handover()
+            return
+        self.set(misses=self.misses + 1)
+        self.say(prompt)
+
+    def handover(self) -> None:
+        self.hand_over = True
+        self.replies.clear()
+
+    def finish(self, dispatcher: CollectingDispatcher) -> list[EventType]:
+        for kind, detail in self.funnel:
+            record_event(self.session, clinic_id=self.clinic.id, kind=kind,
+                         contact_id=self.contact.id, thread_id=self.thread.id, detail=detail)
+        if not self.missed_this_turn and self.misses:
+            self.set(misses=0)
+        if self.replies:
+            dispatcher.utter_message(text="\n\n".join(self.replies))
+        events: list[EventType] = [SlotSet(name, value)
+                                   for name, value in self.slot_changes.items()]
+        if self.hand_over:
+            events.append(FollowupAction("action_escalate"))
+        return events
+
+    # -- what the message says ---------------------------------------------------------------
+
+    def named_service(self, *, forgiving: bool = False) -> Service | None:
+        """The treatment the message names; `forgiving` also reads typos ("chekup")."""
+        for entity in self.entities:
+            if entity.get("entity") == "service":
+                found = match_service(services=self.services, text=str(entity.get("value")))
+                if found is not None:
+                    return found
+        if forgiving:
+            return find_service(self.services, self.text)
+        return match_service(services=self.services, text=self.text)
+
+    def current_service(self) -> Service | None:
+        slug = self.slot("service")
+        return next((s for s in self.services if s.slug == slug), None)
+
+    def wish(self, text: str | None = None) -> Preference | None:
+        return preference(self.text if text is None else text, now=self.now, zone=self.zone,
+                          date_order=self.date_order)
+
+    def offer_matches(self) -> list[int]:
+        return matching_offers(self.text, [s.starts_at for s in self.offered], now=self.now,
+                               zone=self.zone, date_order=self.date_order)
+
+    def numbered_service(self) -> Service | None:
+        match = re.fullmatch(r"\W*(\d{1,2})\W*", self.text)
+        if match and 1 <= int(match[1]) <= len(self.services):
+            return self.services[int(match[1]) - 1]
+        return None
+
+    def wants_to_book(self) -> bool:
+        return bool(re.search(r"\b(?:book|booking)\b|\bcan i (?:come in|get an appointment)\b",
+                              self.text, re.IGNORECASE))
+
+    def done_for_now(self) -> bool:
+        return bool(_DONE_FOR_NOW.search(self.text))
+
+    def understands(self) -> bool:
+        """Whether the message answers what the bot is waiting for, whatever its intent."""
+        from actions import appointments  # the change flow builds on this class
+
+        if self.awaiting in CHANGE_STEPS:
+            return appointments.understands(self)
+        if self.awaiting == "pick":
+            return bool(self.offer_matches() or self.wish() or self.named_service())
+        if self.awaiting == "details":
+            return self.detail_answer() is not None
+        if self.awaiting == "service":
+            return bool(self.named_service(forgiving=True) or self.numbered_service())
+        if self.awaiting == OFFERED_TO_BOOK:
+            return appointments.yes_or_no(self.text) is not None
+        return bool(self.named_service() or (self.wish() and _BOOKING_WORDS.search(self.text)))
+
+    def side_answers(self) -> None:
+        """Answer a clear question asked alongside a booking step ("yes, how much is it?")."""
+        for topic, cue in _SIDE_QUESTIONS.items():
+            if cue.search(self.text) and not self.replies:
+                self.say(answer_topic(topic, clinic=self.clinic, now=self.now,
+                                      service=self.named_service() or self.current_service()))
+
+    def resume_prompt(self) -> str | None:
+        """The pending question, asked again after an interruption; None when nothing pends."""
+        from actions import appointments
+
+        if self.awaiting == "service":
+            return service_question(self.services, opening="Back to your booking:")
+        if self.awaiting == "pick" and self.offered:
+            return pick_reminder(self.offered, clinic=self.clinic)
+        if self.awaiting == "details" and self.chosen:
+            return (f"To finish booking {describe(self.chosen.starts_at, clinic=self.clinic)}: "
+                    + patient_details.question(self.missing_details()))
+        if self.awaiting in CHANGE_STEPS:
+            return appointments.resume_prompt(self)
+        if self.awaiting == OFFERED_TO_BOOK:
+            return "Would you like to book an appointment? Reply YES and I'll find some times."
+        return None
+
+    # -- the turn --------------------------------------------------------------------------
+
+    def handle(self) -> None:
+        from actions import appointments
+
+        if self.awaiting in CHANGE_STEPS:
+            appointments.continue_change(self)
+            return
+        self.side_answers()
+        switched = self.named_service()
+        current = self.current_service()
+        if (self.awaiting in ("pick", "details") and switched is not None
+                and current is not None and switched.id != current.id
+                and self.slot("change_kind") != "reschedule"):
+            self.declined, self.offer_rounds = [], 0
+            self.offer(switched, wish=self.wish(), lead_in=f"Sure, {switched.name} instead.")
+            return
+        if self.awaiting == "details" and self.chosen is not None:
+            self.take_details()
+        elif self.awaiting == "pick" and self.offered:
+            self.pick()
+        elif self.awaiting == "service":
+            self.take_service()
+        elif self.awaiting == OFFERED_TO_BOOK:
+            self.answer_offer_to_book()
+        elif self.awaiting == JUST_BOOKED and not (switched or self.wish()
+                                                   or self.intent == "book"):
+            self.acknowledge_booking()
+        elif self.intent == "deny" or self.done_for_now():
+            self.close()
+        else:
+            self.start(service=switched or self.named_service(forgiving=True))
+
+    def close(self) -> None:
+        self.end_booking()
+        self.say(CLOSE_POLITELY)
+
+    def acknowledge_booking(self) -> None:
+        if self.intent == "deny":
+            self.close()
+            return
+        self.set(awaiting=None)
+        self.say("Great, see you then! Reply here any time if you need anything.")
+
+    def answer_offer_to_book(self) -> None:
+        from actions import appointments
+
+        answer = appointments.yes_or_no(self.text)
+        if answer is False or self.done_for_now():
+            self.close()
+        elif answer is True or self.intent in ("affirm", "book") or self.named_service():
+            self.start(service=self.named_service() or self.current_service())
+        else:
+            self.missed("Would you like to book an appointment? Reply YES or NO.")
+
+    def start(self, *, service: Service | None) -> None:
+        """A booking begins: ask the treatment only when it is not obvious, then offer times."""
+        self.end_booking(service=None, misses=0)
+        if service is None and len(self.services) == 1:
+            service = self.services[0]
+        wish = self.wish()
+        if service is None:
+            self.set(awaiting="service", wish=self.text if wish else None)
+            self.say(service_question(self.services))
+            return
+        self.offer(service, wish=wish)
+
+    def take_service(self) -> None:
+        service = self.named_service(forgiving=True) or self.numbered_service()
+        if service is not None:
+            stored = self.slot("wish")
+            wish = self.wish() or (self.wish(stored) if stored else None)
+            self.offer(service, wish=wish)
+        elif self.intent == "deny" or self.done_for_now():
+            self.close()
+        elif self.wish():
+            self.set(wish=self.text)
+            self.say(service_question(self.services, opening="Got it."))
+        else:
+            names = ", ".join(s.name for s in self.services)
+            self.missed("Sorry, I didn't catch which treatment. We offer: "
+                        f"{names}. Reply with the number or the name, or say \"talk to "
+                        "someone\".")
+
+    def offer(self, service: Service, *, wish: Preference | None = None, lead_in: str = "",
+              avoid: list[Slot] | None = None) -> None:
+        """Offer two or three real free times, within the wish if there is one."""
+        avoid = self.declined if avoid is None else avoid
+        if self.offer_rounds >= MAX_OFFER_ROUNDS:
+            # Several sets turned down: a person finds a time faster than more lists.
+            self.end_booking()
+            self.handover()
+            return
         try:
             slots = propose(self.adapter, clinic=self.clinic, service=service, now=self.now,
-                            wish=wish, avoid=list(avoid))
+                            wish=wish, avoid=avoid)
             if not slots and wish is not None:
-                lead_in = (lead_in + " Nothing is free then, so here are the nearest times."
-                           ).strip()
-                slots = propose(self.adapter, clinic=self.clinic, service=service, now=self.now,
-                                avoid=list(avoid))
+                slots = nearest_to_wish(self.adapter, clinic=self.clinic, service=service,
+                                        now=self.now, wish=wish, avoid=avoid)
+                lead_in = " ".join(filter(None, [
+                    lead_in, f"Sorry, nothing is free {describe_wish(wish, clinic=self.clinic)}."
+                             " These are the nearest times."]))
         except CalendarUnavailable:
-            self.say(response="utter_calendar_down")
-            return [SlotSet("awaiting", None)]
+            self.say(CALENDAR_DOWN)
+            return
         if not slots:
-            self.say(text=f"Sorry, there's nothing free for {service.name} in the next two "
-                          "weeks. A member of the team will text you to find a time.")
-            return [SlotSet("awaiting", None)]
-        self.say(text=(lead_in + "\n" if lead_in else "") + offer_text(
-            slots, clinic=self.clinic, service=service))
+            self.end_booking()
+            self.say(f"Sorry, there's nothing free for {service.name} in the next few weeks. "
+                     "I've asked the team to text you to find a time.")
+            self.hand_over = True
+            return
+        self.say("\n".join(filter(None, [lead_in, offer_text(slots, clinic=self.clinic,
+                                                             service=service)])))
+        self.offered = slots
+        self.set(service=service.slug, awaiting="pick",
+                 offered_slots=[s.to_dict() for s in slots],
+                 declined_slots=[s.to_dict() for s in avoid],
+                 offer_rounds=self.offer_rounds + 1, chosen_slot=None)
         self.funnel.append(("offered", {"service": service.slug, "count": len(slots)}))
-        return [SlotSet("service", service.slug), SlotSet("awaiting", "pick"),
-                SlotSet("offered_slots", [s.to_dict() for s in slots])]
 
-    def pick(self, text: str, intent: str | None, offered: list[Slot]) -> list[EventType]:
-        service = self._service(offered[0].service)
-        index = choose(text, [s.starts_at for s in offered], zone=self.zone)
-        if index is None and intent == "affirm" and len(offered) == 1:
-            index = 0
-        if index is not None:
-            return self.chosen(offered[index], service)
-        wish = preference(text, now=self.now, zone=self.zone)
-        if wish is not None or intent == "deny":
-            return self.offer(service, wish=wish, avoid=offered,
-                              lead_in="No problem, how about one of these?")
-        self.say(text=f"Which time suits you? Reply 1 to {len(offered)}, or tell me another "
-                      "day or time.")
-        return []
+    def pick(self) -> None:
+        service = self.current_service() or self._service(self.offered[0].service)
+        matches = self.offer_matches()
+        if len(matches) == 1 or (not matches and self.intent == "affirm"
+                                 and len(self.offered) == 1):
+            self.chosen_slot(self.offered[matches[0] if matches else 0], service)
+            return
+        if len(matches) > 1:
+            narrowed = [self.offered[i] for i in matches]
+            self.offered = narrowed
+            self.set(offered_slots=[s.to_dict() for s in narrowed])
+            self.say(pick_reminder(narrowed, clinic=self.clinic).replace(
+                "Would one of these times suit you?", "Which of these?"))
+            return
+        declining = self.intent == "deny" or declines(self.text)
+        if declining:  # never offered again in this booking
+            self.declined = self.declined + [s for s in self.offered if s not in self.declined]
+        wish = self.wish()
+        if wish is not None:
+            self.offer(service, wish=wish, lead_in="No problem." if declining else "")
+        elif self.done_for_now():
+            self.close()
+        elif declining:
+            self.offer(service, lead_in="No problem, here are some other times (or reply "
+                                        "\"no thanks\" to leave it for now).")
+        else:
+            self.missed(f"Which time suits you? Reply 1 to {len(self.offered)}, or tell me "
+                        "another day or time (like \"Thursday afternoon\" or \"after 5\").")
 
-    def chosen(self, slot: Slot, service: Service) -> list[EventType]:
-        if needs_name(self.clinic, self.contact):
-            self.say(text="Great choice. What name should I put the booking under?")
-            return [SlotSet("awaiting", "name"), SlotSet("chosen_slot", slot.to_dict())]
-        return self.book(slot, service)
+    def chosen_slot(self, slot: Slot, service: Service) -> None:
+        from actions import appointments
 
-    def take_name(self, text: str, slot: Slot) -> list[EventType]:
-        name = parse_name(text)
-        if name is None:
-            self.say(text="Sorry, I didn't catch that. What's your name, please?")
-            return []
+        if slot.starts_at <= self.now:
+            self.offer(service, avoid=[slot], lead_in="Sorry, that time has passed now.")
+            return
+        try:
+            free = still_free(self.adapter, slot)
+        except CalendarUnavailable:
+            self.say(CALENDAR_DOWN)
+            return
+        if not free:  # taken since it was offered: say so now, not after the questions
+            self.slot_taken(slot, service)
+            return
+        if self.slot("change_kind") == "reschedule" and self.slot("change_target"):
+            appointments.confirm_new_time(self, slot)
+            return
+        missing = self.missing_details()
+        if missing:
+            self.chosen = slot
+            self.set(awaiting="details", chosen_slot=slot.to_dict())
+            self.say(f"Great, {describe(slot.starts_at, clinic=self.clinic)}. "
+                     + patient_details.question(missing))
+            return
+        self.book(slot, service)
+
+    def missing_details(self) -> list[str]:
+        return patient_details.missing_fields(self.clinic, self.contact)
+
+    def detail_answer(self) -> dict[str, str] | None:
+        return patient_details.read_answer(self.missing_details(), self.text)
+
+    def take_details(self) -> None:
+        details = self.detail_answer()
+        if details is None:
+            matches = self.offer_matches()
+            wish = self.wish()
+            if len(matches) == 1:  # "actually the second one"
+                self.chosen_slot(self.offered[matches[0]], self._service(self.chosen.service))
+            elif wish is not None:
+                self.offer(self._service(self.chosen.service), wish=wish, lead_in="Sure.")
+            elif self.intent == "deny" or self.done_for_now():
+                self.close()
+            else:
+                self.missed("Sorry, I didn't catch that. "
+                            + patient_details.question(self.missing_details()))
+            return
         # Committed on its own: the outer transaction must hold no write lock while the
         # adapter books (SQLite has one writer at a time).
         with sessions()() as session, session.begin():
-            rename_contact(session, contact_id=self.contact.id, first_name=name[0],
-                           last_name=name[1])
+            contact = session.get(Contact, self.contact.id)
+            for field, value in details.items():
+                setattr(contact, field, value)
         self.session.refresh(self.contact)
-        return self.book(slot, self._service(slot.service))
+        missing = self.missing_details()
+        if missing:
+            self.say("Thanks. " + patient_details.question(missing))
+            return
+        self.book(self.chosen, self._service(self.chosen.service))
 
-    def book(self, slot: Slot, service: Service) -> list[EventType]:
+    def book(self, slot: Slot, service: Service) -> None:
         try:
             appointment = self.adapter.book(
                 slot=slot, contact=self.contact, service=service,
                 idempotency_key=f"{self.sender_id}@{slot.starts_at.isoformat()}",
             )
         except SlotUnavailable:
-            return self.offer(service, wish=None, avoid=[slot],
-                              lead_in="Sorry, that time was just taken.")
+            self.slot_taken(slot, service)
+            return
         except CalendarUnavailable:
-            self.say(response="utter_calendar_down")
-            return [SlotSet("awaiting", "pick")]
-        self.say(text=confirmation_text(appointment, clinic=self.clinic, service=service))
-        self.funnel.append(("booked", {"appointment_id": appointment.id}))
-        return [SlotSet("awaiting", None), SlotSet("offered_slots", None),
-                SlotSet("chosen_slot", None), SlotSet("appointment_id", appointment.id)]
+            self.say(CALENDAR_DOWN)
+            return
+        self.say(confirmation_text(appointment, clinic=self.clinic, service=service))
+        self.funnel.append(("booked", {"appointment_id": appointment.id,
+                                       "service": service.slug}))
+        self.end_booking(service=None, awaiting=JUST_BOOKED, appointment_id=appointment.id)
+
+    def slot_taken(self, slot: Slot, service: Service) -> None:
+        """Someone else took the time between our offer and the patient's pick."""
+        declined = self.declined + [slot]
+        try:
+            alternatives = nearest_to(self.adapter, clinic=self.clinic, service=service,
+                                      now=self.now, target=slot.starts_at, avoid=declined)
+        except CalendarUnavailable:
+            self.say(CALENDAR_DOWN)
+            return
+        if not alternatives:
+            self.end_booking()
+            self.say(f"Sorry, {describe(slot.starts_at, clinic=self.clinic)} was just taken "
+                     "and nothing else is free nearby. I've asked the team to text you.")
+            self.hand_over = True
+            return
+        self.offered = alternatives
+        self.set(service=service.slug, awaiting="pick", chosen_slot=None,
+                 offered_slots=[s.to_dict() for s in alternatives],
+                 declined_slots=[s.to_dict() for s in declined])
+        self.say(f"Sorry, {describe(slot.starts_at, clinic=self.clinic)} was just taken by "
+                 "someone else. The nearest times I have:\n"
+                 + offer_text(alternatives, clinic=self.clinic, service=service).split("\n", 1)[1])
 
     def _service(self, slug: str) -> Service:
-        return next(s for s in self.clinic.services if s.slug == slug)
+        return next(s for s in self.services if s.slug == slug)
+
+
+def conversation_turn(tracker: Tracker, dispatcher: CollectingDispatcher, handle) -> list:
+    """Run `handle(conversation)` in a transaction on the tracker's thread; return its events."""
+    with thread_session(tracker.sender_id) as (session, thread):
+        conversation = Conversation(tracker, session=session, thread=thread, now=utcnow())
+        handle(conversation)
+        return conversation.finish(dispatcher)
+
+
+class ActionBookingTurn(Action):
+    """Yes, no, a booking request, or a detail: the next step of whatever is in progress."""
+
+    def name(self) -> str:
+        return "action_booking_turn"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[EventType]:
+        return conversation_turn(tracker, dispatcher, Conversation.handle)
+
+
+__all__ = ["ActionBookingTurn", "Conversation", "conversation_turn"]

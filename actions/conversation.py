@@ -1,16 +1,39 @@
-"""Actions around the booking: the missed-call start, FAQ answers, opt-out, not understanding."""
+"""Actions around the booking: the missed-call start, FAQ answers, small talk, opt-out, and
+not understanding. Each one knows what the booking is waiting for, so an interruption is
+answered and the booking carries on where it was."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, FollowupAction, SlotSet
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.booking import BOOKING_SLOTS, Conversation, conversation_turn
 from actions.runtime import outbox, thread_session
 from booking import consent
 from booking.faq import answer
+
+GREETING = "Hi! Reply YES to book an appointment, or tell me what you need."
+YOU_ARE_WELCOME = "You're welcome! Reply here any time if you need us."
+GOODBYE = "Thanks for getting in touch. Reply here any time if you need us."
+# Never suggest a bare "CANCEL" or "STOP": carriers read those single words as an opt-out.
+CLARIFY = ("Sorry, I didn't quite get that. You can reply YES to book, \"move my appointment\" "
+           "or \"cancel my appointment\", ask about our hours, prices or address, or say "
+           "\"talk to someone\" to reach the team. If it's urgent, say so.")
+CLARIFY_MID_STEP = "Sorry, I didn't quite get that."
+TALK_TO_SOMEONE = "Or say \"talk to someone\" and the team will reply."
+OUT_OF_SCOPE = ("I can help with appointments and questions about the clinic. For anything "
+                "else, say \"talk to someone\" and the team will get back to you.")
+
+
+def with_resume(conversation: Conversation, text: str) -> None:
+    """Say `text`, then ask the pending question again so the booking carries on."""
+    conversation.say(text)
+    prompt = conversation.resume_prompt()
+    if prompt:
+        conversation.say(prompt)
 
 
 class ActionStartFromMissedCall(Action):
@@ -21,8 +44,8 @@ class ActionStartFromMissedCall(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
-        return [SlotSet("awaiting", None), SlotSet("offered_slots", None),
-                SlotSet("chosen_slot", None)]
+        return [SlotSet(name, None) for name in (*BOOKING_SLOTS, "service")] + [
+            SlotSet("offer_rounds", 0), SlotSet("misses", 0)]
 
 
 class ActionAnswerFaq(Action):
@@ -33,15 +56,48 @@ class ActionAnswerFaq(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
-        latest = tracker.latest_message or {}
-        intent = (latest.get("intent") or {}).get("name")
-        mention = next((e.get("value") for e in latest.get("entities", [])
-                        if e.get("entity") == "service"), None)
-        with thread_session(tracker.sender_id) as (_, thread):
-            dispatcher.utter_message(text=answer(intent, clinic=thread.clinic, service=mention))
-        if tracker.get_slot("awaiting") == "pick":
-            dispatcher.utter_message(response="utter_resume_pick")
-        return []
+        def handle(conversation: Conversation) -> None:
+            mention = next((str(e.get("value")) for e in conversation.entities
+                            if e.get("entity") == "service"), None)
+            reply = answer(conversation.intent, clinic=conversation.clinic,
+                           text=conversation.text, service=mention,
+                           current_service=conversation.current_service(),
+                           now=conversation.now)
+            if conversation.awaiting is None and conversation.wants_to_book():
+                conversation.say(reply)
+                conversation.handle()  # "how much is a check-up? can I book one?"
+                return
+            with_resume(conversation, reply)
+
+        return conversation_turn(tracker, dispatcher, handle)
+
+
+class ActionSmallTalk(Action):
+    """Hello, thanks, goodbye; "hi, it's Sam" still answers "what name?"."""
+
+    def name(self) -> str:
+        return "action_small_talk"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[EventType]:
+        def handle(conversation: Conversation) -> None:
+            if conversation.intent == "goodbye":
+                conversation.end_booking()
+                conversation.say(GOODBYE)
+            elif conversation.awaiting and conversation.understands():
+                conversation.handle()
+            elif conversation.intent == "greet":
+                with_resume(conversation, GREETING if conversation.resume_prompt() is None
+                            else "Hi!")
+            else:
+                prompt = conversation.resume_prompt()
+                conversation.say("You're welcome!" if prompt else YOU_ARE_WELCOME)
+                if prompt:
+                    conversation.say(prompt)
+                if conversation.awaiting == "booked":
+                    conversation.set(awaiting=None)
+
+        return conversation_turn(tracker, dispatcher, handle)
 
 
 class ActionOptOut(Action):
@@ -56,32 +112,29 @@ class ActionOptOut(Action):
             confirmation = consent.opt_out(session, clinic=thread.clinic, contact=thread.contact,
                                            thread=thread)
         await outbox().deliver([m.id for m in confirmation])
-        return [SlotSet("awaiting", None)]
+        return [SlotSet(name, None) for name in BOOKING_SLOTS]
 
 
 class ActionClarify(Action):
-    """First miss: spell out the options. A second miss in a row: a person takes over."""
+    """Low confidence or off-topic. A message that answers the pending question is used as
+    such; otherwise the options are spelled out once, and a second miss goes to staff."""
 
     def name(self) -> str:
         return "action_clarify"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
-        if previous_bot_action(tracker) == self.name():
-            return [FollowupAction("action_escalate")]
-        dispatcher.utter_message(response="utter_clarify")
-        return []
+        def handle(conversation: Conversation) -> None:
+            if conversation.understands():
+                conversation.handle()
+            elif conversation.intent == "out_of_scope":
+                with_resume(conversation, OUT_OF_SCOPE)
+                conversation.missed_this_turn = True  # neither progress nor a miss
+            else:
+                prompt = conversation.resume_prompt()
+                if prompt:
+                    conversation.missed(f"{CLARIFY_MID_STEP} {prompt}\n{TALK_TO_SOMEONE}")
+                else:
+                    conversation.missed(CLARIFY)
 
-
-def previous_bot_action(tracker: Tracker) -> str | None:
-    """The last action the bot ran before the patient's latest message."""
-    seen_latest_user = False
-    for event in reversed(tracker.events):
-        if event.get("event") == "user":
-            if seen_latest_user:
-                return None
-            seen_latest_user = True
-        elif (seen_latest_user and event.get("event") == "action"
-              and event.get("name") != "action_listen"):
-            return event.get("name")
-    return None
+        return conversation_turn(tracker, dispatcher, handle)

@@ -1,77 +1,267 @@
-"""What the dialogue asks of booking: which service, which times to offer, book, confirm."""
+"""What the dialogue asks of booking: which times to offer, and how to word offers and bookings.
+
+Framework-free: the Rasa actions call these with the clinic's adapter and the current time.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import difflib
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from booking.clinics import match_service, normalise_phrase, service_phrases
 from booking.models import Appointment, Clinic, Service
 from booking.scheduling.base import SchedulingAdapter, Slot
 from booking.slot_choice import Preference
 
+OFFER_COUNT = 3
+# First look this far ahead for offers; a quiet diary is searched further before giving up.
 OFFER_WINDOW = timedelta(days=14)
+WIDER_OFFER_WINDOW = timedelta(days=42)
+# Slots closer together than this on one day feel like the same offer...
+DISTINCT_TIMES = timedelta(minutes=60)
+# ...except around a time the patient asked for, or one that was just taken.
+CLOSE_TIMES = timedelta(minutes=30)
+# When the wished-for window is full, alternatives are searched this far either side of it.
+NEAREST_SEARCH = timedelta(days=7)
+# After this many sets of times turned down, a person finds a time with the patient.
+MAX_OFFER_ROUNDS = 3
+# A misspelt treatment ("chekup", "lip filer") still counts when this close to a known name;
+# "message" vs "massage" (0.857) must not.
+TYPO_SIMILARITY = 0.88
+SHORTEST_TYPO_PHRASE = 5
 
 
-def spread(slots: list[Slot], *, zone: ZoneInfo, count: int = 3) -> list[Slot]:
-    """The soonest slot, then ones on other days or at another time of day, in time order."""
+def find_service(services: list[Service], text: str) -> Service | None:
+    """The service the text names, forgiving typos in longer names when nothing matches exactly.
+
+    Only for answers to "which treatment?" and booking requests: elsewhere an exact match is
+    required, so a stray word never switches a booking to another treatment.
+    """
+    found = match_service(services=services, text=text)
+    if found is not None:
+        return found
+    words = normalise_phrase(text).split()
+    grams = {" ".join(words[i:i + n]) for n in (1, 2, 3) for i in range(len(words) - n + 1)}
+    best: tuple[float, Service] | None = None
+    for service in services:
+        for phrase in service_phrases(service):
+            if len(phrase) < SHORTEST_TYPO_PHRASE:
+                continue
+            for gram in grams:
+                score = difflib.SequenceMatcher(None, gram, phrase).ratio()
+                if score >= TYPO_SIMILARITY and (best is None or score > best[0]):
+                    best = (score, service)
+    return best[1] if best else None
+
+
+def _half_of_day(local: datetime) -> tuple[date, bool]:
+    return local.date(), local.hour < 12
+
+
+def spread(slots: Iterable[Slot], *, zone: ZoneInfo, count: int = OFFER_COUNT,
+           by_half_day: bool = True, apart: timedelta = DISTINCT_TIMES) -> list[Slot]:
+    """The first slot, then others on other days or at another time of day, in time order.
+
+    `slots` come in order of preference (soonest first, or nearest to a wish first). Without
+    `by_half_day` the others are only kept `apart`, for offers that should stay close.
+    """
+    candidates = list(slots)
     chosen: list[Slot] = []
-    seen: set[tuple] = set()
-    for slot in slots:
-        local = slot.starts_at.astimezone(zone)
-        key = (local.date(), local.hour < 12)
-        if key in seen:
-            continue
-        seen.add(key)
-        chosen.append(slot)
-        if len(chosen) == count:
-            break
-    for slot in slots:  # a quiet fortnight: fill with whatever is left
-        if len(chosen) == count:
-            break
-        if slot not in chosen:
-            chosen.append(slot)
+
+    def take(acceptable: Callable[[Slot], bool]) -> None:
+        for slot in candidates:
+            if len(chosen) == count:
+                return
+            if slot not in chosen and acceptable(slot):
+                chosen.append(slot)
+
+    def new_half_day(slot: Slot) -> bool:
+        key = _half_of_day(slot.starts_at.astimezone(zone))
+        return all(_half_of_day(c.starts_at.astimezone(zone)) != key for c in chosen)
+
+    def far_enough(slot: Slot) -> bool:
+        return all(abs(slot.starts_at - c.starts_at) >= apart for c in chosen)
+
+    if by_half_day:
+        take(new_half_day)
+    take(far_enough)  # a quiet fortnight: still avoid three offers fifteen minutes apart
+    take(lambda slot: True)
     return sorted(chosen, key=lambda slot: slot.starts_at)
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=zone)
+
+
+def _without(slots: list[Slot], avoid: Iterable[Slot]) -> list[Slot]:
+    # Compared by start time: the same time with another clinician is not a new offer.
+    avoided = {slot.starts_at for slot in avoid}
+    return [slot for slot in slots if slot.starts_at not in avoided]
+
+
+def _unique_starts(slots: Iterable[Slot]) -> list[Slot]:
+    seen: set[datetime] = set()
+    unique = []
+    for slot in slots:
+        if slot.starts_at not in seen:
+            seen.add(slot.starts_at)
+            unique.append(slot)
+    return unique
 
 
 def propose(
     adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
-    wish: Preference | None = None, avoid: list[Slot] = (), count: int = 3,
+    wish: Preference | None = None, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
 ) -> list[Slot]:
-    """Two or three real free slots, within the patient's wish when they stated one."""
+    """Two or three real free slots: soonest and spread out, or inside the patient's wish.
+
+    Empty when nothing matches; `nearest_to_wish` then finds what is closest.
+    """
     zone = ZoneInfo(clinic.timezone)
+    avoid = list(avoid)
     if wish is None:
-        start, end = now, now + OFFER_WINDOW
-    else:
-        start = max(now, datetime.combine(wish.first_day, datetime.min.time(), zone))
-        end = datetime.combine(wish.last_day + timedelta(days=1), datetime.min.time(), zone)
+        for window in (OFFER_WINDOW, WIDER_OFFER_WINDOW):
+            free = _without(adapter.find_free_slots(service=service, window_start=now,
+                                                    window_end=now + window), avoid)
+            if free:
+                return spread(_unique_starts(free), zone=zone, count=count)
+        return []
+    start = max(now, _local_midnight(wish.first_day, zone))
+    end = _local_midnight(wish.last_day + timedelta(days=1), zone)
+    if end <= start:
+        return []
     free = adapter.find_free_slots(service=service, window_start=start, window_end=end)
-    free = [slot for slot in free if slot not in avoid
-            and (wish is None or wish.admits(slot.starts_at.astimezone(zone)))]
+    free = [slot for slot in _without(free, avoid) if wish.admits(slot.starts_at.astimezone(zone))]
+    if wish.around is not None:
+        free.sort(key=lambda slot: (wish.distance(slot.starts_at.astimezone(zone)),
+                                    slot.starts_at))
+        return spread(_unique_starts(free), zone=zone, count=count, by_half_day=False,
+                      apart=CLOSE_TIMES)
+    return spread(_unique_starts(free), zone=zone, count=count)
+
+
+def still_free(adapter: SchedulingAdapter, slot: Slot) -> bool:
+    """Whether an offered slot can still be booked (someone may have taken it since)."""
+    free = adapter.find_free_slots(service=slot.service, window_start=slot.starts_at,
+                                   window_end=slot.starts_at + timedelta(minutes=1),
+                                   provider=slot.provider)
+    return slot in free
+
+
+def nearest_to_wish(
+    adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
+    wish: Preference, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
+) -> list[Slot]:
+    """The free slots closest to a wish that has nothing free inside it."""
+    zone = ZoneInfo(clinic.timezone)
+    start = max(now, _local_midnight(wish.first_day, zone) - NEAREST_SEARCH)
+    end = max(_local_midnight(wish.last_day + timedelta(days=1), zone) + NEAREST_SEARCH,
+              now + OFFER_WINDOW)
+    free = _unique_starts(_without(
+        adapter.find_free_slots(service=service, window_start=start, window_end=end), avoid))
+    free.sort(key=lambda slot: (wish.distance(slot.starts_at.astimezone(zone)), slot.starts_at))
     return spread(free, zone=zone, count=count)
 
 
+def nearest_to(
+    adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
+    target: datetime, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
+) -> list[Slot]:
+    """Free slots nearest a time that was just taken, so the patient's plan changes least."""
+    zone = ZoneInfo(clinic.timezone)
+    start = max(now, target - timedelta(days=2))
+    end = max(target, now) + NEAREST_SEARCH
+    free = _unique_starts(_without(
+        adapter.find_free_slots(service=service, window_start=start, window_end=end), avoid))
+    free.sort(key=lambda slot: (abs(slot.starts_at - target), slot.starts_at))
+    return spread(free, zone=zone, count=count, by_half_day=False, apart=CLOSE_TIMES)
+
+
+# -- wording --------------------------------------------------------------------------------
+
+
+def clock_text(local: datetime, *, clinic: Clinic) -> str:
+    """'10:00' in the UK, '10 AM' / '2:30 PM' in the US."""
+    if clinic.country == "US":
+        return f"{local:%I:%M %p}".lstrip("0").replace(":00 ", " ")
+    return f"{local:%H:%M}"
+
+
 def describe(instant: datetime, *, clinic: Clinic) -> str:
-    """'Thu 27 Nov at 10:00', in the clinic's local time."""
+    """'Thu 27 Nov at 10:00' (UK) or 'Thu Nov 27 at 10 AM' (US), in the clinic's local time."""
     local = instant.astimezone(ZoneInfo(clinic.timezone))
     if clinic.country == "US":
-        clock = f"{local:%I:%M %p}".lstrip("0").replace(":00 ", " ")
-        return f"{local:%a %b} {local.day} at {clock}"
-    return f"{local:%a} {local.day} {local:%b} at {local:%H:%M}"
+        return f"{local:%a %b} {local.day} at {clock_text(local, clinic=clinic)}"
+    return f"{local:%a} {local.day} {local:%b} at {clock_text(local, clinic=clinic)}"
+
+
+def describe_day(day: date, *, clinic: Clinic) -> str:
+    if clinic.country == "US":
+        return f"{day:%a %b} {day.day}"
+    return f"{day:%a} {day.day} {day:%b}"
+
+
+def describe_wish(wish: Preference, *, clinic: Clinic) -> str:
+    """'on Fri 28 Nov after 17:00', 'between Mon 30 Nov and Sun 6 Dec'."""
+    if wish.first_day == wish.last_day:
+        days = f"on {describe_day(wish.first_day, clinic=clinic)}"
+    else:
+        days = (f"between {describe_day(wish.first_day, clinic=clinic)} and "
+                f"{describe_day(wish.last_day, clinic=clinic)}")
+
+    def clock(value: time) -> str:
+        return clock_text(datetime.combine(wish.first_day, value), clinic=clinic)
+
+    if wish.around is not None:
+        return f"{days} around {clock(wish.around)}"
+    if wish.earliest and wish.latest and wish.latest < time(23, 59):
+        return f"{days} between {clock(wish.earliest)} and {clock(wish.latest)}"
+    if wish.earliest and wish.earliest > time(0, 0):
+        return f"{days} after {clock(wish.earliest)}"
+    if wish.latest and wish.latest < time(23, 59):
+        return f"{days} before {clock(wish.latest)}"
+    return days
+
+
+def numbered(slots: list[Slot], *, clinic: Clinic) -> str:
+    return "\n".join(f"{index}. {describe(slot.starts_at, clinic=clinic)}"
+                     for index, slot in enumerate(slots, start=1))
 
 
 def offer_text(slots: list[Slot], *, clinic: Clinic, service: Service) -> str:
-    lines = [f"{index}. {describe(slot.starts_at, clinic=clinic)}"
-             for index, slot in enumerate(slots, start=1)]
-    return (f"I can book {service.name} at {clinic.name}:\n" + "\n".join(lines)
+    return (f"I can book {service.name} at {clinic.name}:\n" + numbered(slots, clinic=clinic)
             + "\nReply with the number, or tell me a day or time that suits you better.")
 
 
-def confirmation_text(appointment: Appointment, *, clinic: Clinic, service: Service) -> str:
-    parts = [f"You're booked: {service.name} on "
+def pick_reminder(slots: list[Slot], *, clinic: Clinic) -> str:
+    """Asked again after an interruption, with the times, since they may be far up the thread."""
+    return ("Would one of these times suit you?\n" + numbered(slots, clinic=clinic)
+            + "\nReply with the number, or tell me another day or time.")
+
+
+def service_question(services: list[Service], *, opening: str = "Happy to help you book.") -> str:
+    lines = "\n".join(f"{index}. {service.name}" for index, service in enumerate(services, 1))
+    return f"{opening} Which treatment is it for?\n{lines}\nReply with the number or the name."
+
+
+def change_instructions(clinic: Clinic) -> str:
+    # Never a bare "CANCEL": carriers treat that single word as an opt-out from all texts.
+    notice = int(((clinic.settings or {}).get("cancellation") or {}).get("notice_hours", 24))
+    text = ("To move or cancel it, just reply here, e.g. \"move my appointment\" or "
+            "\"cancel my appointment\"")
+    return text + (f" (please give us {notice} hours' notice)." if notice else ".")
+
+
+def confirmation_text(appointment: Appointment, *, clinic: Clinic, service: Service,
+                      lead_in: str = "You're booked") -> str:
+    """Date and time in clinic-local time, address, preparation, how to change it."""
+    who = f" with {appointment.provider.name}" if appointment.provider is not None else ""
+    parts = [f"{lead_in}: {service.name}{who} on "
              f"{describe(appointment.starts_at, clinic=clinic)} at {clinic.name}, "
              f"{clinic.address}."]
     if service.preparation_notes:
         parts.append(service.preparation_notes.strip())
-    parts.append("To change or cancel, just reply here (e.g. \"reschedule\" or "
-                 "\"cancel my appointment\").")
+    parts.append(change_instructions(clinic))
     return " ".join(parts)

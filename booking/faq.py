@@ -1,63 +1,153 @@
-"""Answers to patients' common questions, from the clinic's configuration at run time."""
+"""Answers to patients' common questions, from the clinic's configuration at run time.
+
+A clinic changes its hours, prices or insurance answer in its YAML and the next answer uses
+it; nothing is retrained. One message may ask two things ("how much is filler and where are
+you?"), so every topic the text mentions is answered, the classified intent's first.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from booking.clinics import match_service
-from booking.models import Clinic, utcnow
-from booking.opening_hours import is_open_at, next_opening
+from booking.models import Clinic, Service, utcnow
+from booking.opening_hours import (
+    closed_days,
+    current_closing,
+    is_closed_on,
+    is_open_at,
+    next_opening,
+    weekly_table,
+)
 
 DAY_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€"}
+
+TOPIC_FOR_INTENT = {"ask_hours": "hours", "ask_location": "location", "ask_price": "price",
+                    "ask_insurance": "insurance"}
+# Words that show a topic was asked about, for the second question in one message.
+TOPIC_CUES = {
+    "hours": r"\b(?:open(?:ing)?|close[sd]?|closing|hours|what time do you)\b",
+    "location": r"\b(?:where (?:are|is)|address|located|location|find you|directions|"
+                r"post ?code|zip)\b",
+    "parking": r"\bpark(?:ing)?\b",
+    "price": r"\b(?:how much|price[sd]?|pricing|costs?|fees?|charge)\b|[£$€]",
+    "insurance": r"\b(?:insurance|insurer|insured|cover(?:ed)?|in[- ]network|denplan|"
+                 r"aetna|cigna|bluecross|nhs)\b",
+    "payment": r"\b(?:pay(?:ment|ing)?|card|cash|apple pay|google pay|finance|hsa|fsa)\b",
+}
+TOPIC_ORDER = ("hours", "location", "parking", "price", "insurance", "payment")
+
+
+def _clock(value: time, clinic: Clinic) -> str:
+    if value == time.max:
+        return "midnight"
+    if clinic.country == "US":
+        return f"{value:%I:%M %p}".lstrip("0").replace(":00 ", " ")
+    return f"{value:%H:%M}"
 
 
 def weekly_hours(clinic: Clinic) -> str:
-    by_day: dict[int, list[str]] = {}
-    for hours in clinic.opening_hours:
-        by_day.setdefault(hours.weekday, []).append(f"{hours.opens:%H:%M}-{hours.closes:%H:%M}")
-    return ", ".join(f"{DAY_NAMES[day]} {' & '.join(by_day[day])}" if day in by_day
-                     else f"{DAY_NAMES[day]} closed" for day in range(7))
+    table = weekly_table(clinic.opening_hours)
+    return ", ".join(
+        f"{DAY_NAMES[day]} " + (" & ".join(f"{_clock(a, clinic)}-{_clock(b, clinic)}"
+                                           for a, b in table[day]) or "closed")
+        for day in range(7))
 
 
 def hours_answer(clinic: Clinic, now: datetime) -> str:
+    """Whether we are open now, today's hours, and the week."""
+    zone = ZoneInfo(clinic.timezone)
+    local = now.astimezone(zone)
+    today = weekly_table(clinic.opening_hours)[local.weekday()]
+    if is_closed_on(local.date(), closed_days(clinic.closures)):
+        today = []
     if is_open_at(clinic, now):
-        today = "We're open now."
+        closing = current_closing(clinic, now)
+        first = f"We're open now, until {_clock(closing.time(), clinic)} today."
     else:
         opening = next_opening(clinic, now)
-        today = (f"We're closed now; we open {opening:%A} at {opening:%H:%M}." if opening
-                 else "We're closed now.")
-    return f"{today} Our hours: {weekly_hours(clinic)}."
+        if opening is None:
+            first = "We're closed now."
+        elif opening.date() == local.date():
+            first = ("We're closed right now; we open again today at "
+                     f"{_clock(opening.time(), clinic)}.")
+        elif opening.date() == local.date() + timedelta(days=1):
+            first = (f"We're closed now{'' if today else ' today'}; we open tomorrow at "
+                     f"{_clock(opening.time(), clinic)}.")
+        else:
+            first = (f"We're closed now; we open {opening:%A} at "
+                     f"{_clock(opening.time(), clinic)}.")
+    return f"{first} Our hours: {weekly_hours(clinic)}."
 
 
-def price_answer(clinic: Clinic, service_mention: str | None) -> str:
-    service = match_service(services=clinic.services, text=service_mention or "")
+def _price_span(service: Service) -> str:
+    symbol = CURRENCY_SYMBOLS.get(service.currency or "", "")
+    if not service.price_max and not service.price_min:
+        return "free"
+    if service.price_max in (None, service.price_min):
+        return f"{symbol}{service.price_min}"
+    return f"{symbol}{service.price_min}-{symbol}{service.price_max}"
+
+
+def price_answer(clinic: Clinic, service: Service | None) -> str:
     services = [service] if service else [s for s in clinic.services if s.price_min is not None]
+    services = [s for s in services if s.price_min is not None]
     if not services:
         return f"Prices depend on your treatment; the {clinic.name} team can give you a quote."
-    lines = []
-    for item in services:
-        if item.price_min is None:
-            continue
-        symbol = {"GBP": "£", "USD": "$", "EUR": "€"}.get(item.currency or "", "")
-        span = (f"{symbol}{item.price_min}" if item.price_max in (None, item.price_min)
-                else f"{symbol}{item.price_min}-{symbol}{item.price_max}")
-        lines.append(f"{item.name}: {span}")
-    return "Prices: " + "; ".join(lines) + ". Your clinician confirms the exact cost."
+    lines = "; ".join(f"{item.name}: {_price_span(item)}" for item in services)
+    return f"Prices: {lines}. Your clinician confirms the exact cost."
 
 
-def answer(intent: str | None, *, clinic: Clinic, service: str | None = None,
-           now: datetime | None = None) -> str:
-    now = now or utcnow()
-    faq = (clinic.settings or {}).get("faq", {})
-    if intent == "ask_hours":
-        return hours_answer(clinic, now)
-    if intent == "ask_location":
-        return faq.get("location", f"We're at {clinic.address}.")
-    if intent == "ask_price":
-        return faq.get("price", price_answer(clinic, service))
-    if intent == "ask_insurance":
-        return faq.get("insurance", "Ask us about payment options when you come in.")
+def topics_in(text: str, *, intent: str | None = None) -> list[str]:
+    """The questions a message asks, the classified intent's topic first."""
+    lowered = text.lower()
+    topics = [TOPIC_FOR_INTENT[intent]] if intent in TOPIC_FOR_INTENT else []
+    if topics == ["insurance"] and re.search(TOPIC_CUES["payment"], lowered) and not re.search(
+            TOPIC_CUES["insurance"], lowered):
+        topics = ["payment"]  # one intent covers both; "can I pay by card?" is about payment
+    for topic in TOPIC_ORDER:
+        if topic not in topics and re.search(TOPIC_CUES[topic], lowered):
+            topics.append(topic)
+    return topics
+
+
+def answer_topic(topic: str, *, clinic: Clinic, service: Service | None, now: datetime) -> str:
+    faq = (clinic.settings or {}).get("faq") or {}
+    if topic == "hours":
+        return faq.get("hours") or hours_answer(clinic, now)
+    if topic == "location":
+        location = faq.get("location") or f"We're at {clinic.address}."
+        return f"{location} {faq['parking']}" if faq.get("parking") else location
+    if topic == "parking":
+        return faq.get("parking") or f"We're at {clinic.address}; ask us about parking nearby."
+    if topic == "price":
+        return faq.get("price") or price_answer(clinic, service)
+    if topic == "insurance":
+        return faq.get("insurance") or "Ask us about insurance and payment when you come in."
+    if topic == "payment":
+        return faq.get("payment") or faq.get("insurance") or \
+            "Ask us about payment options when you come in."
     return f"The {clinic.name} team can answer that; call us on {clinic.voice_number}."
 
 
+def answer(intent: str | None, *, clinic: Clinic, text: str = "", service: str | None = None,
+           current_service: Service | None = None, now: datetime | None = None) -> str:
+    """Every question the message asks, answered from clinic config, in one reply.
 
+    `service` is what the patient named ("lip filler"); `current_service` the one being booked,
+    used for "how much is it?".
+    """
+    now = now or utcnow()
+    named = match_service(services=clinic.services, text=" ".join(filter(None, [service, text])))
+    topics = topics_in(text, intent=intent)
+    if not topics:
+        return answer_topic("other", clinic=clinic, service=None, now=now)
+    answers = []
+    for topic in topics:
+        reply = answer_topic(topic, clinic=clinic, service=named or current_service, now=now)
+        if reply not in answers:
+            answers.append(reply)
+    return " ".join(answers)

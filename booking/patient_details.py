@@ -1,0 +1,89 @@
+"""Who is coming: ask a new patient only what the clinic requires, and read their answers.
+
+A clinic lists what it needs in `settings.required_patient_fields` (default: first name).
+Known patients, and anyone who already gave a detail, are not asked again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from booking.models import Clinic, Contact
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REQUIRED = ("first_name",)
+SUPPORTED_FIELDS = ("first_name", "last_name")
+
+_NAME_PREFIX = re.compile(
+    r"^(?:(?:hi|hello|hey|hiya|yes|yeah|ok|okay|sure)\b[,!.\s]*)*"
+    r"(?:it'?s|i'?m|i am|my name is|my name'?s|name'?s|name is|this is|call me|"
+    r"put it under|under|book it under|it is)?\s*",
+    re.IGNORECASE,
+)
+_NAME_SUFFIX = re.compile(r"[,.!\s]*(?:thanks|thank you|cheers|please|pls|ta|x+)?[.!\s]*$",
+                          re.IGNORECASE)
+_NAME_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+# Replies that are not names, however they are capitalised.
+NOT_NAMES = frozenset({
+    "yes", "yeah", "yep", "no", "nope", "nah", "ok", "okay", "sure", "thanks", "thank", "cheers",
+    "hi", "hello", "hey", "bye", "goodbye", "please", "what", "why", "how", "when", "where",
+    "who", "which", "the", "a", "an", "and", "or", "but", "none", "neither", "first", "second",
+    "third", "one", "two", "three", "today", "tomorrow", "morning", "afternoon", "evening",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "book",
+    "booking", "appointment", "cancel", "reschedule", "stop", "help", "human", "person",
+    "someone", "sorry", "maybe", "pardon", "urgent", "price", "cost", "hours", "open", "address",
+    "insurance",
+})
+
+
+def required_fields(clinic: Clinic) -> list[str]:
+    required = (clinic.settings or {}).get("required_patient_fields") or list(DEFAULT_REQUIRED)
+    unknown = [field for field in required if field not in SUPPORTED_FIELDS]
+    if unknown:  # the clinic loader accepts any name; only these can be asked by text
+        logger.warning("clinic %s requires unsupported patient fields %s", clinic.slug, unknown)
+    return [field for field in required if field in SUPPORTED_FIELDS]
+
+
+def missing_fields(clinic: Clinic, contact: Contact) -> list[str]:
+    """The required details we do not have yet; none for a patient the clinic already knows."""
+    if contact.is_known_patient:
+        return []
+    return [field for field in required_fields(clinic) if not getattr(contact, field, None)]
+
+
+def question(missing: list[str]) -> str:
+    if {"first_name", "last_name"} <= set(missing):
+        return "What's your full name, please (first name and surname)?"
+    if "first_name" in missing:
+        return "What name should I put the booking under?"
+    return "And what's your surname, please?"
+
+
+def parse_name(text: str) -> tuple[str, str | None] | None:
+    """('Sam', 'Taylor') from "It's Sam Taylor"; None when the reply does not look like a name."""
+    cleaned = _NAME_SUFFIX.sub("", _NAME_PREFIX.sub("", text.strip(), count=1)).strip(" .,!")
+    words = cleaned.split()
+    if not words or len(words) > 4 or not all(_NAME_WORD.fullmatch(w) for w in words):
+        return None
+    if any(word.lower().strip("'’") in NOT_NAMES for word in words):
+        return None
+    first, *rest = (word[:1].upper() + word[1:] for word in words)
+    return first, " ".join(rest) or None
+
+
+def read_answer(missing: list[str], text: str) -> dict[str, str] | None:
+    """The details this reply gives, as contact fields; None when it gives none of them."""
+    name = parse_name(text)
+    if name is None:
+        return None
+    first, last = name
+    if missing and missing[0] == "last_name" and "first_name" not in missing and last is None:
+        return {"last_name": first}  # asked for the surname alone: "Taylor"
+    if "last_name" in missing and "first_name" in missing and last is None:
+        return {"first_name": first}  # the surname is asked for next
+    details = {"first_name": first}
+    if last:
+        details["last_name"] = last
+    return details

@@ -61,7 +61,11 @@ OFFERED_TO_BOOK = "offer_to_book"
 BOOKING_SLOTS = ("awaiting", "offered_slots", "declined_slots", "offer_rounds", "chosen_slot",
                  "wish", "change_kind", "change_candidates", "change_target")
 
-CLOSE_POLITELY = ("No problem. If you need us later, just reply here.")
+CLOSE_POLITELY = "No problem. If you need us later, just reply here."
+# Never suggest a bare "CANCEL" or "STOP": carriers read those single words as an opt-out.
+CLARIFY = ("Sorry, I didn't quite get that. You can reply YES to book, \"move my appointment\" "
+           "or \"cancel my appointment\", ask about our hours, prices or address, or say "
+           "\"talk to someone\" to reach the team. If it's urgent, say so.")
 CALENDAR_DOWN = ("Sorry, our booking calendar isn't responding right now. Please try again in a "
                  "few minutes, or say \"talk to someone\" and the team will book you in.")
 _DONE_FOR_NOW = re.compile(
@@ -271,6 +275,9 @@ class Conversation:
             self.acknowledge_booking()
         elif self.intent == "deny" or self.done_for_now():
             self.close()
+        elif self.intent == "inform" and not (switched or self.wish()
+                                              or self.named_service(forgiving=True)):
+            self.missed(CLARIFY)  # a "detail" with nothing in progress is not a request
         else:
             self.start(service=switched or self.named_service(forgiving=True))
 

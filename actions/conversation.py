@@ -10,7 +10,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.booking import BOOKING_SLOTS, Conversation, conversation_turn
+from actions.booking import BOOKING_SLOTS, CLARIFY, Conversation, conversation_turn
 from actions.runtime import outbox, thread_session
 from booking import consent
 from booking.faq import answer
@@ -18,10 +18,6 @@ from booking.faq import answer
 GREETING = "Hi! Reply YES to book an appointment, or tell me what you need."
 YOU_ARE_WELCOME = "You're welcome! Reply here any time if you need us."
 GOODBYE = "Thanks for getting in touch. Reply here any time if you need us."
-# Never suggest a bare "CANCEL" or "STOP": carriers read those single words as an opt-out.
-CLARIFY = ("Sorry, I didn't quite get that. You can reply YES to book, \"move my appointment\" "
-           "or \"cancel my appointment\", ask about our hours, prices or address, or say "
-           "\"talk to someone\" to reach the team. If it's urgent, say so.")
 CLARIFY_MID_STEP = "Sorry, I didn't quite get that."
 TALK_TO_SOMEONE = "Or say \"talk to someone\" and the team will reply."
 OUT_OF_SCOPE = ("I can help with appointments and questions about the clinic. For anything "

@@ -143,6 +143,8 @@ def answer(intent: str | None, *, clinic: Clinic, text: str = "", service: str |
     now = now or utcnow()
     named = match_service(services=clinic.services, text=" ".join(filter(None, [service, text])))
     topics = topics_in(text, intent=intent)
+    if "location" in topics and "parking" in topics:
+        topics.remove("parking")  # the location answer includes parking
     if not topics:
         return answer_topic("other", clinic=clinic, service=None, now=now)
     answers = []

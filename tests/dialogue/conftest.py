@@ -135,7 +135,7 @@ class Patient:
                 query = query.where(Appointment.status == status)
             rows = session.execute(query).scalars().all()
             for row in rows:  # loaded for use after the session closes
-                row.service, row.provider
+                _ = row.service, row.provider
             return list(rows)
 
     def escalations(self) -> list[Escalation]:
@@ -205,6 +205,7 @@ class Diary:
             chosen = next(s for s in found.services if s.slug == service)
             starts = (datetime.now(timezone.utc) + timedelta(hours=hours)).replace(
                 second=0, microsecond=0)
+            starts -= timedelta(minutes=starts.minute % 5)
             appointment = Appointment(
                 clinic_id=found.id, contact_id=contact.id, service_id=chosen.id,
                 starts_at=starts, ends_at=starts + timedelta(minutes=chosen.duration_minutes),
@@ -256,8 +257,8 @@ def diary_clinics(tmp_path) -> Iterator[tuple[sessionmaker, dict]]:
         clinics = load_clinics(session, example)
         session.commit()
         for clinic in clinics:  # loaded for use after the session closes
-            clinic.opening_hours, clinic.closures, clinic.providers, clinic.settings
+            _ = clinic.opening_hours, clinic.closures, clinic.providers, clinic.settings
             for service in clinic.services:
-                service.providers
+                _ = service.providers
     yield sessions, {clinic.slug: clinic for clinic in clinics}
     engine.dispose()

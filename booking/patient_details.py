@@ -22,7 +22,8 @@ _NAME_PREFIX = re.compile(
     r"put it under|under|book it under|it is)?\s*",
     re.IGNORECASE,
 )
-_NAME_SUFFIX = re.compile(r"[,.!\s]*(?:thanks|thank you|cheers|please|pls|ta|x+)?[.!\s]*$",
+# A sign-off after the name ("Sam thanks", "Jo x"), never the end of the name itself ("Rita").
+_NAME_SUFFIX = re.compile(r"(?:[,.!\s]+(?:thanks|thank you|cheers|please|pls|ta|x+))?[.!\s]*$",
                           re.IGNORECASE)
 _NAME_WORD = re.compile(r"[^\W\d_][\w'’-]*")
 # Replies that are not names, however they are capitalised.

@@ -56,6 +56,8 @@ def staff_reply(session: Session, *, thread: Thread, staff: StaffMember,
     body = body.strip()
     if not body:
         raise ValueError("an empty reply")
+    if thread.handed_off_to_id is None:
+        thread.handed_off_to_id = staff.id  # whoever answers an unclaimed thread holds it
     return enqueue(session, clinic=thread.clinic, channel=thread.channel,
                    to_number=thread.contact.phone, body=body, author=f"staff:{staff.id}",
                    thread=thread, contact=thread.contact)

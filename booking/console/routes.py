@@ -143,7 +143,8 @@ async def queue_page(request: Request, context: ContextDep, user: UserDep,
 async def queue_rows(request: Request, context: ContextDep, user: UserDep,
                      status: str = "active", reason: str = "") -> HTMLResponse:
     rows, _ = await asyncio.to_thread(_queue, context, user, status, reason)
-    return render(request, "_queue_rows.html", user, rows=rows)
+    # Not render(): a poll must not consume the flash message meant for the next page.
+    return HTMLResponse(TEMPLATES.get_template("_queue_rows.html").render(rows=rows))
 
 
 @router.get("/escalations/{escalation_id}")

@@ -1,0 +1,112 @@
+"""Console tests run against the real stack: escalations are made by texting the clinic."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from booking.models import Contact, Escalation, Thread
+
+CLINIC_NUMBER = "+441632960001"
+URGENT = "my lip is swollen and going white after filler"
+# Patients of the console tests: +4477009004xx, a range no other test uses.
+_patients = itertools.count(430)
+
+
+def new_patient() -> str:
+    return f"+447700900{next(_patients):03d}"
+
+
+@pytest.fixture
+def db(stack) -> Iterator[Session]:
+    engine = create_engine(stack.database_url, future=True)
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+@dataclass
+class Staff:
+    """A signed-in console session over plain HTTP."""
+
+    http: httpx.Client
+    csrf: str
+
+    def post(self, path: str, data: dict | None = None, **kwargs) -> httpx.Response:
+        return self.http.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
+
+
+def sign_in(gateway: str, username: str, password: str) -> Staff:
+    http = httpx.Client(base_url=gateway, timeout=30)
+    form = http.get("/console/login")
+    signed_in = http.post("/console/login", data={
+        "username": username, "password": password, "csrf_token": csrf_of(form.text)})
+    assert signed_in.status_code == 303, signed_in.text
+    page = http.get("/console/escalations")
+    assert page.status_code == 200
+    return Staff(http=http, csrf=csrf_of(page.text))
+
+
+@pytest.fixture
+def riverside_staff(stack) -> Iterator[Staff]:
+    staff = sign_in(stack.gateway, "riverside-admin", "riverside-demo")
+    yield staff
+    staff.http.close()
+
+
+@pytest.fixture
+def northside_staff(stack) -> Iterator[Staff]:
+    staff = sign_in(stack.gateway, "northside-admin", "northside-demo")
+    yield staff
+    staff.http.close()
+
+
+def escalation_of(db: Session, patient: str, *, timeout: float = 30.0) -> Escalation:
+    deadline = time.monotonic() + timeout
+    while True:
+        db.expire_all()
+        found = db.execute(
+            select(Escalation).join(Contact, Escalation.contact_id == Contact.id)
+            .where(Contact.phone == patient).order_by(Escalation.id.desc())
+        ).scalars().first()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no escalation for {patient}")
+        time.sleep(0.1)
+
+
+def urgent_escalation(stack, db: Session, patient: str) -> Escalation:
+    """Ring the clinic, miss the call, then text an emergency: the real path end to end."""
+    stack.phone.ring(caller=patient, clinic_number=CLINIC_NUMBER)
+    stack.phone.wait_for(patient, count=1)
+    safety = stack.phone.reply_and_wait(sender=patient, clinic_number=CLINIC_NUMBER,
+                                        body=URGENT)
+    assert "999" in safety
+    return escalation_of(db, patient)
+
+
+def thread_of(db: Session, patient: str) -> Thread:
+    db.expire_all()
+    return db.execute(select(Thread).join(Contact).where(Contact.phone == patient)).scalar_one()
+
+
+def rasa_paused(stack, sender_id: str) -> bool:
+    # Rasa does not unquote the id in its routes: ':' and '+' go as they are.
+    response = httpx.get(f"{stack.rasa}/conversations/{quote(sender_id, safe=':+')}/tracker",
+                         timeout=30)
+    response.raise_for_status()
+    return response.json()["paused"]

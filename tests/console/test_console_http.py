@@ -1,0 +1,199 @@
+"""The staff console over plain HTTP against the running stack: sign-in, CSRF, clinic scoping,
+acknowledging, taking over and handing back, and staff acknowledging by text."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from booking.models import (
+    EscalationAlert,
+    EscalationStatus,
+    Message,
+    StaffMember,
+    ThreadState,
+)
+from tests.console.conftest import (
+    CLINIC_NUMBER,
+    URGENT,
+    csrf_of,
+    new_patient,
+    rasa_paused,
+    sign_in,
+    thread_of,
+    urgent_escalation,
+)
+
+pytestmark = pytest.mark.integration
+
+DR_PATEL = "+447700900111"
+
+
+def test_console_pages_need_a_sign_in(stack):
+    with httpx.Client(base_url=stack.gateway) as http:
+        page = http.get("/console/escalations?status=open")
+        assert page.status_code == 303
+        assert page.headers["location"] == (
+            "/console/login?next=/console/escalations%3Fstatus%3Dopen")
+        assert http.get("/console/threads/1/updates").status_code == 401
+        assert http.get("/console/escalations/rows").status_code == 401
+        login = http.get("/console/login")
+        assert "default-src 'self'" in login.headers["content-security-policy"]
+        assert login.headers["cache-control"] == "no-store"
+
+
+def test_wrong_password_and_sign_in_throttling(stack):
+    with httpx.Client(base_url=stack.gateway) as http:
+        token = csrf_of(http.get("/console/login").text)
+        statuses = [http.post("/console/login", data={
+            "username": "nobody-at-all", "password": f"guess-{n}", "csrf_token": token}
+        ).status_code for n in range(6)]
+        assert statuses == [401] * 5 + [429]
+        assert "Too many failed sign-ins" in http.post("/console/login", data={
+            "username": "nobody-at-all", "password": "x", "csrf_token": token}).text
+        # A sign-in without the form's token is refused before any password is checked.
+        assert http.post("/console/login", data={
+            "username": "riverside-admin", "password": "riverside-demo"}).status_code == 403
+    # The throttle is per username (and, more loosely, per address): others still sign in.
+    sign_in(stack.gateway, "riverside-admin", "riverside-demo").http.close()
+
+
+def test_posts_need_the_csrf_token_and_our_origin(stack, db, riverside_staff):
+    patient = new_patient()
+    escalation = urgent_escalation(stack, db, patient)
+    path = f"/console/escalations/{escalation.id}/ack"
+    assert riverside_staff.http.post(path).status_code == 403
+    assert riverside_staff.http.post(path, data={"csrf_token": "forged"}).status_code == 403
+    assert riverside_staff.post(path, headers={"Origin": "https://evil.example"}
+                                ).status_code == 403
+    db.expire_all()
+    assert db.get(type(escalation), escalation.id).status == EscalationStatus.open
+    assert riverside_staff.post(path).status_code == 303
+
+
+def test_urgent_escalation_in_the_queue_and_thread_for_its_clinic_only(
+        stack, db, riverside_staff, northside_staff):
+    patient = new_patient()
+    escalation = urgent_escalation(stack, db, patient)
+    thread_id = escalation.thread_id
+
+    queue = riverside_staff.http.get("/console/escalations").text
+    assert patient in queue
+    assert f"/console/threads/{thread_id}" in queue
+    assert patient in riverside_staff.http.get("/console/escalations/rows?reason=urgent").text
+    assert patient not in riverside_staff.http.get("/console/escalations?reason=billing").text
+    assert patient not in riverside_staff.http.get("/console/escalations?status=resolved").text
+
+    page = riverside_staff.http.get(f"/console/threads/{thread_id}").text
+    assert URGENT in page  # the transcript
+    assert "URGENT: patient wrote" in page and "red flag:" in page  # the summary
+    assert "If this is life-threatening, call 999 now." in page  # what the bot told them
+    assert escalation.red_flag_rule in page
+
+    # Another clinic's staff: not in their queue, and every way in is a 404.
+    assert patient not in northside_staff.http.get("/console/escalations?status=all").text
+    assert patient not in northside_staff.http.get("/console/threads").text
+    for path in (f"/console/threads/{thread_id}", f"/console/threads/{thread_id}/updates",
+                 f"/console/escalations/{escalation.id}"):
+        assert northside_staff.http.get(path).status_code == 404, path
+    for path in (f"/console/escalations/{escalation.id}/ack",
+                 f"/console/escalations/{escalation.id}/resolve",
+                 f"/console/threads/{thread_id}/take-over",
+                 f"/console/threads/{thread_id}/hand-back",
+                 f"/console/threads/{thread_id}/reply"):
+        assert northside_staff.post(path, {"body": "hello"}).status_code == 404, path
+    db.expire_all()
+    assert db.get(type(escalation), escalation.id).status == EscalationStatus.open
+    assert not db.execute(select(Message).where(Message.thread_id == thread_id,
+                                                Message.author.like("staff:%"))).first()
+
+    acknowledged = riverside_staff.post(f"/console/escalations/{escalation.id}/ack")
+    assert acknowledged.headers["location"] == f"/console/threads/{thread_id}"
+    db.expire_all()
+    escalation = db.get(type(escalation), escalation.id)
+    assert escalation.status == EscalationStatus.acknowledged
+    assert escalation.next_alert_at is None
+    ack = db.execute(select(EscalationAlert).where(
+        EscalationAlert.escalation_id == escalation.id, EscalationAlert.kind == "ack")
+    ).scalar_one()
+    assert ack.channel == "console"
+    assert db.get(StaffMember, ack.staff_id).username == "riverside-admin"
+
+
+def test_take_over_a_bot_thread_reply_and_hand_back(stack, db, riverside_staff):
+    patient = new_patient()
+    stack.phone.ring(caller=patient, clinic_number=CLINIC_NUMBER)
+    stack.phone.wait_for(patient, count=1)
+    thread = thread_of(db, patient)
+    assert thread.state == ThreadState.bot
+    assert f"/console/threads/{thread.id}" in riverside_staff.http.get(
+        "/console/threads?state=bot").text
+
+    # Replying before taking over is refused: the bot might be mid-sentence.
+    assert riverside_staff.post(f"/console/threads/{thread.id}/reply",
+                                {"body": "hello"}).status_code == 409
+
+    assert riverside_staff.post(f"/console/threads/{thread.id}/take-over").status_code == 303
+    assert rasa_paused(stack, thread.sender_id)
+    thread = thread_of(db, patient)
+    assert thread.state == ThreadState.handed_off
+    assert db.get(StaffMember, thread.handed_off_to_id).username == "riverside-admin"
+
+    text = "Hi, this is Riverside reception. When would suit you for a call?"
+    sent = riverside_staff.post(f"/console/threads/{thread.id}/reply", {"body": text})
+    assert sent.status_code == 303
+    received = stack.phone.wait_for(patient, count=2)[-1]
+    assert received["body"] == text
+    logged = db.execute(select(Message).where(Message.thread_id == thread.id,
+                                              Message.body == text)).scalar_one()
+    assert logged.author == f"staff:{thread.handed_off_to_id}"
+
+    # The patient's answer reaches the console's live feed, and the bot stays quiet.
+    page = riverside_staff.http.get(f"/console/threads/{thread.id}").text
+    last_id = int(re.findall(r'data-message-id="(\d+)"', page)[-1])
+    stack.phone.text(sender=patient, clinic_number=CLINIC_NUMBER, body="after 5pm please")
+    deadline = time.monotonic() + 30
+    while True:
+        updates = riverside_staff.http.get(f"/console/threads/{thread.id}/updates",
+                                           params={"after": last_id}).json()
+        if "after 5pm please" in updates["messages_html"]:
+            break
+        assert time.monotonic() < deadline, "the patient's message never reached the console"
+        time.sleep(0.2)
+    assert updates["state"] == "handed_off"
+    assert updates["last_id"] > last_id
+
+    assert riverside_staff.post(f"/console/threads/{thread.id}/hand-back").status_code == 303
+    assert not rasa_paused(stack, thread.sender_id)
+    thread = thread_of(db, patient)
+    assert thread.state == ThreadState.bot and thread.handed_off_to_id is None
+    answer = stack.phone.reply_and_wait(sender=patient, clinic_number=CLINIC_NUMBER,
+                                        body="yes please, I'd like to book")
+    assert answer != text
+    db.expire_all()
+    assert db.execute(select(Message.author).where(Message.thread_id == thread.id)
+                      .order_by(Message.id.desc())).scalars().first() == "bot"
+
+
+def test_on_call_clinician_acknowledges_by_text(stack, db):
+    patient = new_patient()
+    escalation = urgent_escalation(stack, db, patient)
+    alert = stack.phone.wait_for(
+        DR_PATEL, count=1, where=lambda m: f"ACK {escalation.id} " in m["body"])[0]
+    assert patient in alert["body"]
+
+    stack.phone.text(sender=DR_PATEL, clinic_number=CLINIC_NUMBER, body=f"ACK {escalation.id}")
+    confirmation = stack.phone.wait_for(
+        DR_PATEL, count=1, where=lambda m: f"escalation {escalation.id} is yours" in m["body"])
+    assert confirmation[0]["body"].startswith("Thanks Dr Amara Patel")
+    db.expire_all()
+    escalation = db.get(type(escalation), escalation.id)
+    assert escalation.status == EscalationStatus.acknowledged
+    assert db.get(StaffMember, escalation.acknowledged_by_id).phone == DR_PATEL
+    # The clinician's text never reached the bot as a patient's message.
+    assert db.execute(select(Message).where(Message.thread_id == escalation.thread_id,
+                                            Message.body == f"ACK {escalation.id}")).first() is None

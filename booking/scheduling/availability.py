@@ -8,6 +8,7 @@ with whatever is busy (appointments, external calendar events) supplied by the a
 from __future__ import annotations
 
 from bisect import bisect_right
+from math import ceil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -77,6 +78,18 @@ class ClinicCalendar:
     provider_hours: dict[str, WeeklyTable | None]
     provider_ids: dict[str, int]
     buffer_by_service_id: dict[int, timedelta] = field(default_factory=dict)
+    _working: dict[tuple, list[Interval]] = field(default_factory=dict, repr=False)
+
+    def working_intervals_cached(self, *, resource: str, first_day: date,
+                                 last_day: date) -> list[Interval]:
+        """working_intervals, remembered: the same fortnight is asked for all day long."""
+        key = (resource, first_day, last_day)
+        if key not in self._working:
+            if len(self._working) > 512:
+                self._working.clear()
+            self._working[key] = working_intervals(self, resource=resource,
+                                                   first_day=first_day, last_day=last_day)
+        return self._working[key]
 
     @property
     def provider_slugs_by_id(self) -> dict[int, str]:
@@ -219,6 +232,15 @@ def _first_step_at_or_after(instant: datetime, zone: ZoneInfo, step: timedelta) 
                       - local.replace(tzinfo=None))
 
 
+def _seconds(instant: datetime) -> int:
+    """Whole seconds since the epoch, rounded up (a window edge at .5 s excludes .0 s)."""
+    return -(-(instant - _EPOCH) // timedelta(seconds=1))
+
+
+def _instant(seconds: int) -> datetime:
+    return _EPOCH + timedelta(seconds=seconds)
+
+
 def free_slots(
     calendar: ClinicCalendar,
     *,
@@ -239,36 +261,48 @@ def free_slots(
     start, end = window
     first_day = start.astimezone(calendar.zone).date() - timedelta(days=1)
     last_day = end.astimezone(calendar.zone).date()
-    step = calendar.policy.step
-    occupied_length = rule.duration + rule.buffer
-    found: list[Slot] = []
-    for resource in resources:
+    # The inner loop runs on whole seconds since the epoch: thousands of candidates per call,
+    # and integer arithmetic keeps a 14-day search well under the 20 ms budget.
+    step = int(calendar.policy.step.total_seconds())
+    duration = int(rule.duration.total_seconds())
+    occupied = duration + int(rule.buffer.total_seconds())
+    grid = int(GRID.total_seconds())
+    start_s, end_s = _seconds(start), _seconds(end)
+    found: list[tuple[int, int]] = []  # (start second, resource position)
+    for position, resource in enumerate(resources):
         taken = merge(
-            (floor_to_grid(s), ceil_to_grid(e)) for s, e in busy.get(resource, ())
+            (int(s.timestamp()) // grid * grid, -(-ceil(e.timestamp()) // grid) * grid)
+            for s, e in busy.get(resource, ())
         )
         taken_starts = [s for s, _ in taken]
-        for work_start, work_end in working_intervals(
-            calendar, resource=resource, first_day=first_day, last_day=last_day
+        for work_start, work_end in calendar.working_intervals_cached(
+            resource=resource, first_day=first_day, last_day=last_day
         ):
             if work_end <= start or work_start >= end:
                 continue
-            candidate = _first_step_at_or_after(max(work_start, start), calendar.zone, step)
-            latest_start = min(work_end - rule.duration, end - timedelta(microseconds=1))
-            while candidate <= latest_start:
-                occupied_end = candidate + occupied_length
+            # Starts fall on local clock multiples of the step (09:00, 09:15...).
+            base = _seconds(_first_step_at_or_after(max(work_start, start), calendar.zone,
+                                                    calendar.policy.step))
+            candidate = base
+            latest = min(_seconds(work_end) - duration, end_s - 1)
+            while candidate <= latest:
                 # The busy interval that could overlap is the last one starting before our end.
-                index = bisect_right(taken_starts, occupied_end - timedelta(microseconds=1)) - 1
+                index = bisect_right(taken_starts, candidate + occupied - 1) - 1
                 if index >= 0 and taken[index][1] > candidate:
-                    # Jump past the clash instead of stepping through it.
-                    candidate = _first_step_at_or_after(taken[index][1], calendar.zone, step)
+                    # Jump to the first step at or after the clash ends.
+                    candidate = base + -(-(taken[index][1] - base) // step) * step
                     continue
-                found.append(Slot(starts_at=candidate, ends_at=candidate + rule.duration,
-                                  provider=None if resource == CLINIC_RESOURCE else resource,
-                                  service=rule.slug))
+                if candidate >= start_s:
+                    found.append((candidate, position))
                 candidate += step
-    found.sort(key=lambda slot: (slot.starts_at, resources.index(slot.provider or
-                                                                  CLINIC_RESOURCE)))
-    return found if limit is None else found[:limit]
+    found.sort()
+    if limit is not None:
+        found = found[:limit]
+    return [Slot(starts_at=_instant(second), ends_at=_instant(second + duration),
+                 provider=None if resources[position] == CLINIC_RESOURCE
+                 else resources[position],
+                 service=rule.slug)
+            for second, position in found]
 
 
 __all__ = [

@@ -12,10 +12,10 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import String, delete, select, type_coerce
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload
 
@@ -43,6 +43,15 @@ logger = logging.getLogger(__name__)
 # Longest appointment we expect; bounds the look-back when asking which appointments overlap.
 LONGEST_APPOINTMENT = timedelta(hours=12)
 MAX_IDEMPOTENCY_KEY = 128
+
+
+def _as_utc(value: str | datetime) -> datetime:
+    """A stored instant as an aware UTC datetime (SQLite hands back text, PostgreSQL not)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 def _database_trouble_is_retryable(method):
@@ -151,7 +160,14 @@ class LedgerAdapter(SchedulingAdapter):
             existing = self._by_key(session, idempotency_key)
             if existing is not None:
                 return existing
-            self._require_free(session, slot=slot, rule=rule)
+            try:
+                self._require_free(session, slot=slot, rule=rule)
+            except SlotUnavailable:
+                # Taken by a concurrent retry of this very request? Then it is ours.
+                existing = self._by_key(session, idempotency_key)
+                if existing is not None:
+                    return existing
+                raise
             appointment = Appointment(
                 clinic_id=self.clinic_id, contact_id=contact.id, service_id=rule.id,
                 provider_id=self._provider_id(slot.provider), starts_at=slot.starts_at,
@@ -194,7 +210,14 @@ class LedgerAdapter(SchedulingAdapter):
             old.status = AppointmentStatus.rescheduled
             session.execute(delete(SlotClaim).where(SlotClaim.appointment_id == old.id))
             session.flush()
-            self._require_free(session, slot=new_slot, rule=rule, ignoring=old)
+            try:
+                self._require_free(session, slot=new_slot, rule=rule, ignoring=old)
+            except SlotUnavailable:
+                session.rollback()
+                existing = self._by_key(session, idempotency_key)
+                if existing is not None:
+                    return existing
+                raise
             appointment = Appointment(
                 clinic_id=self.clinic_id, contact_id=old.contact_id, service_id=rule.id,
                 provider_id=self._provider_id(new_slot.provider),
@@ -280,8 +303,11 @@ class LedgerAdapter(SchedulingAdapter):
         busy: dict[str, list[Interval]] = defaultdict(list)
         slug_by_id = self.calendar.provider_slugs_by_id
         buffers = self.calendar.buffer_by_service_id
+        # Raw column values: converting 500 rows through UTCDateTime costs more than the
+        # slot search itself on SQLite, and _as_utc does the same job in C.
         query = (
-            select(Appointment.starts_at, Appointment.ends_at, Appointment.provider_id,
+            select(type_coerce(Appointment.starts_at, String),
+                   type_coerce(Appointment.ends_at, String), Appointment.provider_id,
                    Appointment.service_id)
             .where(Appointment.clinic_id == self.clinic_id,
                    Appointment.status == AppointmentStatus.booked,
@@ -294,7 +320,8 @@ class LedgerAdapter(SchedulingAdapter):
             resource = slug_by_id.get(provider_id, CLINIC_RESOURCE)
             if resource in resources:
                 busy[resource].append(
-                    (starts_at, ends_at + buffers.get(service_id, timedelta(0))))
+                    (_as_utc(starts_at), _as_utc(ends_at) + buffers.get(service_id,
+                                                                         timedelta(0))))
         for resource, intervals in self._external_busy(
             resources=resources, start=start, end=end,
             ignoring_external_id=ignoring.external_id if ignoring is not None else None,

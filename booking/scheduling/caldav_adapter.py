@@ -136,7 +136,9 @@ class CalDAVAdapter(LedgerAdapter):
     def _busy_in(self, calendar: caldav.Calendar, *, start: datetime, end: datetime,
                  ignoring_uid: str | None = None) -> list[Interval]:
         try:
-            events = calendar.search(start=start, end=end, event=True, expand=True)
+            # Expanded here, not by the server: Radicale's server-side expansion keeps the
+            # first occurrence's UTC offset, moving a weekly 13:00 by an hour after a DST change.
+            events = calendar.search(start=start, end=end, event=True, expand="client")
         except _UNREACHABLE as exc:
             raise CalendarUnavailable(f"CalDAV calendar {calendar.url} unreachable: "
                                       f"{exc}") from exc

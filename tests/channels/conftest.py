@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from booking.clinic_config import load_clinics, load_clinics_file
 from booking.db import make_engine, session_factory
 from booking.models import Base, Clinic
+from booking.twilio_signature import SIGNATURE_HEADER, sign
 from simulator.client import SimulatedPhone
 from simulator.twilio_fake import FakeConfig, create_app
 from tests.stack import ACCOUNT_SID, AUTH_TOKEN, free_port
@@ -185,3 +186,17 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 20.0,
         if time.monotonic() > deadline:
             raise TimeoutError(f"{message} not met after {timeout}s")
         time.sleep(0.1)
+
+
+def twilio_post(url: str, params: dict[str, str], *, signature: str | None = "sign",
+                signed_url: str | None = None, **kwargs) -> httpx.Response:
+    """POST a webhook the way Twilio does: form-encoded, signed over the exact URL.
+
+    `signature=None` leaves the header out; any other string than "sign" is sent as is.
+    """
+    headers = dict(kwargs.pop("headers", {}))
+    if signature == "sign":
+        signature = sign(auth_token=AUTH_TOKEN, url=signed_url or url, params=params)
+    if signature is not None:
+        headers[SIGNATURE_HEADER] = signature
+    return httpx.post(url, data=params, headers=headers, timeout=30, **kwargs)

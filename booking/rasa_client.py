@@ -28,7 +28,7 @@ class RasaClient:
         )
         response.raise_for_status()
 
-    async def append_event(self, *, sender_id: str, event: dict) -> None:
+    async def append_event(self, *, sender_id: str, event: dict | list[dict]) -> None:
         response = await self._client.post(f"{self._conversation(sender_id)}/tracker/events",
                                            json=event)
         response.raise_for_status()
@@ -38,7 +38,11 @@ class RasaClient:
         await self.append_event(sender_id=sender_id, event={"event": "pause"})
 
     async def resume(self, *, sender_id: str) -> None:
-        await self.append_event(sender_id=sender_id, event={"event": "resume"})
+        """The bot answers again. The action_listen closes the turn the pause left open (a
+        pausing action such as action_escalate ends without one); without it the next message
+        is read as part of that old turn and the bot only listens."""
+        await self.append_event(sender_id=sender_id, event=[
+            {"event": "resume"}, {"event": "action", "name": "action_listen"}])
 
     async def is_ready(self) -> bool:
         try:

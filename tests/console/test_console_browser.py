@@ -1,0 +1,130 @@
+"""The staff console in a real browser (Debian's Chromium, headless), against the real stack.
+
+An urgent text to the clinic appears in the queue without a reload; the receptionist takes the
+thread over, replies (the patient's phone gets it), sees the patient's answer arrive live,
+hands back to the bot (the bot answers the patient again) and resolves the escalation.
+Northside's staff cannot see any of it. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import select
+
+from booking.models import EscalationStatus, Message, ThreadState
+from booking.settings import PROJECT_ROOT
+from tests.console.conftest import (
+    CLINIC_NUMBER,
+    URGENT,
+    escalation_of,
+    new_patient,
+    thread_of,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                             headless=True)
+        yield browser
+        browser.close()
+
+
+def snapshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
+
+
+def sign_in(browser: Browser, gateway: str, username: str, password: str) -> Page:
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{gateway}/console/escalations")
+    expect(page).to_have_url(f"{gateway}/console/login?next=/console/escalations")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Escalations")).to_be_visible()
+    return page
+
+
+def test_urgent_escalation_taken_over_answered_handed_back_and_resolved(stack, db, browser):
+    page = sign_in(browser, stack.gateway, "riverside-admin", "riverside-demo")
+    patient = new_patient()
+
+    # The patient's side, through the Twilio simulator: a missed call, then an emergency.
+    stack.phone.ring(caller=patient, clinic_number=CLINIC_NUMBER)
+    stack.phone.wait_for(patient, count=1)
+    stack.phone.text(sender=patient, clinic_number=CLINIC_NUMBER, body=URGENT)
+
+    row = page.locator("#queue-rows tr", has_text=patient)
+    expect(row).to_be_visible(timeout=WAIT_MS)  # arrives by polling, no reload
+    expect(row).to_contain_text("URGENT")
+    expect(row).to_contain_text("open")
+    snapshot(page, "01-queue-urgent")
+    escalation = escalation_of(db, patient)
+
+    row.get_by_role("link").click()
+    messages = page.locator("#messages")
+    expect(messages).to_contain_text(URGENT)
+    expect(messages).to_contain_text("call 999 now")  # the safety message the bot sent
+    card = page.locator(f"#escalation-{escalation.id}")
+    expect(card).to_contain_text("Bot told the patient")
+    snapshot(page, "02-thread-escalated")
+
+    page.get_by_role("button", name="Take over", exact=True).click()
+    expect(page.locator(".flash")).to_contain_text("You have the thread")
+    expect(card.locator(".status")).to_have_text("acknowledged")
+
+    reply = "This is Riverside: Dr Patel is calling you in two minutes. Keep your phone free."
+    page.get_by_label("Reply to the patient (sms)").fill(reply)
+    page.get_by_role("button", name="Send").click()
+    stack.phone.wait_for(patient, count=1, where=lambda m: m["body"] == reply)
+    expect(messages).to_contain_text(reply)
+
+    stack.phone.text(sender=patient, clinic_number=CLINIC_NUMBER,
+                     body="ok thank you, my phone is on")
+    expect(messages).to_contain_text("ok thank you, my phone is on", timeout=WAIT_MS)
+    snapshot(page, "03-thread-taken-over")
+
+    page.get_by_role("button", name="Hand back to the bot").click()
+    expect(page.locator(".flash")).to_contain_text("Handed back")
+    expect(page.get_by_label("Reply to the patient (sms)")).to_be_hidden()
+    assert thread_of(db, patient).state == ThreadState.bot
+    answer = stack.phone.reply_and_wait(sender=patient, clinic_number=CLINIC_NUMBER,
+                                        body="what are your opening hours?")
+    db.expire_all()
+    last = db.execute(select(Message).where(Message.thread_id == escalation.thread_id)
+                      .order_by(Message.id.desc())).scalars().first()
+    assert (last.author, last.body) == ("bot", answer)
+    expect(messages).to_contain_text(answer.split("\n")[0], timeout=WAIT_MS)
+
+    page.locator(f"#escalation-{escalation.id}").get_by_role("button", name="Resolve").click()
+    expect(page.locator(f"#escalation-{escalation.id} .status")).to_have_text("resolved")
+    snapshot(page, "04-thread-resolved")
+    db.expire_all()
+    assert db.get(type(escalation), escalation.id).status == EscalationStatus.resolved
+
+    page.goto(f"{stack.gateway}/console/escalations?status=resolved&reason=urgent")
+    expect(page.locator("#queue-rows tr", has_text=patient)).to_contain_text("resolved")
+
+    # Another clinic's receptionist sees none of it.
+    other = sign_in(browser, stack.gateway, "northside-admin", "northside-demo")
+    other.goto(f"{stack.gateway}/console/escalations?status=all")
+    expect(other.locator("#queue-rows")).not_to_contain_text(patient)
+    response = other.goto(f"{stack.gateway}/console/threads/{escalation.thread_id}")
+    assert response.status == 404
+    expect(other.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(other.locator("body")).not_to_contain_text(URGENT)
+    snapshot(other, "05-other-clinic-404")

@@ -137,7 +137,8 @@ def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
         except requests.ConnectionError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"Radicale did not start: {(storage / 'radicale.log').read_text()}")
+                log = (storage / "radicale.log").read_text()
+                raise RuntimeError(f"Radicale did not start: {log}")
             time.sleep(0.1)
     yield Radicale(url=url, process=process)
     process.terminate()

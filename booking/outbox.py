@@ -262,6 +262,11 @@ class Outbox:
                     or message.status not in _LIVE
                     or (message.next_attempt_at is not None and message.next_attempt_at > now)):
                 return None
+            if message.twilio_sid:
+                # A delivery report named it after an unanswered attempt: Twilio has it.
+                message.status, message.next_attempt_at = MessageStatus.queued, None
+                message.error_code = None if message.error_code == IN_DOUBT else message.error_code
+                return None
             # A row still `sending` here was abandoned by a crashed sender mid-request.
             in_doubt = message.status == MessageStatus.sending or message.error_code == IN_DOUBT
             claimed = session.execute(
@@ -298,7 +303,7 @@ class Outbox:
         try:
             sid = None
             if claim.settle_since is not None:
-                sid = await self._already_sent(claim)
+                sid = await self._already_sent(message_id, claim)
             if sid is None:
                 sid = await self._client.send(claim.outgoing)
         except TwilioSendError as exc:
@@ -306,7 +311,7 @@ class Outbox:
             return
         await asyncio.to_thread(self._record_sent, message_id, sid)
 
-    async def _already_sent(self, claim: _Claim) -> str | None:
+    async def _already_sent(self, message_id: int, claim: _Claim) -> str | None:
         """The SID of a message Twilio created from an earlier, unanswered attempt, if any."""
         candidates = await self._client.sent_since(
             to=claim.outgoing.to, from_=claim.outgoing.from_, since=claim.settle_since)
@@ -315,9 +320,12 @@ class Outbox:
         sids = [candidate.sid for candidate in candidates]
 
         def unknown() -> list[str]:
+            # SIDs other rows already own are theirs; anything else to this recipient since
+            # our first attempt can only be this row, as older rows went out before it.
             with self._sessions() as session:
                 known = set(session.execute(
-                    select(Message.twilio_sid).where(Message.twilio_sid.in_(sids))).scalars())
+                    select(Message.twilio_sid).where(Message.twilio_sid.in_(sids),
+                                                     Message.id != message_id)).scalars())
             return [sid for sid in sids if sid not in known]
 
         fresh = await asyncio.to_thread(unknown)
@@ -341,6 +349,14 @@ class Outbox:
     def _record_failure(self, message_id: int, error: TwilioSendError) -> None:
         with self._sessions() as session, session.begin():
             message = session.get(Message, message_id)
+            if message.twilio_sid:
+                # The answer was lost, but a delivery report already told us Twilio has it.
+                logger.warning("message %s: no answer from Twilio, but it was reported as %s",
+                               message_id, message.status.value)
+                if message.status == MessageStatus.sending:
+                    message.status = MessageStatus.queued
+                message.next_attempt_at = None
+                return
             if message.error_code != IN_DOUBT or not error.in_doubt:
                 message.error_code = IN_DOUBT if error.in_doubt else error.code
             if error.retryable and message.attempts < self._backoff.max_attempts:

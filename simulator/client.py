@@ -64,7 +64,8 @@ class SimulatedPhone:
         return self.wait_for(sender, count=before + 1, timeout=timeout)[before]["body"]
 
     def control(self, **settings) -> None:
-        """fail_next/fail_status, delay_seconds, hang_after_create/hang_seconds; {} resets."""
+        """fail_next/fail_status, delay_seconds, hang_after_create/hang_seconds,
+        status_callbacks; no arguments puts everything back to normal."""
         self._http.post("/_fake/control", json=settings).raise_for_status()
 
     def whatsapp_undeliverable(self, number: str, error_code: int = 63016) -> None:

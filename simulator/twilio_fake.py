@@ -74,6 +74,7 @@ class Failure:
     # long for the answer, so a client with a shorter timeout never learns the SID.
     hang_after_create: int = 0
     hang_seconds: float = 0.0
+    status_callbacks: bool = True  # off: messages stay "queued" and nobody is told
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Control(BaseModel):
     delay_seconds: float = 0.0
     hang_after_create: int = 0
     hang_seconds: float = 0.0
+    status_callbacks: bool = True
 
 
 class WhatsAppOutcome(BaseModel):
@@ -262,7 +264,7 @@ def create_app(config: FakeConfig) -> FastAPI:
         )
         records.append(record)
         persist()
-        if config.auto_status_callbacks:
+        if config.auto_status_callbacks and failure.status_callbacks:
             spawn(report_delivery(record))
         if failure.hang_after_create > 0:
             failure.hang_after_create -= 1
@@ -316,6 +318,7 @@ def create_app(config: FakeConfig) -> FastAPI:
         failure.delay_seconds = settings.delay_seconds
         failure.hang_after_create = settings.hang_after_create
         failure.hang_seconds = settings.hang_seconds
+        failure.status_callbacks = settings.status_callbacks
         return {"ok": True}
 
     @app.post("/_fake/whatsapp-undeliverable")
@@ -339,6 +342,7 @@ def create_app(config: FakeConfig) -> FastAPI:
         undeliverable_whatsapp.clear()
         failure.remaining, failure.delay_seconds = 0, 0.0
         failure.hang_after_create, failure.hang_seconds = 0, 0.0
+        failure.status_callbacks = True
         persist()
         return {"ok": True}
 

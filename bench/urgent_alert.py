@@ -4,6 +4,10 @@ Each round a new patient rings Riverside, gets the text-back, then texts an emer
 starts just before the simulator posts the signed webhook to Rasa and stops at the alert
 message's `sent_at` (written when the Twilio Messages API call returned): NLU with the red-flag
 rules, the escalation action, the database writes and the Twilio call. Target: p95 < 1 s.
+
+The emergency is sent once the bot has finished its missed-call turn, as a person reading the
+text-back would: a message that arrives while Rasa still holds the conversation's lock waits
+for it, and Rasa's lock store polls once a second, which would measure that race instead.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
@@ -48,6 +53,19 @@ def _alert_sent_at(engine, patient: str, timeout: float = 30.0) -> datetime:
     raise TimeoutError(f"no alert sent for {patient}")
 
 
+def _wait_until_listening(rasa_url: str, sender_id: str, timeout: float = 30.0) -> None:
+    """Until the missed-call turn is over: action_start_from_missed_call, then action_listen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = httpx.get(f"{rasa_url}/conversations/{sender_id}/tracker",
+                           timeout=10).json()["events"]
+        actions = [e.get("name") for e in events if e["event"] == "action"]
+        if "action_start_from_missed_call" in actions and actions[-1] == "action_listen":
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"the bot never finished the missed-call turn for {sender_id}")
+
+
 def run() -> dict:
     from tests.stack import start_stack, train_model
 
@@ -61,6 +79,7 @@ def run() -> dict:
                 patient = f"+4477009008{round_:02d}"
                 stack.phone.ring(caller=patient, clinic_number=CLINIC_NUMBER)
                 stack.phone.wait_for(patient, count=1)
+                _wait_until_listening(stack.rasa, f"riverside:{patient}")
                 started = datetime.now(timezone.utc)
                 stack.phone.text(sender=patient, clinic_number=CLINIC_NUMBER, body=URGENT)
                 elapsed = (_alert_sent_at(engine, patient) - started).total_seconds()

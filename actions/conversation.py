@@ -4,6 +4,7 @@ answered and the booking carries on where it was."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -14,6 +15,7 @@ from actions.booking import BOOKING_SLOTS, CLARIFY, Conversation, conversation_t
 from actions.runtime import outbox, thread_session
 from booking import consent
 from booking.faq import answer
+from booking.models import utcnow
 
 GREETING = "Hi! Reply YES to book an appointment, or tell me what you need."
 YOU_ARE_WELCOME = "You're welcome! Reply here any time if you need us."
@@ -96,15 +98,38 @@ class ActionSmallTalk(Action):
         return conversation_turn(tracker, dispatcher, handle)
 
 
+# Words that make an opt-out unmistakable. Without them, a guess of `opt_out` is not enough to
+# stop all texts: "Pam", asked for a name, was once read as opt_out at 0.51.
+_OPT_OUT_WORDS = re.compile(
+    r"\b(?:stop|unsubscribe|opt(?:ing)?[\s-]?out|(?:do not|don'?t|never) (?:text|message|"
+    r"contact|sms)|no more (?:texts?|messages?)|remove (?:me|my (?:number|details))|"
+    r"leave me alone|take me off|stop (?:texting|messaging))\b", re.IGNORECASE)
+SURE_OPT_OUT = 0.8
+
+
 class ActionOptOut(Action):
-    """'Stop texting me' in words: the same opt-out as the STOP keyword."""
+    """'Stop texting me' in words: the same opt-out as the STOP keyword.
+
+    Stopping every text is hard to undo for a patient mid-booking, so a message that answers
+    the pending question and has no opt-out words is taken as that answer instead.
+    """
 
     def name(self) -> str:
         return "action_opt_out"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
+        confidence = float(((tracker.latest_message or {}).get("intent") or {})
+                           .get("confidence") or 0)
         with thread_session(tracker.sender_id) as (session, thread):
+            conversation = Conversation(tracker, session=session, thread=thread, now=utcnow())
+            if not _OPT_OUT_WORDS.search(conversation.text):
+                if conversation.understands():
+                    conversation.handle()
+                    return conversation.finish(dispatcher)
+                if confidence < SURE_OPT_OUT:
+                    conversation.missed(CLARIFY)
+                    return conversation.finish(dispatcher)
             confirmation = consent.opt_out(session, clinic=thread.clinic, contact=thread.contact,
                                            thread=thread)
         await outbox().deliver([m.id for m in confirmation])

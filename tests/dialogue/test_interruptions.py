@@ -219,3 +219,26 @@ def test_a_time_that_passed_while_the_patient_was_away_gets_fresh_offers(patient
     pam.says("Pam")
     (appointment,) = pam.appointments(AppointmentStatus.booked)
     assert appointment.starts_at > datetime.now(timezone.utc)
+
+
+# -- opting out in words -------------------------------------------------------------------
+
+
+def test_stop_texting_me_in_words_opts_out(patient):
+    from booking.models import Consent
+
+    quin = patient()
+    quin.ring()
+    assert "unsubscribed" in quin.says("please stop texting me")
+    assert quin.contact().consent == Consent.opted_out
+
+
+def test_a_short_name_is_never_taken_for_an_opt_out(patient):
+    """Asked for a name, "Pam" was once classified opt_out (0.51): it must book, not unsubscribe."""
+    from booking.models import Consent
+
+    pam = patient()
+    offering(pam)
+    pam.says("1")
+    assert pam.says("Pam").startswith("You're booked")
+    assert pam.contact().consent != Consent.opted_out

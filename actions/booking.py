@@ -37,6 +37,7 @@ from booking.appointment_booking import (
     service_question,
     still_free,
 )
+from booking.appointment_changes import answer_is_yes
 from booking.clinics import match_service
 from booking.conversations import record_event
 from booking.faq import answer_topic
@@ -219,7 +220,8 @@ class Conversation:
             return bool(self.named_service(forgiving=True) or self.numbered_service())
         if self.awaiting == OFFERED_TO_BOOK:
             return appointments.yes_or_no(self.text) is not None
-        return bool(self.named_service() or (self.wish() and _BOOKING_WORDS.search(self.text)))
+        return bool(self.named_service() or answer_is_yes(self.text)
+                    or (self.wish() and _BOOKING_WORDS.search(self.text)))
 
     def side_answers(self) -> None:
         """Answer a clear question asked alongside a booking step ("yes, how much is it?")."""
@@ -275,8 +277,8 @@ class Conversation:
             self.acknowledge_booking()
         elif self.intent == "deny" or self.done_for_now():
             self.close()
-        elif self.intent == "inform" and not (switched or self.wish()
-                                              or self.named_service(forgiving=True)):
+        elif (self.intent == "inform" and not answer_is_yes(self.text)
+              and not (switched or self.wish() or self.named_service(forgiving=True))):
             self.missed(CLARIFY)  # a "detail" with nothing in progress is not a request
         else:
             self.start(service=switched or self.named_service(forgiving=True))

@@ -14,9 +14,9 @@ from booking.slot_choice import DAY_FIRST, matching_offers
 
 DEFAULT_NOTICE_HOURS = 24
 
-_YES = re.compile(r"^\W*(?:y|yes|yeah|yep|yup|ya|yea|sure|ok|okay|please do|go ahead|do it|"
-                  r"confirm(?:ed)?|correct|that'?s right|right|fine|absolutely|definitely)\b",
-                  re.IGNORECASE)
+_YES = re.compile(r"^\W*(?:y|yes+|yeah|yeh|yep|yup|ya|yea|yh|ye|yas|sure|ok|okay|k|please do|"
+                  r"go ahead|do it|confirm(?:ed)?|correct|that'?s right|right|fine|absolutely|"
+                  r"definitely|of course)\b", re.IGNORECASE)
 _NO = re.compile(r"^\W*(?:n|no|nope|nah|don'?t|do not|not|keep|leave|never ?mind|forget it|"
                  r"cancel that|stop)\b", re.IGNORECASE)
 

@@ -166,7 +166,7 @@ def fired(text: str) -> list[str]:
 
 
 def test_every_required_emergency_has_a_rule():
-    assert REQUIRED_RULES <= {rule.id for rule in RULES.rules}
+    assert {rule.id for rule in RULES.rules} >= REQUIRED_RULES
 
 
 def test_every_rule_has_its_own_cases_here():
@@ -275,8 +275,8 @@ def test_duplicate_ids_are_an_error():
 
 def test_rule_file_is_not_read_as_rasa_training_data():
     # Rasa sorts data/ files by top-level keys; this file must never look like NLU or stories.
-    from rasa.shared.data import is_nlu_file
     from rasa.shared.core.training_data.story_reader.yaml_story_reader import YAMLStoryReader
+    from rasa.shared.data import is_nlu_file
 
     assert not is_nlu_file(str(RULES_FILE))
     assert not YAMLStoryReader.is_stories_file(RULES_FILE)

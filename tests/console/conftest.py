@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from booking.models import Contact, Escalation, Thread
+from booking.models import Contact, Escalation, Message, Thread
 
 CLINIC_NUMBER = "+441632960001"
 URGENT = "my lip is swollen and going white after filler"
@@ -110,3 +110,25 @@ def rasa_paused(stack, sender_id: str) -> bool:
                          timeout=30)
     response.raise_for_status()
     return response.json()["paused"]
+
+
+def bot_answer(stack, db: Session, patient: str, body: str, *, timeout: float = 30.0) -> str:
+    """Text the clinic, then wait for the bot's own reply in the thread and on the phone."""
+    thread = thread_of(db, patient)
+    newest = db.execute(select(Message.id).where(Message.thread_id == thread.id)
+                        .order_by(Message.id.desc())).scalars().first() or 0
+    stack.phone.text(sender=patient, clinic_number=CLINIC_NUMBER, body=body)
+    deadline = time.monotonic() + timeout
+    while True:
+        db.expire_all()
+        reply = db.execute(select(Message).where(
+            Message.thread_id == thread.id, Message.id > newest, Message.author == "bot")
+            .order_by(Message.id)).scalars().first()
+        if reply is not None:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the bot did not answer {patient}")
+        time.sleep(0.1)
+    stack.phone.wait_for(patient, count=1, timeout=timeout,
+                         where=lambda message: message["body"] == reply.body)
+    return reply.body

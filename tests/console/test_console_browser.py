@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from sqlalchemy import select
 
-from booking.models import EscalationStatus, Message, ThreadState
+from booking.models import EscalationStatus, ThreadState
 from booking.settings import PROJECT_ROOT
 from tests.console.conftest import (
     CLINIC_NUMBER,
     URGENT,
+    bot_answer,
     escalation_of,
     new_patient,
     thread_of,
@@ -102,12 +102,7 @@ def test_urgent_escalation_taken_over_answered_handed_back_and_resolved(stack, d
     expect(page.locator(".flash")).to_contain_text("Handed back")
     expect(page.get_by_label("Reply to the patient (sms)")).to_be_hidden()
     assert thread_of(db, patient).state == ThreadState.bot
-    answer = stack.phone.reply_and_wait(sender=patient, clinic_number=CLINIC_NUMBER,
-                                        body="what are your opening hours?")
-    db.expire_all()
-    last = db.execute(select(Message).where(Message.thread_id == escalation.thread_id)
-                      .order_by(Message.id.desc())).scalars().first()
-    assert (last.author, last.body) == ("bot", answer)
+    answer = bot_answer(stack, db, patient, "what are your opening hours?")
     expect(messages).to_contain_text(answer.split("\n")[0], timeout=WAIT_MS)
 
     page.locator(f"#escalation-{escalation.id}").get_by_role("button", name="Resolve").click()

@@ -20,6 +20,7 @@ from booking.models import (
 from tests.console.conftest import (
     CLINIC_NUMBER,
     URGENT,
+    bot_answer,
     csrf_of,
     new_patient,
     rasa_paused,
@@ -146,8 +147,9 @@ def test_take_over_a_bot_thread_reply_and_hand_back(stack, db, riverside_staff):
     text = "Hi, this is Riverside reception. When would suit you for a call?"
     sent = riverside_staff.post(f"/console/threads/{thread.id}/reply", {"body": text})
     assert sent.status_code == 303
-    received = stack.phone.wait_for(patient, count=2)[-1]
-    assert received["body"] == text
+    # The thread is still on WhatsApp (the text-back's channel); outside WhatsApp's window the
+    # outbox falls back to SMS, so the phone may see the reply twice: at least once is enough.
+    stack.phone.wait_for(patient, count=1, where=lambda message: message["body"] == text)
     logged = db.execute(select(Message).where(Message.thread_id == thread.id,
                                               Message.body == text)).scalar_one()
     assert logged.author == f"staff:{thread.handed_off_to_id}"
@@ -171,12 +173,7 @@ def test_take_over_a_bot_thread_reply_and_hand_back(stack, db, riverside_staff):
     assert not rasa_paused(stack, thread.sender_id)
     thread = thread_of(db, patient)
     assert thread.state == ThreadState.bot and thread.handed_off_to_id is None
-    answer = stack.phone.reply_and_wait(sender=patient, clinic_number=CLINIC_NUMBER,
-                                        body="yes please, I'd like to book")
-    assert answer != text
-    db.expire_all()
-    assert db.execute(select(Message.author).where(Message.thread_id == thread.id)
-                      .order_by(Message.id.desc())).scalars().first() == "bot"
+    assert bot_answer(stack, db, patient, "yes please, I'd like to book")
 
 
 def test_on_call_clinician_acknowledges_by_text(stack, db):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -31,7 +32,7 @@ from tests.console.conftest import (
 
 pytestmark = pytest.mark.integration
 
-DR_PATEL = "+447700900111"
+DR_PATEL, DR_HUGHES = "+447700900111", "+447700900222"
 
 
 def test_console_pages_need_a_sign_in(stack):
@@ -194,3 +195,20 @@ def test_on_call_clinician_acknowledges_by_text(stack, db):
     # The clinician's text never reached the bot as a patient's message.
     assert db.execute(select(Message).where(Message.thread_id == escalation.thread_id,
                                             Message.body == f"ACK {escalation.id}")).first() is None
+
+
+def test_the_running_gateway_repeats_an_unacknowledged_alert_to_the_backup(stack, db):
+    patient = new_patient()
+    escalation = urgent_escalation(stack, db, patient)
+    # Stand in for ten minutes passing: the repeat is due now. The gateway's sweeper, not
+    # this test, must notice it in the database and send it.
+    escalation.next_alert_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    db.commit()
+    repeat = stack.phone.wait_for(
+        DR_HUGHES, count=1, where=lambda m: f"ACK {escalation.id} " in m["body"])[0]
+    assert repeat["body"].startswith("REPEAT (2), not yet acknowledged: URGENT")
+    assert patient in repeat["body"]
+    db.expire_all()
+    escalation = db.get(type(escalation), escalation.id)
+    assert escalation.alert_count == 2
+    assert escalation.next_alert_at > datetime.now(timezone.utc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -12,11 +13,16 @@ from actions.runtime import outbox, thread_session
 from booking.escalation import hand_over
 from booking.models import EscalationReason, utcnow
 
+logger = logging.getLogger(__name__)
+
 REASON_FOR_INTENT = {
     "urgent": EscalationReason.urgent,
     "billing": EscalationReason.billing,
     "human": EscalationReason.human,
 }
+# Said when the handover itself failed (database down): the patient still gets the safety net.
+FALLBACK_MESSAGE = ("If this is an emergency, call your local emergency number now. We could "
+                    "not pass your message to the team just now: please call the clinic.")
 
 
 class ActionEscalate(Action):
@@ -28,12 +34,18 @@ class ActionEscalate(Action):
         latest = tracker.latest_message or {}
         intent = (latest.get("intent") or {}).get("name")
         reason = REASON_FOR_INTENT.get(intent, EscalationReason.not_understood)
-        with thread_session(tracker.sender_id) as (session, thread):
-            handover = hand_over(
-                session, thread=thread, reason=reason, intent=intent,
-                red_flag=latest.get("red_flag"), last_message=latest.get("text") or "",
-                instant=utcnow(),
-            )
+        try:
+            with thread_session(tracker.sender_id) as (session, thread):
+                handover = hand_over(
+                    session, thread=thread, reason=reason, intent=intent,
+                    red_flag=latest.get("red_flag"), last_message=latest.get("text") or "",
+                    instant=utcnow(),
+                )
+        except Exception:
+            logger.exception("handover failed for a %s escalation", reason.value)
+            dispatcher.utter_message(text=FALLBACK_MESSAGE)
+            return [SlotSet("awaiting", None)]
+        # The on-call text first: it is what gets a clinician to an emergency.
         await outbox().deliver(handover.alert_message_ids)
         dispatcher.utter_message(text=handover.patient_message)
         # The bot stays quiet until staff hand the thread back (a "resume" event).

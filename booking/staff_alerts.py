@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,8 +58,18 @@ def clip(text: str, limit: int) -> str:
 
 
 def escalation_policy(clinic: Clinic) -> dict:
-    """The clinic's `settings.escalation`, with the defaults of clinic_config filled in."""
-    return EscalationSettings.parse_obj((clinic.settings or {}).get("escalation") or {}).dict()
+    """The clinic's `settings.escalation`, with the defaults of clinic_config filled in.
+
+    Never raises: a handover must not fail on a settings row written by another version; the
+    defaults are safe (alerts by text, the standard wording).
+    """
+    raw = (clinic.settings or {}).get("escalation") or {}
+    try:
+        return EscalationSettings.parse_obj(raw).dict()
+    except ValidationError as exc:
+        logger.error("clinic %s: invalid escalation settings, using defaults: %s", clinic.slug,
+                     exc)
+        return EscalationSettings().dict()
 
 
 def ack_timeout(clinic: Clinic, reason: EscalationReason) -> timedelta:

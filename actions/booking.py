@@ -162,8 +162,10 @@ class Conversation:
             self.set(misses=0)
         if self.replies:
             dispatcher.utter_message(text="\n\n".join(self.replies))
+        # Only real changes: every event is stored and sent with each later action call.
         events: list[EventType] = [SlotSet(name, value)
-                                   for name, value in self.slot_changes.items()]
+                                   for name, value in self.slot_changes.items()
+                                   if value != self.tracker.get_slot(name)]
         if self.hand_over:
             events.append(FollowupAction("action_escalate"))
         return events

@@ -16,7 +16,9 @@ from booking.scheduling.base import SchedulingAdapter, Slot
 from booking.slot_choice import Preference
 
 OFFER_COUNT = 3
-# First look this far ahead for offers; a quiet diary is searched further before giving up.
+# Offers are looked for in growing windows: three days usually hold three half-days to choose
+# from and are quick to compute (the reply is waiting); a busy diary is searched further.
+FIRST_OFFER_WINDOW = timedelta(days=3)
 OFFER_WINDOW = timedelta(days=14)
 WIDER_OFFER_WINDOW = timedelta(days=42)
 # Slots closer together than this on one day feel like the same offer...
@@ -122,11 +124,12 @@ def propose(
     zone = ZoneInfo(clinic.timezone)
     avoid = list(avoid)
     if wish is None:
-        for window in (OFFER_WINDOW, WIDER_OFFER_WINDOW):
-            free = _without(adapter.find_free_slots(service=service, window_start=now,
-                                                    window_end=now + window), avoid)
-            if free:
-                return spread(_unique_starts(free), zone=zone, count=count)
+        for window in (FIRST_OFFER_WINDOW, OFFER_WINDOW, WIDER_OFFER_WINDOW):
+            free = _unique_starts(_without(adapter.find_free_slots(
+                service=service, window_start=now, window_end=now + window), avoid))
+            half_days = {_half_of_day(slot.starts_at.astimezone(zone)) for slot in free}
+            if len(half_days) >= count or (free and window == WIDER_OFFER_WINDOW):
+                return spread(free, zone=zone, count=count)
         return []
     start = max(now, _local_midnight(wish.first_day, zone))
     end = _local_midnight(wish.last_day + timedelta(days=1), zone)

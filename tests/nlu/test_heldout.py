@@ -8,7 +8,11 @@ see nlu_components/nlu_model.py) and checks macro-F1 >= 0.90 and urgent recall 1
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -123,3 +127,21 @@ def test_service_entity_on_heldout(predictions):
     print(f"\nheld-in service entity: precision {precision:.3f} recall {recall:.3f}")
     assert expected > 20
     assert recall >= 0.80 and precision >= 0.80, (precision, recall)
+
+
+def test_trained_model_carries_its_red_flags_to_another_directory(tmp_path):
+    """A model loaded from elsewhere (no data/red_flags.yml there) still flags emergencies."""
+    script = (
+        "import asyncio, json, sys\n"
+        "from rasa.core.agent import Agent\n"
+        "agent = Agent.load(sys.argv[1])\n"
+        "parsed = asyncio.run(agent.parse_message('my lip went white after filler'))\n"
+        "print(json.dumps({'intent': parsed['intent'], 'red_flag': parsed.get('red_flag')}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "RASA_TELEMETRY_ENABLED": "false",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script, str(nlu_model().path)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, check=True)
+    parsed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert parsed["intent"] == {"name": "urgent", "confidence": 1.0}
+    assert parsed["red_flag"]["rule"] == "vascular_occlusion_after_filler"

@@ -21,7 +21,7 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
-from actions.runtime import adapter_for, sessions, thread_session
+from actions.runtime import adapter_for, thread_session
 from booking import patient_details
 from booking.appointment_booking import (
     MAX_OFFER_ROUNDS,
@@ -448,18 +448,15 @@ class Conversation:
                 self.missed("Sorry, I didn't catch that. "
                             + patient_details.question(self.missing_details()))
             return
-        # Committed on its own: the outer transaction must hold no write lock while the
-        # adapter books (SQLite has one writer at a time).
-        with sessions()() as session, session.begin():
-            contact = session.get(Contact, self.contact.id)
-            for field, value in details.items():
-                setattr(contact, field, value)
-        self.session.refresh(self.contact)
-        missing = self.missing_details()
-        if missing:
-            self.say("Thanks. " + patient_details.question(missing))
-            return
-        self.book(self.chosen, self._service(self.chosen.service))
+        still_missing = [field for field in self.missing_details() if field not in details]
+        if still_missing:
+            self.say("Thanks. " + patient_details.question(still_missing))
+        else:
+            self.book(self.chosen, self._service(self.chosen.service))
+        # Stored after the booking, in this turn's transaction: writing first would hold
+        # SQLite's one write lock while the adapter books. Kept even if the time was taken.
+        for field, value in details.items():
+            setattr(self.contact, field, value)
 
     def book(self, slot: Slot, service: Service) -> None:
         try:

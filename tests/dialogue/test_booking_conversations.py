@@ -385,3 +385,21 @@ def test_changing_treatment_half_way_offers_times_for_the_new_one(patient):
     assert confirmation.startswith("You're booked: Teeth whitening consultation")
     (appointment,) = mo.appointments()
     assert appointment.service.slug == "whitening"
+
+
+def test_a_time_taken_while_the_patient_gives_their_name(patient, diary):
+    noa = patient()
+    noa.ring()
+    noa.says("yes")
+    noa.says("check up")
+    chosen = noa.offered()[1]
+    assert "name" in noa.says("2")
+    diary.book("riverside", phone="+447700900398", slot=chosen)
+    apology = noa.says("Noa Levi")
+    assert apology.startswith("Sorry,") and "was just taken" in apology
+    contact = noa.contact()
+    assert (contact.first_name, contact.last_name) == ("Noa", "Levi")  # not asked again
+    confirmation = noa.says("1")
+    assert confirmation.startswith("You're booked: Check-up")
+    (appointment,) = noa.appointments()
+    assert appointment.starts_at != chosen.starts_at

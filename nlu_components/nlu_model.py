@@ -7,11 +7,13 @@ and `make bench` train once per change instead of once per run.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,14 +62,23 @@ def train_nlu_model(out_dir: Path, name: str, root: Path = PROJECT_ROOT) -> floa
 
 
 def nlu_model(root: Path = PROJECT_ROOT, cache_dir: Path = CACHE_DIR) -> NluModel:
-    """The NLU model for the current inputs, trained now if no cached one matches."""
+    """The NLU model for the current inputs, trained now if no cached one matches.
+
+    A file lock makes concurrent test runs wait for one training instead of racing.
+    """
     key = fingerprint(root)
     model, meta = cache_dir / f"nlu-{key}.tar.gz", cache_dir / f"nlu-{key}.json"
-    if model.exists() and meta.exists():
-        return NluModel(model, json.loads(meta.read_text())["train_seconds"], False)
-    seconds = train_nlu_model(cache_dir, f"nlu-{key}", root)
-    meta.write_text(json.dumps({"train_seconds": round(seconds, 1), "rasa": rasa.__version__}))
-    for stale in cache_dir.glob("nlu-*"):
-        if key not in stale.name:
-            stale.unlink()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if model.exists() and meta.exists():
+            return NluModel(model, json.loads(meta.read_text())["train_seconds"], False)
+        with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+            seconds = train_nlu_model(Path(scratch), f"nlu-{key}", root)
+            os.replace(Path(scratch) / model.name, model)
+        meta.write_text(json.dumps({"train_seconds": round(seconds, 1),
+                                    "rasa": rasa.__version__}))
+        for stale in cache_dir.glob("nlu-*"):
+            if key not in stale.name:
+                stale.unlink()
     return NluModel(model, round(seconds, 1), True)

@@ -115,7 +115,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "self_harm_or_suicidal": (
         ["I want to die",
          "I've been cutting myself",
-         "I feel suicidal"],
+         "I feel suicidal",
+         "thinking of ending my life"],
         ["dying to get my teeth whitened",
          "this toothache is killing me",
          "I could kill for an earlier slot haha"],

@@ -18,10 +18,12 @@ Two rules keep "exactly once, in order" as close as Twilio allows:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
 from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -196,12 +198,21 @@ class Outbox:
         status_callback_url: str | None,
         backoff: Backoff = Backoff(),
         sweep_interval: float = 1.0,
+        executor: Executor | None = None,
     ):
         self._sessions = session_factory
         self._client = client
         self._status_callback_url = status_callback_url
         self._backoff = backoff
         self.sweep_interval = sweep_interval
+        self._executor = executor  # None: asyncio's default threads
+
+    def use_executor(self, executor: Executor) -> None:
+        self._executor = executor
+
+    async def _run(self, function, *args):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, backoff: Backoff | None = None) -> Outbox:
@@ -225,7 +236,7 @@ class Outbox:
         Different recipients go out concurrently; one recipient's rows stay in order because
         a row is only claimable once the older ones to the same address are settled.
         """
-        due = await asyncio.to_thread(self._due_ids, batch)
+        due = await self._run(self._due_ids, batch)
         if due:
             await asyncio.gather(*(self._attempt(message_id) for message_id in due))
         return len(due)
@@ -297,7 +308,7 @@ class Outbox:
                           settle_since=message.created_at - CLOCK_SLACK if in_doubt else None)
 
     async def _attempt(self, message_id: int) -> None:
-        claim = await asyncio.to_thread(self._claim, message_id)
+        claim = await self._run(self._claim, message_id)
         if claim is None:
             return
         try:
@@ -307,9 +318,9 @@ class Outbox:
             if sid is None:
                 sid = await self._client.send(claim.outgoing)
         except TwilioSendError as exc:
-            await asyncio.to_thread(self._record_failure, message_id, exc)
+            await self._run(self._record_failure, message_id, exc)
             return
-        await asyncio.to_thread(self._record_sent, message_id, sid)
+        await self._run(self._record_sent, message_id, sid)
 
     async def _already_sent(self, message_id: int, claim: _Claim) -> str | None:
         """The SID of a message Twilio created from an earlier, unanswered attempt, if any."""
@@ -328,7 +339,7 @@ class Outbox:
                                                      Message.id != message_id)).scalars())
             return [sid for sid in sids if sid not in known]
 
-        fresh = await asyncio.to_thread(unknown)
+        fresh = await self._run(unknown)
         if fresh:
             logger.warning("an earlier attempt reached Twilio as %s; not sending again", fresh[0])
             return fresh[0]

@@ -1,11 +1,16 @@
 """The missed-call path, top to bottom: record it, decide, text back, tell the dialogue.
 
-1. `record_missed_call` runs inside the webhook, before it answers: it stores the call (once per
-   CallSid), works out whether this caller should hear from us, and writes the text-back into
-   the outbox in the same transaction. A crash after the webhook answered loses nothing: the
-   outbox sweeper sends whatever is stored and due.
-2. The caller then delivers the stored text-back and tells Rasa the thread began
+1. `register_missed_call` runs inside the webhook, before it answers: it stores the call once
+   per CallSid, as `pending`. That is all Twilio waits for, so fifty calls at once are answered
+   quickly, and a crash after the answer loses nothing: the call is in the database.
+2. `text_back` runs straight after the answer (and, for anything a crash left `pending`, from
+   the gateway's sweeper): it works out whether this caller should hear from us (opted out?
+   texted a few minutes ago?), on which channel and in which words, and writes the text-back
+   into the outbox, in one transaction that only one process can complete for a call.
+3. The gateway then delivers the stored text-back and tells Rasa the thread began
    (`EXTERNAL_missed_call`), so the dialogue knows why the patient is replying.
+
+`record_missed_call` does 1 and 2 in one transaction, for callers that need no fast answer.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from booking import text_back
+from booking import text_back as wording
 from booking.conversations import get_or_create_contact, get_or_create_thread, record_event
 from booking.models import (
     Channel,
@@ -27,10 +33,12 @@ from booking.models import (
     Consent,
     Contact,
     Direction,
+    FunnelEvent,
     Message,
     MissedCall,
     MissedCallStatus,
     Thread,
+    utcnow,
 )
 from booking.outbox import enqueue
 
@@ -42,6 +50,18 @@ REPEAT_CALL_WINDOW = timedelta(minutes=10)
 WHATSAPP_SESSION_WINDOW = timedelta(hours=24)
 
 
+class AlreadyDecided(Exception):
+    """Another process wrote this call's text-back first; this transaction must roll back."""
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    missed_call_id: int
+    status: MissedCallStatus  # `pending` for a new call; what was decided for a repeat
+    is_new: bool  # False when this CallSid had been recorded already
+    will_text: bool  # what the voice answer may promise: a text-back is (or will be) on its way
+
+
 @dataclass(frozen=True)
 class MissedCallOutcome:
     missed_call_id: int
@@ -49,7 +69,117 @@ class MissedCallOutcome:
     message_ids: tuple[int, ...]  # the stored text-back, to deliver now
     sender_id: str | None
     channel: Channel | None
-    is_new: bool  # False when this CallSid had been recorded already
+    is_new: bool  # False when the decision had been made already
+
+
+def register_missed_call(
+    session: Session,
+    *,
+    clinic: Clinic,
+    caller: str,
+    call_sid: str,
+    dial_status: str,
+    source: str,
+    occurred_at: datetime,
+) -> RecordedCall:
+    """Store a missed call as pending, once per CallSid; the text-back is decided afterwards.
+
+    This is on the path Twilio waits on, so it is a handful of plain statements: look for the
+    CallSid, find or add the contact, add the call (a racing duplicate is skipped by the unique
+    key, not by an error), and the funnel event.
+    """
+    existing = session.execute(
+        select(MissedCall.id, MissedCall.status)
+        .where(MissedCall.clinic_id == clinic.id, MissedCall.call_sid == call_sid)
+    ).first()
+    if existing is not None:
+        return _repeat(*existing)
+    contact_id, consent = _contact_for_call(session, clinic_id=clinic.id, phone=caller)
+    inserted = session.execute(
+        _insert_ignoring_duplicates(session, MissedCall, ("clinic_id", "call_sid")).values(
+            clinic_id=clinic.id, contact_id=contact_id, call_sid=call_sid, source=source,
+            dial_status=dial_status, occurred_at=occurred_at, status=MissedCallStatus.pending)
+    )
+    if inserted.rowcount != 1:  # the same CallSid, delivered twice at once
+        return _repeat(*session.execute(
+            select(MissedCall.id, MissedCall.status)
+            .where(MissedCall.clinic_id == clinic.id, MissedCall.call_sid == call_sid)
+        ).one())
+    session.execute(insert(FunnelEvent).values(
+        clinic_id=clinic.id, kind="missed", contact_id=contact_id, occurred_at=utcnow(),
+        detail={"source": source, "dial_status": dial_status}))
+    return RecordedCall(missed_call_id=inserted.inserted_primary_key[0],
+                        status=MissedCallStatus.pending, is_new=True,
+                        will_text=consent != Consent.opted_out)
+
+
+def _contact_for_call(session: Session, *, clinic_id: int, phone: str) -> tuple[int, Consent]:
+    def find():
+        return session.execute(select(Contact.id, Contact.consent).where(
+            Contact.clinic_id == clinic_id, Contact.phone == phone)).first()
+
+    found = find()
+    if found is None:
+        session.execute(_insert_ignoring_duplicates(session, Contact, ("clinic_id", "phone"))
+                        .values(clinic_id=clinic_id, phone=phone, consent=Consent.implied,
+                                is_known_patient=False, whatsapp_unreachable=False,
+                                created_at=utcnow()))
+        found = find()
+    return found[0], found[1]
+
+
+def _insert_ignoring_duplicates(session: Session, model, unique: tuple[str, ...]):
+    """INSERT ... ON CONFLICT DO NOTHING, on PostgreSQL and SQLite alike."""
+    dialect = session.get_bind().dialect.name
+    build = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}.get(dialect)
+    if build is None:
+        raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
+    return build(model).on_conflict_do_nothing(index_elements=list(unique))
+
+
+def _repeat(missed_call_id: int, status: MissedCallStatus) -> RecordedCall:
+    return RecordedCall(missed_call_id=missed_call_id, status=status, is_new=False,
+                        will_text=status in (MissedCallStatus.pending, MissedCallStatus.texted,
+                                             MissedCallStatus.duplicate))
+
+
+def text_back(session: Session, *, missed_call_id: int) -> MissedCallOutcome:
+    """Decide a pending missed call and store its text-back; a decided call is left alone.
+
+    Raises AlreadyDecided when another process decided it during this transaction (the caller
+    rolls back, so nothing is stored twice).
+    """
+    missed = session.get(MissedCall, missed_call_id)
+    if missed is None or missed.status != MissedCallStatus.pending:
+        return _outcome(missed, message_ids=(), is_new=False)
+    clinic = session.get(Clinic, missed.clinic_id)
+    # One caller's calls are decided one at a time (a row lock on PostgreSQL), so three rings
+    # at once still make one text-back.
+    contact = session.execute(select(Contact).where(Contact.id == missed.contact_id)
+                              .with_for_update()).scalar_one()
+    occurred_at = missed.occurred_at
+
+    if contact.consent == Consent.opted_out:
+        _settle(session, missed, MissedCallStatus.opted_out)
+        return _outcome(missed, message_ids=(), is_new=True)
+    if _texted_recently(session, contact=contact, before=occurred_at, exclude=missed.id):
+        _settle(session, missed, MissedCallStatus.duplicate)
+        return _outcome(missed, message_ids=(), is_new=True)
+
+    channel = choose_channel(clinic=clinic, contact=contact, now=occurred_at,
+                             last_inbound=_last_inbound_channel(session, contact=contact))
+    thread = get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel)
+    body = wording.compose(clinic=clinic, contact=contact, now=occurred_at)
+    template = _whatsapp_template(clinic=clinic, contact=contact, channel=channel,
+                                  now=occurred_at)
+    messages = enqueue(session, clinic=clinic, channel=channel, to_number=contact.phone,
+                       body=body, author="bot", thread=thread, contact=contact, **template)
+    _settle(session, missed, MissedCallStatus.texted, texted_at=occurred_at,
+            thread_id=thread.id)
+    record_event(session, clinic_id=clinic.id, kind="texted", contact_id=contact.id,
+                 thread_id=thread.id, detail={"channel": channel.value})
+    return _outcome(missed, message_ids=tuple(m.id for m in messages), is_new=True,
+                    thread=thread, channel=channel)
 
 
 def record_missed_call(
@@ -63,47 +193,39 @@ def record_missed_call(
     occurred_at: datetime,
 ) -> MissedCallOutcome:
     """Store a missed call and, when the caller should hear from us, its text-back."""
-    existing = _find(session, clinic=clinic, call_sid=call_sid)
-    if existing is not None:
-        return _outcome(existing, message_ids=(), is_new=False)
-
-    contact = get_or_create_contact(session, clinic=clinic, phone=caller)
-    # One caller's calls are decided one at a time (PostgreSQL row lock), so three rings at
-    # once still make one text-back.
-    session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
-    missed = MissedCall(clinic_id=clinic.id, contact_id=contact.id, call_sid=call_sid,
-                        source=source, dial_status=dial_status, occurred_at=occurred_at)
-    try:
-        with session.begin_nested():
-            session.add(missed)
-    except IntegrityError:  # the same CallSid, delivered twice at once
-        return _outcome(_find(session, clinic=clinic, call_sid=call_sid), message_ids=(),
+    recorded = register_missed_call(session, clinic=clinic, caller=caller, call_sid=call_sid,
+                                    dial_status=dial_status, source=source,
+                                    occurred_at=occurred_at)
+    if not recorded.is_new:
+        return _outcome(session.get(MissedCall, recorded.missed_call_id), message_ids=(),
                         is_new=False)
-    record_event(session, clinic_id=clinic.id, kind="missed", contact_id=contact.id,
-                 detail={"source": source, "dial_status": dial_status})
+    return text_back(session, missed_call_id=recorded.missed_call_id)
 
-    if contact.consent == Consent.opted_out:
-        missed.status = MissedCallStatus.opted_out
-        return _outcome(missed, message_ids=(), is_new=True)
-    if _texted_recently(session, contact=contact, before=occurred_at, exclude=missed.id):
-        missed.status = MissedCallStatus.duplicate
-        return _outcome(missed, message_ids=(), is_new=True)
 
-    channel = choose_channel(clinic=clinic, contact=contact, now=occurred_at,
-                             last_inbound=_last_inbound_channel(session, contact=contact))
-    thread = get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel)
-    body = text_back.compose(clinic=clinic, contact=contact, now=occurred_at)
-    template = _whatsapp_template(clinic=clinic, contact=contact, channel=channel,
-                                  now=occurred_at)
-    messages = enqueue(session, clinic=clinic, channel=channel, to_number=contact.phone,
-                       body=body, author="bot", thread=thread, contact=contact, **template)
-    missed.status = MissedCallStatus.texted
-    missed.texted_at = occurred_at
-    missed.thread_id = thread.id
-    record_event(session, clinic_id=clinic.id, kind="texted", contact_id=contact.id,
-                 thread_id=thread.id, detail={"channel": channel.value})
-    return _outcome(missed, message_ids=tuple(m.id for m in messages), is_new=True,
-                    thread=thread, channel=channel)
+def undecided_missed_calls(session: Session, *, recorded_before: datetime,
+                           limit: int = 50) -> list[int]:
+    """Calls still pending: their webhook answered, but the process died before deciding."""
+    return list(session.execute(
+        select(MissedCall.id).where(MissedCall.status == MissedCallStatus.pending,
+                                    MissedCall.occurred_at < recorded_before)
+        .order_by(MissedCall.id).limit(limit)
+    ).scalars())
+
+
+def _settle(session: Session, missed: MissedCall, status: MissedCallStatus, **values) -> None:
+    """Compare-and-set pending -> decided: whoever gets here second rolls back."""
+    session.flush()
+    changed = session.execute(
+        update(MissedCall)
+        .where(MissedCall.id == missed.id, MissedCall.status == MissedCallStatus.pending)
+        .values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
+        raise AlreadyDecided(f"missed call {missed.id} was decided elsewhere")
+    missed.status = status
+    for key, value in values.items():
+        setattr(missed, key, value)
 
 
 def record_answered_call(

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from booking import console
 from booking.db import get_engine, session_factory
-from booking.gateway import messaging_status, missed_call_hook, voice
+from booking.gateway import follow_up, messaging_status, missed_call_hook, voice
 from booking.gateway.context import GatewayContext
 from booking.outbox import Outbox
 from booking.rasa_client import RasaClient
@@ -19,10 +19,12 @@ from booking.staff_alerts import EscalationAlerts
 
 
 def build_context(settings: Settings) -> GatewayContext:
-    return GatewayContext(settings=settings,
-                          sessions=session_factory(get_engine(settings.database_url)),
-                          outbox=Outbox.from_settings(settings),
-                          rasa=RasaClient(base_url=settings.rasa_url))
+    context = GatewayContext(settings=settings,
+                             sessions=session_factory(get_engine(settings.database_url)),
+                             outbox=Outbox.from_settings(settings),
+                             rasa=RasaClient(base_url=settings.rasa_url))
+    context.outbox.use_executor(context.executor)  # sending never queues before webhooks
+    return context
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         context = build_context(settings)
         app.state.context = context
         sweeper = asyncio.create_task(context.outbox.run(), name="outbox sweeper")
+        undecided = asyncio.create_task(follow_up.sweep_undecided(context),
+                                        name="undecided missed calls")
         # Re-alerts nobody acknowledged, deferred first alerts, email and webhook alerts.
         alerts = EscalationAlerts(sessions=context.sessions, outbox=context.outbox,
                                   settings=settings)
@@ -43,10 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             sweeper.cancel()
+            undecided.cancel()
             realerts.cancel()
             await alerts.aclose()
             await context.rasa.aclose()
             await context.outbox.aclose()
+            context.close()
 
     app = FastAPI(title="Ringback gateway", lifespan=lifespan)
     app.include_router(voice.router)

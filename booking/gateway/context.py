@@ -1,10 +1,15 @@
-"""What the gateway's routes share: settings, database sessions, the outbox, the Rasa client."""
+"""What the gateway's routes share: settings, database sessions, the outbox, the Rasa client,
+and the threads and limits for the work done after a webhook has answered."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy.orm import sessionmaker
@@ -14,6 +19,15 @@ from booking.rasa_client import RasaClient
 from booking.settings import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Work after the answer (deciding text-backs, the outbox) has threads of its own, so a burst of
+# it never queues in front of the next webhook's database work (the default executor).
+BACKGROUND_THREADS = 4
+
+
+def background_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="background")
 
 
 @dataclass
@@ -22,7 +36,20 @@ class GatewayContext:
     sessions: sessionmaker
     outbox: Outbox
     rasa: RasaClient
+    executor: ThreadPoolExecutor = field(default_factory=background_executor)
+    # SQLite has one writer at a time: deciding text-backs one by one avoids lock waits there.
+    decisions: asyncio.Semaphore = field(default=None)  # type: ignore[assignment]
     _background: set[asyncio.Task] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.decisions is None:
+            sqlite = self.settings.database_url.startswith("sqlite")
+            self.decisions = asyncio.Semaphore(1 if sqlite else BACKGROUND_THREADS)
+
+    async def in_background(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking work on the background threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(function, *args))
 
     def spawn(self, coro, *, name: str) -> None:
         """Run work after the response has gone; keep a reference so it is not collected."""
@@ -35,6 +62,9 @@ class GatewayContext:
         if not task.cancelled() and task.exception() is not None:
             logger.error("background task %s failed", task.get_name(),
                          exc_info=task.exception())
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def get_context(request: Request) -> GatewayContext:

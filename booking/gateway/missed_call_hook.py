@@ -25,7 +25,7 @@ from booking.gateway.follow_up import follow_up
 from booking.gateway.twilio_auth import MAX_WEBHOOK_BYTES, read_limited
 from booking.models import WebhookReplay, utcnow
 from booking.phones import to_e164
-from booking.recovery import MissedCallOutcome, record_missed_call
+from booking.recovery import RecordedCall, register_missed_call
 
 router = APIRouter()
 Context = Annotated[GatewayContext, Depends(get_context)]
@@ -85,7 +85,7 @@ async def missed_call_hook(request: Request, context: Context) -> dict:
     if not hook.clinic and not hook.to:
         raise HTTPException(422, "give the clinic's slug or the number that was called")
 
-    def record() -> MissedCallOutcome:
+    def record() -> RecordedCall:
         with context.sessions() as session, session.begin():
             if hook.clinic:
                 clinic = find_clinic_by_slug(session, hook.clinic)
@@ -98,17 +98,19 @@ async def missed_call_hook(request: Request, context: Context) -> dict:
             except ValueError as exc:
                 raise HTTPException(422, "caller is not a phone number") from exc
             _refuse_replay(session, signature, context.settings.missed_call_max_skew_seconds)
-            return record_missed_call(
+            return register_missed_call(
                 session, clinic=clinic, caller=caller, call_sid=f"hook:{hook.call_id}",
                 dial_status=hook.status, source="hook",
                 occurred_at=hook.occurred_at or utcnow(),
             )
 
-    outcome = await asyncio.to_thread(record)
-    if outcome.message_ids:
-        context.spawn(follow_up(context, outcome), name=f"follow-up hook {hook.call_id}")
-    return {"missed_call_id": outcome.missed_call_id, "status": outcome.status.value,
-            "duplicate_delivery": not outcome.is_new}
+    recorded = await asyncio.to_thread(record)
+    if recorded.is_new:
+        context.spawn(follow_up(context, recorded.missed_call_id),
+                      name=f"follow-up hook {hook.call_id}")
+    # "pending": stored, the text-back (if the caller should get one) follows in seconds.
+    return {"missed_call_id": recorded.missed_call_id, "status": recorded.status.value,
+            "duplicate_delivery": not recorded.is_new}
 
 
 def _refuse_replay(session, signature: str, window_seconds: int) -> None:

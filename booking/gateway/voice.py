@@ -22,7 +22,7 @@ from booking.gateway.twilio_auth import TwilioForm, require
 from booking.models import Clinic, utcnow
 from booking.opening_hours import is_open_at, next_opening
 from booking.phones import try_e164
-from booking.recovery import MissedCallOutcome, record_answered_call, record_missed_call
+from booking.recovery import RecordedCall, record_answered_call, register_missed_call
 from booking.text_back import describe_opening
 
 logger = logging.getLogger(__name__)
@@ -89,10 +89,10 @@ def _after_hours_words(clinic: Clinic, *, textable: bool) -> str:
     return f"Thank you for calling {clinic.name}. We are closed right now.{when}{follow}"
 
 
-def _spawn_follow_up(context: GatewayContext, outcome: MissedCallOutcome | None,
+def _spawn_follow_up(context: GatewayContext, recorded: RecordedCall | None,
                      call_sid: str) -> None:
-    if outcome is not None and outcome.message_ids:
-        context.spawn(follow_up(context, outcome), name=f"follow-up {call_sid}")
+    if recorded is not None and recorded.is_new:
+        context.spawn(follow_up(context, recorded.missed_call_id), name=f"follow-up {call_sid}")
 
 
 @router.post("")
@@ -100,7 +100,7 @@ async def incoming_call(params: TwilioForm, context: Context) -> Response:
     """Ring the front desk, or when closed say so and text back straight away."""
     call_sid, caller_raw, to = require(params, "CallSid", "From", "To")
 
-    def decide() -> tuple[VoiceResponse, MissedCallOutcome | None]:
+    def decide() -> tuple[VoiceResponse, RecordedCall | None]:
         response = VoiceResponse()
         with context.sessions() as session, session.begin():
             clinic = _clinic_for(session, to)
@@ -116,18 +116,18 @@ async def incoming_call(params: TwilioForm, context: Context) -> Response:
                     dial.number(clinic.front_desk_number)
                 response.append(dial)
                 return response, None
-            outcome = None
+            recorded = None
             if caller is not None:  # withheld numbers cannot be texted back
-                outcome = record_missed_call(session, clinic=clinic, caller=caller,
-                                             call_sid=call_sid, dial_status="after-hours",
-                                             source="twilio", occurred_at=utcnow())
-            response.say(_after_hours_words(clinic, textable=outcome is not None
-                                            and bool(outcome.message_ids)))
+                recorded = register_missed_call(session, clinic=clinic, caller=caller,
+                                                call_sid=call_sid, dial_status="after-hours",
+                                                source="twilio", occurred_at=utcnow())
+            response.say(_after_hours_words(clinic, textable=recorded is not None
+                                            and recorded.will_text))
             response.hangup()
-            return response, outcome
+            return response, recorded
 
-    response, outcome = await asyncio.to_thread(decide)
-    _spawn_follow_up(context, outcome, call_sid)
+    response, recorded = await asyncio.to_thread(decide)
+    _spawn_follow_up(context, recorded, call_sid)
     return _twiml(response)
 
 
@@ -139,7 +139,7 @@ async def dial_status(params: TwilioForm, context: Context) -> Response:
     # Voicemail, or a screening whisper nobody accepted, never bridges the caller.
     missed = status in MISSED_DIAL_STATUSES or params.get("DialBridged") == "false"
 
-    def record() -> tuple[VoiceResponse, MissedCallOutcome | None]:
+    def record() -> tuple[VoiceResponse, RecordedCall | None]:
         response = VoiceResponse()
         with context.sessions() as session, session.begin():
             clinic = _clinic_for(session, to)
@@ -149,20 +149,20 @@ async def dial_status(params: TwilioForm, context: Context) -> Response:
                     record_answered_call(session, clinic=clinic, caller=caller,
                                          call_sid=call_sid, occurred_at=utcnow())
                 return response, None
-            outcome = None
+            recorded = None
             if caller is not None:
-                outcome = record_missed_call(session, clinic=clinic, caller=caller,
-                                             call_sid=call_sid, dial_status=status,
-                                             source="twilio", occurred_at=utcnow())
-            texting = outcome is not None and bool(outcome.message_ids)
+                recorded = register_missed_call(session, clinic=clinic, caller=caller,
+                                                call_sid=call_sid, dial_status=status,
+                                                source="twilio", occurred_at=utcnow())
+            texting = recorded is not None and recorded.will_text
             response.say(f"Sorry, nobody at {clinic.name} could take your call."
                          + (" We are sending you a text message now." if texting
                             else " Please try again later."))
             response.hangup()
-            return response, outcome
+            return response, recorded
 
-    response, outcome = await asyncio.to_thread(record)
-    _spawn_follow_up(context, outcome, call_sid)
+    response, recorded = await asyncio.to_thread(record)
+    _spawn_follow_up(context, recorded, call_sid)
     return _twiml(response)
 
 
@@ -177,19 +177,17 @@ async def call_status(params: TwilioForm, context: Context) -> Response:
     if status not in FINAL_CALL_STATUSES:
         return Response(status_code=204)
 
-    def record() -> MissedCallOutcome | None:
+    def record() -> RecordedCall | None:
         with context.sessions() as session, session.begin():
             clinic = _clinic_for(session, to)
             caller = try_e164(caller_raw, default_region=clinic.country)
             if caller is None:
                 return None
-            return record_missed_call(session, clinic=clinic, caller=caller,
-                                      call_sid=call_sid, dial_status=f"call-{status}",
-                                      source="twilio", occurred_at=utcnow())
+            return register_missed_call(session, clinic=clinic, caller=caller,
+                                        call_sid=call_sid, dial_status=f"call-{status}",
+                                        source="twilio", occurred_at=utcnow())
 
-    outcome = await asyncio.to_thread(record)
-    if outcome is not None and outcome.is_new:
-        _spawn_follow_up(context, outcome, call_sid)
+    _spawn_follow_up(context, await asyncio.to_thread(record), call_sid)
     return Response(status_code=204)
 
 

@@ -7,9 +7,16 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from booking.models import Contact, FunnelEvent, Message, MissedCall, Thread
+from booking.models import Contact, FunnelEvent, Message, MissedCall, MissedCallStatus, Thread
 from booking.twilio_signature import SIGNATURE_HEADER, sign
-from tests.channels.conftest import OPEN_NUMBER, OPEN_WHATSAPP, count, new_patient, twilio_post
+from tests.channels.conftest import (
+    OPEN_NUMBER,
+    OPEN_WHATSAPP,
+    count,
+    new_patient,
+    twilio_post,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +44,9 @@ def url_of(stack, service: str, path: str) -> str:
 
 
 def snapshot(db) -> tuple[int, ...]:
+    """Row counts, once no stored call is still waiting for its text-back to be decided."""
+    wait_until(lambda: count(db, MissedCall, MissedCall.status == MissedCallStatus.pending) == 0,
+               message="no undecided calls")
     return tuple(count(db, model) for model in (Message, MissedCall, Contact, Thread,
                                                 FunnelEvent))
 

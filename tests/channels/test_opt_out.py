@@ -50,10 +50,15 @@ def test_stop_then_silence_even_after_a_missed_call_until_start(stack, channel_c
     phone.text(sender=patient, clinic_number=CLOSED_NUMBER, body="yes please book me")
     phone.text(sender=patient, clinic_number=CLOSED_NUMBER, body="STOP")  # no 2nd confirmation
     phone.ring(caller=patient, clinic_number=CLOSED_NUMBER)
-    db.expire_all()
-    calls = db.execute(select(MissedCall.status).join(Contact).where(Contact.phone == patient)
-                       .order_by(MissedCall.id)).scalars().all()
-    assert calls == [MissedCallStatus.texted, MissedCallStatus.opted_out]
+
+    def calls() -> list[MissedCallStatus]:
+        db.expire_all()
+        return db.execute(select(MissedCall.status).join(Contact)
+                          .where(Contact.phone == patient).order_by(MissedCall.id)
+                          ).scalars().all()
+
+    wait_until(lambda: MissedCallStatus.pending not in calls(), message="calls decided")
+    assert calls() == [MissedCallStatus.texted, MissedCallStatus.opted_out]
     # Everything the patient sent was logged, and nothing at all was stored to send them.
     assert count(db, Message, Message.from_number == patient) == 3
     assert len(outbound_rows(db, patient)) == sent_after_stop == 2

@@ -18,15 +18,24 @@ from tests.channels.conftest import (
     count,
     new_patient,
     twilio_post,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
 
 
-def calls_from(db, caller: str) -> list[MissedCall]:
-    db.expire_all()
-    return list(db.execute(select(MissedCall).join(Contact).where(Contact.phone == caller)
-                           .order_by(MissedCall.id)).scalars())
+def calls_from(db, caller: str, *, expected: int = 1) -> list[MissedCall]:
+    """The caller's calls once all `expected` are stored and decided (texted, duplicate...)."""
+    def decided() -> list[MissedCall]:
+        db.expire_all()
+        calls = list(db.execute(select(MissedCall).join(Contact)
+                                .where(Contact.phone == caller)
+                                .order_by(MissedCall.id)).scalars())
+        done = len(calls) == expected and all(
+            c.status != MissedCallStatus.pending for c in calls)
+        return calls if done else []
+
+    return wait_until(decided, message=f"{expected} decided call(s) from {caller}")
 
 
 def sent_to(db, caller: str) -> int:
@@ -128,7 +137,7 @@ def test_same_caller_ringing_three_times_in_ten_minutes_gets_one_text_back(stack
     caller = new_patient()
     for _ in range(3):
         stack.phone.ring(caller=caller, clinic_number=OPEN_NUMBER)
-    assert [c.status for c in calls_from(db, caller)] == [
+    assert [c.status for c in calls_from(db, caller, expected=3)] == [
         MissedCallStatus.texted, MissedCallStatus.duplicate, MissedCallStatus.duplicate]
     stack.phone.wait_for(caller, count=1)
     assert sent_to(db, caller) == 1

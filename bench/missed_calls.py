@@ -1,0 +1,235 @@
+"""50 missed calls at once: how fast the gateway answers Twilio, and how fast the text-backs go.
+
+Starts what the missed-call path needs, on free ports: the Twilio fake, and the gateway as
+production runs it (one worker process per core, up to BENCH_GATEWAY_WORKERS, default 2), on a
+fresh PostgreSQL database when the local server answers (else SQLite; BENCH_DATABASE_URL picks
+one). It warms up with a few calls, then sends 50 signed Dial callbacks (no-answer) for 50
+different callers at the same moment.
+
+- webhook answer: from sending the Dial callback to the gateway's TwiML answer;
+- to Twilio: from sending the Dial callback to the fake storing the text-back (the moment
+  Twilio would have accepted the message).
+
+Targets: answer p99 < 200 ms, to-Twilio p99 < 1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import yaml
+
+from booking.twilio_signature import SIGNATURE_HEADER, sign
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CALLS = 50
+WARM_UP = 5
+ACCOUNT_SID = "AC" + "2" * 32
+AUTH_TOKEN = "bench-auth-token"
+CLINIC_NUMBER = "+441632960051"
+CLINIC = {
+    "slug": "bench", "name": "Bench Dental", "timezone": "Europe/London", "country": "GB",
+    "numbers": {"voice": CLINIC_NUMBER, "sms": CLINIC_NUMBER, "front_desk": "+441632960052"},
+    "channel_policy": "sms",
+    "opening_hours": {day: ["00:00-24:00"]
+                      for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    "services": [{"slug": "check-up", "name": "Check-up", "duration_minutes": 30,
+                  "providers": ["dr-a"]}],
+    "providers": [{"slug": "dr-a", "name": "Dr A"}],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+def _summary(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {"p50_ms": round(statistics.median(ms), 1), "p99_ms": round(_percentile(ms, 0.99), 1),
+            "max_ms": round(max(ms), 1)}
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not become healthy")
+
+
+@contextlib.contextmanager
+def _database(run_dir: Path):
+    """BENCH_DATABASE_URL, or a throw-away PostgreSQL database, or SQLite in run_dir."""
+    if os.environ.get("BENCH_DATABASE_URL"):
+        yield os.environ["BENCH_DATABASE_URL"]
+        return
+    try:
+        import psycopg2
+
+        admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test",
+                                 connect_timeout=2)
+    except Exception:  # no PostgreSQL here: the embedded default it is
+        yield f"sqlite:///{run_dir / 'bench.db'}"
+        return
+    name = f"ringback_bench_{uuid.uuid4().hex[:8]}"
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _workers() -> int:
+    wanted = int(os.environ.get("BENCH_GATEWAY_WORKERS", "2"))
+    return max(1, min(wanted, os.cpu_count() or 1))
+
+
+def _start(run_dir: Path, database_url: str) -> tuple[dict[str, str], list[subprocess.Popen]]:
+    gateway_port, fake_port, closed_port = _free_port(), _free_port(), _free_port()
+    clinics = run_dir / "clinics.yml"
+    clinics.write_text(yaml.safe_dump({"clinics": [CLINIC]}, sort_keys=False))
+    env = {
+        **os.environ, "ENVIRONMENT": "development", "PYTHONPATH": str(PROJECT_ROOT),
+        "DATABASE_URL": database_url,
+        "CLINICS_FILE": str(clinics),
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": f"http://127.0.0.1:{fake_port}",
+        "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
+        # No Rasa here: telling it about the call fails fast, after the text-back is sent.
+        "RASA_URL": f"http://127.0.0.1:{closed_port}",
+        "RASA_PUBLIC_URL": f"http://127.0.0.1:{closed_port}",
+    }
+    ringback = str(Path(sys.executable).parent / "ringback")
+    for command in (["migrate"], ["load-clinics"]):
+        subprocess.run([ringback, *command], cwd=PROJECT_ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+    log = open(run_dir / "bench.log", "ab")  # noqa: SIM115 - closed with the processes
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "stack.cli", "simulator", "--port",
+                          str(fake_port)], cwd=PROJECT_ROOT, env=env, stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen([sys.executable, "-m", "uvicorn", "booking.gateway.app:create_app",
+                          "--factory", "--host", "127.0.0.1", "--port", str(gateway_port),
+                          "--no-access-log", "--log-level", "warning",
+                          "--workers", str(_workers())], cwd=PROJECT_ROOT,
+                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
+    ]
+    deadline = time.monotonic() + 60
+    _wait_healthy(f"{env['TWILIO_API_BASE_URL']}/_fake/messages?number=none", processes[0],
+                  deadline)
+    _wait_healthy(f"{env['GATEWAY_PUBLIC_URL']}/health", processes[1], deadline)
+    return env, processes
+
+
+async def _burst(env: dict[str, str], callers: list[str]) -> dict[str, tuple[float, float]]:
+    """Send one Dial callback per caller, all at once; {caller: (sent at, answer seconds)}."""
+    url = f"{env['GATEWAY_PUBLIC_URL']}/twilio/voice/dial-status"
+    forms = {caller: {"CallSid": f"CA{caller[1:]}{time.time_ns()}", "From": caller,
+                      "To": CLINIC_NUMBER, "CallStatus": "in-progress",
+                      "DialCallStatus": "no-answer", "DialBridged": "false",
+                      "AccountSid": ACCOUNT_SID} for caller in callers}
+    signatures = {caller: sign(auth_token=AUTH_TOKEN, url=url, params=form)
+                  for caller, form in forms.items()}
+    limits = httpx.Limits(max_connections=len(callers) + 5)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        # Open the connections first, as Twilio's would be, so we time the webhook only.
+        await asyncio.gather(*(client.get(f"{env['GATEWAY_PUBLIC_URL']}/health")
+                               for _ in callers))
+        start = asyncio.Event()
+
+        async def call(caller: str) -> tuple[str, float, float]:
+            await start.wait()
+            sent = time.time()
+            began = time.perf_counter()
+            response = await client.post(url, data=forms[caller],
+                                         headers={SIGNATURE_HEADER: signatures[caller]})
+            response.raise_for_status()
+            return caller, sent, time.perf_counter() - began
+
+        tasks = [asyncio.create_task(call(caller)) for caller in callers]
+        await asyncio.sleep(0.05)
+        start.set()
+        results = await asyncio.gather(*tasks)
+    return {caller: (sent, answer) for caller, sent, answer in results}
+
+
+def _sent_at(env: dict[str, str], callers: list[str], timeout: float = 60) -> dict[str, float]:
+    """When the fake stored each caller's text-back (epoch seconds)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=env["TWILIO_API_BASE_URL"], timeout=10) as fake:
+        while True:
+            found = {}
+            for message in fake.get("/_fake/messages",
+                                    params={"direction": "outbound-api"}).json():
+                if message["to"] in callers:
+                    found.setdefault(message["to"], []).append(message["created_epoch"])
+            if len(found) == len(callers) or time.monotonic() > deadline:
+                duplicates = sum(len(times) - 1 for times in found.values())
+                if duplicates:
+                    raise AssertionError(f"{duplicates} text-backs were sent twice")
+                return {caller: min(times) for caller, times in found.items()}
+            time.sleep(0.1)
+
+
+def run() -> dict:
+    with (tempfile.TemporaryDirectory(prefix="ringback-bench-") as directory,
+          _database(Path(directory)) as database_url):
+        env, processes = _start(Path(directory), database_url)
+        try:
+            warm = [f"+4477009009{i:02d}" for i in range(WARM_UP)]
+            asyncio.run(_burst(env, warm))
+            _sent_at(env, warm)
+            callers = [f"+447700900{i:03d}" for i in range(100, 100 + CALLS)]
+            answers = asyncio.run(_burst(env, callers))
+            sent = _sent_at(env, callers)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    answer = _summary([seconds for _, seconds in answers.values()])
+    to_twilio = _summary([sent[c] - answers[c][0] for c in callers if c in sent])
+    return {
+        "calls": CALLS,
+        "database": "sqlite" if env["DATABASE_URL"].startswith("sqlite") else "postgresql",
+        "gateway_workers": _workers(),
+        "text_backs_sent": len(sent),
+        "webhook_answer": answer,
+        "to_twilio": to_twilio,
+        "answer_p99_under_200ms": answer["p99_ms"] < 200,
+        "to_twilio_p99_under_1s": to_twilio["p99_ms"] < 1000,
+    }
+
+
+if __name__ == "__main__":
+    print(run())

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,9 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from booking.models import Direction, Message, MessageStatus
+from booking.clinics import find_clinic_by_number
+from booking.models import Direction, Message, MessageStatus, utcnow
+from booking.recovery import register_missed_call
 from booking.settings import PROJECT_ROOT, Settings
 from simulator.client import SimulatedPhone
 from stack.supervisor import Service, Supervisor, services
@@ -150,6 +153,29 @@ def test_twilio_down_and_gateway_crash_then_every_text_back_arrives_once(outage)
     assert sorted(m.twilio_sid for m in rows) == sorted(
         m["sid"] for c in callers for m in outage.phone.sent_to(c))
     assert all(len(outage.phone.sent_to(c)) == 1 for c in callers)
+
+
+def test_a_call_stored_just_before_a_crash_is_texted_back_after_the_restart(outage):
+    """The webhook stored the call and answered; the process died before deciding it."""
+    caller = new_patient()
+    outage.stop("gateway", sig=signal.SIGKILL)
+    try:
+        engine = create_engine(outage.settings.database_url, future=True)
+        with Session(engine) as session, session.begin():
+            clinic = find_clinic_by_number(session, CLOSED_NUMBER)
+            recorded = register_missed_call(
+                session, clinic=clinic, caller=caller, call_sid=f"CAcrash{caller[1:]}",
+                dial_status="no-answer", source="twilio",
+                occurred_at=utcnow() - timedelta(minutes=1))
+        engine.dispose()
+        assert recorded.is_new and outbound(outage, [caller]) == []
+    finally:
+        outage.start("gateway")
+    (text_back,) = outage.phone.wait_for(caller, count=1)
+    assert "Nightowl Physio" in text_back["body"]
+    wait_until(lambda: [m.status for m in outbound(outage, [caller])] == [
+        MessageStatus.delivered], message="text-back delivered")
+    assert len(outage.phone.sent_to(caller)) == 1
 
 
 def test_the_simulator_keeps_its_log_across_a_restart(outage):

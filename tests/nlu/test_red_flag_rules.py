@@ -50,7 +50,9 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
          "shes struggling to breathe after the numbing injection"],
         ["does botox affect breathing?",
          "no breathing problems at all, just sore",
-         "can I book physio for my breathing exercises after covid"],
+         "can I book physio for my breathing exercises after covid",
+         "i cant swallow tablets, is there a liquid painkiller?",
+         "I was choking on my words lol"],
     ),
     "severe_allergic_reaction": (
         ["I'm having an allergic reaction to the filler",
@@ -110,7 +112,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
          "I think mum is having a stroke"],
         ["my eyebrow has dropped after botox",
          "physio after a stroke, do you offer that?",
-         "can I book physio for my dad, he had a stroke years ago"],
+         "can I book physio for my dad, he had a stroke years ago",
+         "my dad had a stroke and needs physio"],
     ),
     "self_harm_or_suicidal": (
         ["I want to die",
@@ -119,7 +122,9 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
          "thinking of ending my life"],
         ["dying to get my teeth whitened",
          "this toothache is killing me",
-         "I could kill for an earlier slot haha"],
+         "I could kill for an earlier slot haha",
+         "killing myself laughing at your text",
+         "gonna die if I don't get my lips done lol"],
     ),
     "collapse_or_seizure": (
         ["he collapsed and isn't responding",

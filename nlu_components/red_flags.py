@@ -39,6 +39,7 @@ RED_FLAG_KEY = "red_flag"
 RULES_FILE_KEY = "rules_file"
 URGENT_INTENT_KEY = "urgent_intent"
 URGENT_WINS_FALLBACK_KEY = "urgent_wins_fallback"
+URGENT_FALLBACK_MIN_CONFIDENCE_KEY = "urgent_fallback_min_confidence"
 PERSISTED_RULES = "red_flags.json"
 
 
@@ -68,6 +69,10 @@ class RedFlagSafetyNet(GraphComponent, IntentClassifier):
             # When the FallbackClassifier replaced a prediction whose top intent was urgent,
             # keep urgent: a clarifying question is the wrong answer to a possible emergency.
             URGENT_WINS_FALLBACK_KEY: True,
+            # ... but only if the classifier gave urgent at least this much. Below it, "urgent"
+            # on top is mostly a guess about an odd message, and a false alarm costs a
+            # clinician's attention (docs/nlu.md).
+            URGENT_FALLBACK_MIN_CONFIDENCE_KEY: 0.3,
         }
 
     def __init__(self, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
@@ -158,7 +163,9 @@ class RedFlagSafetyNet(GraphComponent, IntentClassifier):
             return
         best = ranking[1] if ranking[0].get(INTENT_NAME_KEY) == DEFAULT_NLU_FALLBACK_INTENT_NAME \
             else ranking[0]
-        if best.get(INTENT_NAME_KEY) != urgent:
+        if best.get(INTENT_NAME_KEY) != urgent or (
+                best.get(PREDICTED_CONFIDENCE_KEY, 0.0)
+                < self._config[URGENT_FALLBACK_MIN_CONFIDENCE_KEY]):
             return
         message.set(INTENT, dict(best), add_to_output=True)
         message.set(INTENT_RANKING_KEY,

@@ -99,6 +99,13 @@ def test_urgent_wins_over_fallback_without_a_rule(storage, context):
     assert message.get("red_flag") is None
 
 
+def test_a_weak_urgent_guess_stays_a_fallback(storage, context):
+    component = loaded(storage, context, trained(storage, context))
+    message = after_fallback("I left my umbrella at yours", [("urgent", 0.22), ("human", 0.2)])
+    component.process([message])
+    assert message.get("intent")["name"] == "nlu_fallback"
+
+
 def test_fallback_over_other_intents_is_kept(storage, context):
     component = loaded(storage, context, trained(storage, context))
     message = after_fallback("hmm", [("greet", 0.35), ("urgent", 0.3)])

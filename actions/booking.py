@@ -242,7 +242,7 @@ class Conversation:
             return pick_reminder(self.offered, clinic=self.clinic)
         if self.awaiting == "details" and self.chosen:
             return (f"To finish booking {describe(self.chosen.starts_at, clinic=self.clinic)}: "
-                    + patient_details.question(self.missing_details()))
+                    + self.detail_question(self.missing_details()))
         if self.awaiting in CHANGE_STEPS:
             return appointments.resume_prompt(self)
         if self.awaiting == OFFERED_TO_BOOK:
@@ -351,9 +351,13 @@ class Conversation:
             if not slots and wish is not None:
                 slots = nearest_to_wish(self.adapter, clinic=self.clinic, service=service,
                                         now=self.now, wish=wish, avoid=avoid)
+                soonest = not slots  # e.g. a date beyond how far ahead the clinic books
+                if soonest:
+                    slots = propose(self.adapter, clinic=self.clinic, service=service,
+                                    now=self.now, avoid=avoid)
                 lead_in = " ".join(filter(None, [
-                    lead_in, f"Sorry, nothing is free {describe_wish(wish, clinic=self.clinic)}."
-                             " These are the nearest times."]))
+                    lead_in, f"Sorry, nothing is free {describe_wish(wish, clinic=self.clinic)}.",
+                    "The soonest times I have:" if soonest else "These are the nearest times."]))
         except CalendarUnavailable:
             self.say(CALENDAR_DOWN)
             return
@@ -423,7 +427,7 @@ class Conversation:
             self.chosen = slot
             self.set(awaiting="details", chosen_slot=slot.to_dict())
             self.say(f"Great, {describe(slot.starts_at, clinic=self.clinic)}. "
-                     + patient_details.question(missing))
+                     + self.detail_question(missing))
             return
         self.book(slot, service)
 
@@ -431,13 +435,21 @@ class Conversation:
         return patient_details.missing_fields(self.clinic, self.contact)
 
     def detail_answer(self) -> dict[str, str] | None:
-        return patient_details.read_answer(self.missing_details(), self.text)
+        return patient_details.read_answer(self.missing_details(), self.text,
+                                           date_order=self.date_order,
+                                           today=self.now.astimezone(self.zone).date())
+
+    def detail_question(self, missing: list[str]) -> str:
+        return patient_details.question(missing, date_order=self.date_order)
 
     def take_details(self) -> None:
         details = self.detail_answer()
         if details is None:
-            matches = self.offer_matches()
-            wish = self.wish()
+            # "Actually the second one" / "Friday instead?" change the time; while a date of
+            # birth or an email is asked for, a date is the answer, not a new wish.
+            asking_name = self.missing_details()[:1] in (["first_name"], ["last_name"])
+            matches = self.offer_matches() if asking_name else []
+            wish = self.wish() if asking_name else None
             if len(matches) == 1:  # "actually the second one"
                 self.chosen_slot(self.offered[matches[0]], self._service(self.chosen.service))
             elif wish is not None:
@@ -446,11 +458,11 @@ class Conversation:
                 self.close()
             else:
                 self.missed("Sorry, I didn't catch that. "
-                            + patient_details.question(self.missing_details()))
+                            + self.detail_question(self.missing_details()))
             return
         still_missing = [field for field in self.missing_details() if field not in details]
         if still_missing:
-            self.say("Thanks. " + patient_details.question(still_missing))
+            self.say("Thanks. " + self.detail_question(still_missing))
         else:
             self.book(self.chosen, self._service(self.chosen.service))
         # Stored after the booking, in this turn's transaction: writing first would hold

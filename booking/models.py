@@ -236,6 +236,9 @@ class Contact(Base):
     phone = Column(String(20), nullable=False)  # E.164
     first_name = Column(String(120))
     last_name = Column(String(120))
+    # Asked before booking only when the clinic requires them (settings.required_patient_fields).
+    date_of_birth = Column(Date)
+    email = Column(String(320))
     is_known_patient = Column(Boolean, nullable=False, default=False)
     consent = Column(_enum(Consent, "consent"), nullable=False, default=Consent.implied)
     consent_changed_at = Column(UTCDateTime)
@@ -348,6 +351,9 @@ class Message(Base):
         UniqueConstraint("twilio_sid"),
         Index("ix_messages_outbox", "status", "next_attempt_at"),
         Index("ix_messages_thread", "thread_id", "created_at"),
+        # The outbox's per-recipient ordering, and a contact's latest message (channel choice).
+        Index("ix_messages_recipient", "to_number", "from_number", "status"),
+        Index("ix_messages_sender", "from_number", "clinic_id"),
     )
 
     id = Column(Integer, primary_key=True)

@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import date, datetime, time
+
+import dateparser
 
 from booking.models import Clinic, Contact
+from booking.slot_choice import DAY_FIRST, MONTH_FIRST
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REQUIRED = ("first_name",)
-SUPPORTED_FIELDS = ("first_name", "last_name")
+SUPPORTED_FIELDS = ("first_name", "last_name", "date_of_birth", "email")
+NAME_FIELDS = ("first_name", "last_name")
+OLDEST_BIRTH_YEAR = 1900
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_BIRTH_DATE_PATTERNS = (
+    re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b"),
+    re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{2,4}}\b", re.I),
+    re.compile(rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b", re.I),
+)
+_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 
 _NAME_PREFIX = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|yes|yeah|ok|okay|sure)\b[,!.\s]*)*"
@@ -48,18 +61,39 @@ def required_fields(clinic: Clinic) -> list[str]:
 
 
 def missing_fields(clinic: Clinic, contact: Contact) -> list[str]:
-    """The required details we do not have yet; none for a patient the clinic already knows."""
+    """The required details we do not have yet, names first; none for a known patient."""
     if contact.is_known_patient:
         return []
-    return [field for field in required_fields(clinic) if not getattr(contact, field, None)]
+    missing = [field for field in required_fields(clinic) if not getattr(contact, field, None)]
+    return sorted(missing, key=lambda field: field not in NAME_FIELDS)
 
 
-def question(missing: list[str]) -> str:
+def question(missing: list[str], *, date_order: str = DAY_FIRST) -> str:
+    """The question for the next missing detail (a full name is asked for in one go)."""
     if {"first_name", "last_name"} <= set(missing):
         return "What's your full name, please (first name and surname)?"
     if "first_name" in missing:
         return "What name should I put the booking under?"
-    return "And what's your surname, please?"
+    if "last_name" in missing:
+        return "And what's your surname, please?"
+    if missing and missing[0] == "date_of_birth":
+        example = "03/14/1985" if date_order == MONTH_FIRST else "14/03/1985"
+        return f"What's your date of birth? (for example {example})"
+    return "What's your email address?"
+
+
+def parse_birth_date(text: str, *, date_order: str, today: date) -> date | None:
+    """A date of birth written the clinic's way ("14/03/1985", "14 March 1985"), or None."""
+    # dateparser reads a date, not a sentence around one: pick the date out first.
+    fragment = next((m.group(0) for pattern in _BIRTH_DATE_PATTERNS
+                     if (m := pattern.search(text))), text.strip())
+    parsed = dateparser.parse(fragment, languages=["en"], settings={
+        "DATE_ORDER": date_order, "PREFER_DATES_FROM": "past",
+        "RELATIVE_BASE": datetime.combine(today, time(12)),
+        "REQUIRE_PARTS": ["day", "month", "year"]})
+    if parsed is None or parsed.year < OLDEST_BIRTH_YEAR or parsed.date() >= today:
+        return None
+    return parsed.date()
 
 
 def parse_name(text: str) -> tuple[str, str | None] | None:
@@ -74,8 +108,15 @@ def parse_name(text: str) -> tuple[str, str | None] | None:
     return first, " ".join(rest) or None
 
 
-def read_answer(missing: list[str], text: str) -> dict[str, str] | None:
+def read_answer(missing: list[str], text: str, *, date_order: str = DAY_FIRST,
+                today: date | None = None) -> dict | None:
     """The details this reply gives, as contact fields; None when it gives none of them."""
+    if missing and missing[0] == "date_of_birth":
+        born = parse_birth_date(text, date_order=date_order, today=today or date.today())
+        return {"date_of_birth": born} if born else None
+    if missing and missing[0] == "email":
+        found = _EMAIL.search(text)
+        return {"email": found.group(0).lower()} if found else None
     name = parse_name(text)
     if name is None:
         return None

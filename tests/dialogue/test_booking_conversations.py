@@ -145,13 +145,14 @@ def test_a_patient_the_clinic_knows_is_not_asked_their_name_again(patient):
     assert len(max_.appointments(AppointmentStatus.booked)) == 2
 
 
-def test_a_clinic_that_needs_the_full_name_asks_for_it_once(patient, booking_sessions):
+def test_a_clinic_that_needs_more_details_asks_for_each_once(patient, booking_sessions):
     from booking.clinics import find_clinic_by_slug
 
+    required = ["first_name", "last_name", "date_of_birth"]
     with booking_sessions() as session, session.begin():
         clinic = find_clinic_by_slug(session, "northside")
         original = dict(clinic.settings)
-        clinic.settings = {**original, "required_patient_fields": ["first_name", "last_name"]}
+        clinic.settings = {**original, "required_patient_fields": required}
     try:
         ray = patient("northside")
         ray.ring()
@@ -159,15 +160,17 @@ def test_a_clinic_that_needs_the_full_name_asks_for_it_once(patient, booking_ses
         offer = ray.says("a massage")
         assert offer.startswith("I can book Sports massage")
         assert "full name" in ray.says("1")
-        surname = ray.says("Ray")
-        assert "surname" in surname
-        confirmation = ray.says("Ortiz")
+        assert "surname" in ray.says("Ray")
+        assert "03/14/1985" in ray.says("Ortiz")  # the date of birth, US style
+        assert "date of birth" in ray.says("july 4th")  # no year: asked again, not guessed
+        confirmation = ray.says("7/4/1990")
     finally:
         with booking_sessions() as session, session.begin():
             find_clinic_by_slug(session, "northside").settings = original
     assert confirmation.startswith("You're booked: Sports massage")
     contact = ray.contact()
     assert (contact.first_name, contact.last_name) == ("Ray", "Ortiz")
+    assert contact.date_of_birth == date(1990, 7, 4)
 
 
 def test_a_us_clinic_confirms_in_its_own_time_and_format(patient):
@@ -403,3 +406,15 @@ def test_a_time_taken_while_the_patient_gives_their_name(patient, diary):
     assert confirmation.startswith("You're booked: Check-up")
     (appointment,) = noa.appointments()
     assert appointment.starts_at != chosen.starts_at
+
+
+def test_a_date_beyond_the_booking_horizon_gets_the_soonest_times(patient):
+    vic = patient()
+    vic.ring()
+    vic.says("yes")
+    vic.says("check up")
+    far = today_in(vic.zone) + timedelta(days=100)  # Riverside books 60 days ahead
+    reply = vic.says(f"can I come on {far.day}/{far.month}?")
+    assert f"Sorry, nothing is free on {far:%a} {far.day} {far:%b}." in reply
+    assert "The soonest times I have:" in reply
+    assert len(vic.offered()) == 3

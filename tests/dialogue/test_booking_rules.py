@@ -163,3 +163,26 @@ def test_opening_hours_today_in_clinic_time(diary_clinics):
     text = hours_answer(northside, friday_night)
     assert text.startswith("We're closed now; we open Monday at 7 AM.")
     assert "Thanksgiving" not in text and "Fri 7 AM-3 PM" in text
+
+
+def test_date_of_birth_and_email_when_a_clinic_requires_them():
+    from datetime import date
+
+    from booking.slot_choice import DAY_FIRST, MONTH_FIRST
+
+    required = clinic(["email", "first_name", "date_of_birth"])
+    assert missing_fields(required, contact()) == ["first_name", "email", "date_of_birth"]
+    assert "14/03/1985" in question(["date_of_birth"], date_order=DAY_FIRST)
+    assert "03/14/1985" in question(["date_of_birth"], date_order=MONTH_FIRST)
+    today = date(2026, 11, 23)
+    assert read_answer(["date_of_birth"], "3/4/1985", date_order=DAY_FIRST, today=today) == \
+        {"date_of_birth": date(1985, 4, 3)}
+    assert read_answer(["date_of_birth"], "3/4/1985", date_order=MONTH_FIRST, today=today) == \
+        {"date_of_birth": date(1985, 3, 4)}
+    assert read_answer(["date_of_birth"], "born 14 March 1985", today=today) == \
+        {"date_of_birth": date(1985, 3, 14)}
+    for not_a_birth_date in ("tomorrow", "14 March", "1/1/1850", "sam"):
+        assert read_answer(["date_of_birth"], not_a_birth_date, today=today) is None
+    assert read_answer(["email"], "it's Sam.Taylor@Example.com thanks", today=today) == \
+        {"email": "sam.taylor@example.com"}
+    assert read_answer(["email"], "sam at example", today=today) is None

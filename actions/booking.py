@@ -184,7 +184,12 @@ class Conversation:
         return match_service(services=self.services, text=self.text)
 
     def current_service(self) -> Service | None:
+        """The treatment being booked, or else the one just booked ("what should I bring?")."""
         slug = self.slot("service")
+        if slug is None and self.slot("appointment_id"):
+            booked = next((a for a in self.adapter.upcoming_for_contact(contact=self.contact)
+                           if a.id == self.slot("appointment_id")), None)
+            slug = booked.service.slug if booked else None
         return next((s for s in self.services if s.slug == slug), None)
 
     def wish(self, text: str | None = None) -> Preference | None:

@@ -14,7 +14,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.booking import BOOKING_SLOTS, CLARIFY, Conversation, conversation_turn
 from actions.runtime import outbox, thread_session
 from booking import consent
-from booking.faq import answer
+from booking.faq import answer, topics_in
 from booking.models import utcnow
 
 GREETING = "Hi! Reply YES to book an appointment, or tell me what you need."
@@ -46,6 +46,25 @@ class ActionStartFromMissedCall(Action):
             SlotSet("offer_rounds", 0), SlotSet("misses", 0)]
 
 
+def answer_questions(conversation: Conversation) -> None:
+    """Answer every question in the message from clinic config, then carry on the booking.
+
+    With nothing in progress, a message that also asks to book, or names a treatment ("are you
+    open Saturdays? it's for a clean"), gets the answer and then the offer of times.
+    """
+    mention = next((str(e.get("value")) for e in conversation.entities
+                    if e.get("entity") == "service"), None)
+    reply = answer(conversation.intent, clinic=conversation.clinic, text=conversation.text,
+                   service=mention, current_service=conversation.current_service(),
+                   now=conversation.now)
+    if conversation.awaiting in (None, "booked") and (
+            conversation.wants_to_book() or conversation.named_service(forgiving=True)):
+        conversation.say(reply)
+        conversation.start(service=conversation.named_service(forgiving=True))
+        return
+    with_resume(conversation, reply)
+
+
 class ActionAnswerFaq(Action):
     """Answers come from the clinic's configuration, so a clinic changes them without retraining."""
 
@@ -54,20 +73,7 @@ class ActionAnswerFaq(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
-        def handle(conversation: Conversation) -> None:
-            mention = next((str(e.get("value")) for e in conversation.entities
-                            if e.get("entity") == "service"), None)
-            reply = answer(conversation.intent, clinic=conversation.clinic,
-                           text=conversation.text, service=mention,
-                           current_service=conversation.current_service(),
-                           now=conversation.now)
-            if conversation.awaiting is None and conversation.wants_to_book():
-                conversation.say(reply)
-                conversation.handle()  # "how much is a check-up? can I book one?"
-                return
-            with_resume(conversation, reply)
-
-        return conversation_turn(tracker, dispatcher, handle)
+        return conversation_turn(tracker, dispatcher, answer_questions)
 
 
 class ActionSmallTalk(Action):
@@ -148,6 +154,8 @@ class ActionClarify(Action):
         def handle(conversation: Conversation) -> None:
             if conversation.understands():
                 conversation.handle()
+            elif topics_in(conversation.text):  # a question the classifier was unsure of
+                answer_questions(conversation)
             elif conversation.intent == "out_of_scope":
                 with_resume(conversation, OUT_OF_SCOPE)
                 conversation.missed_this_turn = True  # neither progress nor a miss

@@ -35,8 +35,20 @@ TYPO_SIMILARITY = 0.88
 SHORTEST_TYPO_PHRASE = 5
 
 
+def _stem(word: str) -> str:
+    for suffix, shortest in (("ing", 6), ("ed", 5), ("es", 5), ("s", 4)):
+        if word.endswith(suffix) and len(word) >= shortest:
+            return word[:-len(suffix)]
+    return word
+
+
+def _stemmed(phrase: str) -> str:
+    return " ".join(_stem(word) for word in phrase.split())
+
+
 def find_service(services: list[Service], text: str) -> Service | None:
-    """The service the text names, forgiving typos in longer names when nothing matches exactly.
+    """The service the text names, forgiving word endings ("teeth cleaned") and typos in longer
+    names ("chekup") when nothing matches exactly.
 
     Only for answers to "which treatment?" and booking requests: elsewhere an exact match is
     required, so a stray word never switches a booking to another treatment.
@@ -44,6 +56,14 @@ def find_service(services: list[Service], text: str) -> Service | None:
     found = match_service(services=services, text=text)
     if found is not None:
         return found
+    said = f" {_stemmed(normalise_phrase(text))} "
+    by_stem = [(len(phrase), service) for service in services
+               for phrase in map(_stemmed, service_phrases(service)) if f" {phrase} " in said]
+    if by_stem:
+        longest = max(length for length, _ in by_stem)
+        best = {service.id: service for length, service in by_stem if length == longest}
+        if len(best) == 1:
+            return next(iter(best.values()))
     words = normalise_phrase(text).split()
     grams = {" ".join(words[i:i + n]) for n in (1, 2, 3) for i in range(len(words) - n + 1)}
     best: tuple[float, Service] | None = None
@@ -219,6 +239,11 @@ def describe_wish(wish: Preference, *, clinic: Clinic) -> str:
 
     if wish.around is not None:
         return f"{days} around {clock(wish.around)}"
+    for part, (start, end) in (("morning", (time(0), time(12))),
+                               ("afternoon", (time(12), time(17))),
+                               ("evening", (time(17), time(23, 59)))):
+        if (wish.earliest, wish.latest) == (start, end):
+            return f"{days} in the {part}"
     if wish.earliest and wish.latest and wish.latest < time(23, 59):
         return f"{days} between {clock(wish.earliest)} and {clock(wish.latest)}"
     if wish.earliest and wish.earliest > time(0, 0):

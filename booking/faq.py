@@ -37,8 +37,10 @@ TOPIC_CUES = {
     "insurance": r"\b(?:insurance|insurer|insured|cover(?:ed)?|in[- ]network|denplan|"
                  r"aetna|cigna|bluecross|nhs)\b",
     "payment": r"\b(?:pay(?:ment|ing)?|card|cash|apple pay|google pay|finance|hsa|fsa)\b",
+    "preparation": r"\b(?:bring|prepare|preparation|get ready|what (?:should|do) i wear|"
+                   r"need to do before|before (?:my|the) (?:appointment|treatment))\b",
 }
-TOPIC_ORDER = ("hours", "location", "parking", "price", "insurance", "payment")
+TOPIC_ORDER = ("hours", "location", "parking", "price", "insurance", "payment", "preparation")
 
 
 def _clock(value: time, clinic: Clinic) -> str:
@@ -75,7 +77,7 @@ def hours_answer(clinic: Clinic, now: datetime) -> str:
             first = ("We're closed right now; we open again today at "
                      f"{_clock(opening.time(), clinic)}.")
         elif opening.date() == local.date() + timedelta(days=1):
-            first = (f"We're closed now{'' if today else ' today'}; we open tomorrow at "
+            first = (f"We're closed {'now' if today else 'today'}; we open tomorrow at "
                      f"{_clock(opening.time(), clinic)}.")
         else:
             first = (f"We're closed now; we open {opening:%A} at "
@@ -127,6 +129,13 @@ def answer_topic(topic: str, *, clinic: Clinic, service: Service | None, now: da
         return faq.get("price") or price_answer(clinic, service)
     if topic == "insurance":
         return faq.get("insurance") or "Ask us about insurance and payment when you come in."
+    if topic == "preparation":
+        if service is not None:
+            notes = (service.preparation_notes or "").strip()
+            return (f"For {service.name}: {notes}" if notes
+                    else f"Nothing special to prepare for {service.name}.") + \
+                " Please arrive 5 minutes early."
+        return "Please arrive 5 minutes early; we'll text you anything your treatment needs."
     if topic == "payment":
         return faq.get("payment") or faq.get("insurance") or \
             "Ask us about payment options when you come in."

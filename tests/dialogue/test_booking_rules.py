@@ -147,6 +147,9 @@ def test_faq_answers_come_from_clinic_configuration(diary_clinics):
     assert "free" in answer("ask_price", clinic=riverside, text="how much is whitening",
                             now=NOW)
     assert "Denplan" in answer("ask_insurance", clinic=riverside, text="insurance?", now=NOW)
+    filler = next(s for s in riverside.services if s.slug == "lip-filler")
+    assert "Avoid alcohol" in answer(None, clinic=riverside, text="what should I bring?",
+                                     current_service=filler, now=NOW)
 
 
 def test_opening_hours_today_in_clinic_time(diary_clinics):
@@ -156,6 +159,9 @@ def test_opening_hours_today_in_clinic_time(diary_clinics):
     saturday_evening = datetime(2026, 11, 28, 18, 0, tzinfo=timezone.utc)
     assert hours_answer(riverside, saturday_evening).startswith(
         "We're closed now; we open Monday at 08:00.")
+    sunday = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+    assert hours_answer(riverside, sunday).startswith(
+        "We're closed today; we open tomorrow at 08:00.")
     early = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
     assert hours_answer(riverside, early).startswith(
         "We're closed right now; we open again today at 08:00.")

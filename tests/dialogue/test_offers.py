@@ -93,6 +93,8 @@ def test_a_full_wish_gets_the_nearest_times_instead(riverside):
     days = {s.date() for s in local(nearest)}
     assert days <= {date(2026, 11, 28), date(2026, 11, 30)}  # Saturday and Monday either side
     assert describe_wish(sunday, clinic=clinic) == "on Sun 29 Nov"
+    morning = preference("saturday morning", now=now, zone=LONDON, date_order=DAY_FIRST)
+    assert describe_wish(morning, clinic=clinic) == "on Sat 28 Nov in the morning"
 
 
 def test_a_taken_time_gets_the_nearest_free_times(riverside):
@@ -187,6 +189,7 @@ def test_describe_in_us_format(diary_clinics):
     ("lip filler", "lip-filler"), ("a chekup please", "check-up"), ("lip filer", "lip-filler"),
     ("teeth whitning", "whitening"), ("scale and polsh", "hygiene"), ("botox", "anti-wrinkle"),
     ("can I leave a message", None), ("a filling", None),
+    ("getting my teeth cleaned", "hygiene"), ("whitening my teeth", "whitening"),
 ])
 def test_find_service_forgives_typos_in_longer_names(riverside, text, slug):
     _, clinic = riverside

@@ -4,9 +4,10 @@ and the threads and limits for the work done after a webhook has answered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -39,12 +40,34 @@ class GatewayContext:
     executor: ThreadPoolExecutor = field(default_factory=background_executor)
     # SQLite has one writer at a time: deciding text-backs one by one avoids lock waits there.
     decisions: asyncio.Semaphore = field(default=None)  # type: ignore[assignment]
+    # Numbers -> (expiry, clinic facts) for the hot webhook paths; see voice.clinic_facts.
+    clinic_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.decisions is None:
             sqlite = self.settings.database_url.startswith("sqlite")
             self.decisions = asyncio.Semaphore(1 if sqlite else BACKGROUND_THREADS)
+        self._webhooks_in_flight = 0
+        self._no_webhooks = asyncio.Event()
+        self._no_webhooks.set()
+
+    @contextlib.contextmanager
+    def webhook(self) -> Iterator[None]:
+        """Marks a webhook Twilio is waiting on; follow-up work gives way to it."""
+        self._webhooks_in_flight += 1
+        self._no_webhooks.clear()
+        try:
+            yield
+        finally:
+            self._webhooks_in_flight -= 1
+            if not self._webhooks_in_flight:
+                self._no_webhooks.set()
+
+    async def give_way_to_webhooks(self, *, at_most: float = 0.5) -> None:
+        """Wait (briefly) while webhooks are being answered: Twilio is waiting on those."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._no_webhooks.wait(), at_most)
 
     async def in_background(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking work on the background threads."""

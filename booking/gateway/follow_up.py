@@ -30,6 +30,7 @@ SWEEP_INTERVAL_SECONDS = 2.0
 
 
 async def follow_up(context: GatewayContext, missed_call_id: int) -> None:
+    await context.give_way_to_webhooks()
     async with context.decisions:
         outcome = await context.in_background(_decide, context, missed_call_id)
     if outcome is None or not outcome.message_ids:

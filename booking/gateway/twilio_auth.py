@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -29,21 +30,25 @@ async def read_limited(request: Request, limit: int = MAX_WEBHOOK_BYTES) -> byte
 
 async def twilio_form(
     request: Request, context: Annotated[GatewayContext, Depends(get_context)]
-) -> dict[str, str]:
-    """The webhook's form fields, once its X-Twilio-Signature is proven genuine."""
-    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
-        raise HTTPException(415, "Twilio webhooks are form-encoded")
-    try:
-        params = parse_form(await read_limited(request))
-    except ValueError as exc:
-        raise HTTPException(400, "malformed form body") from exc
-    url = context.settings.gateway_public_url.rstrip("/") + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
-    if not is_valid(auth_token=context.settings.twilio_auth_token, url=url, params=params,
-                    signature=request.headers.get(SIGNATURE_HEADER)):
-        raise HTTPException(403, "invalid Twilio signature")
-    return params
+) -> AsyncIterator[dict[str, str]]:
+    """The webhook's form fields, once its X-Twilio-Signature is proven genuine.
+
+    While the webhook is handled, follow-up work in the gateway gives way to it.
+    """
+    with context.webhook():
+        if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+            raise HTTPException(415, "Twilio webhooks are form-encoded")
+        try:
+            params = parse_form(await read_limited(request))
+        except ValueError as exc:
+            raise HTTPException(400, "malformed form body") from exc
+        url = context.settings.gateway_public_url.rstrip("/") + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        if not is_valid(auth_token=context.settings.twilio_auth_token, url=url, params=params,
+                        signature=request.headers.get(SIGNATURE_HEADER)):
+            raise HTTPException(403, "invalid Twilio signature")
+        yield params
 
 
 TwilioForm = Annotated[dict[str, str], Depends(twilio_form)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -65,6 +67,31 @@ def _clinic_for(session, number: str) -> Clinic:
     if clinic is None or clinic.voice_number != _bare(number):
         raise HTTPException(404, "no clinic takes calls on this number")
     return clinic
+
+
+@dataclass(frozen=True)
+class ClinicFacts:
+    """What the Dial and status callbacks need of a clinic: no relationships, safe to keep."""
+
+    id: int
+    slug: str
+    name: str
+    country: str
+
+
+# The callbacks of a burst of calls all name the same number: look it up once in a while.
+CLINIC_FACTS_SECONDS = 30.0
+
+
+def clinic_facts(context: GatewayContext, session, number: str) -> ClinicFacts:
+    now = time.monotonic()
+    cached = context.clinic_cache.get(number)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    clinic = _clinic_for(session, number)
+    facts = ClinicFacts(id=clinic.id, slug=clinic.slug, name=clinic.name, country=clinic.country)
+    context.clinic_cache[number] = (now + CLINIC_FACTS_SECONDS, facts)
+    return facts
 
 
 def _bare(number: str) -> str:
@@ -142,7 +169,7 @@ async def dial_status(params: TwilioForm, context: Context) -> Response:
     def record() -> tuple[VoiceResponse, RecordedCall | None]:
         response = VoiceResponse()
         with context.sessions() as session, session.begin():
-            clinic = _clinic_for(session, to)
+            clinic = clinic_facts(context, session, to)
             caller = try_e164(caller_raw, default_region=clinic.country)
             if not missed:
                 if caller is not None:
@@ -179,7 +206,7 @@ async def call_status(params: TwilioForm, context: Context) -> Response:
 
     def record() -> RecordedCall | None:
         with context.sessions() as session, session.begin():
-            clinic = _clinic_for(session, to)
+            clinic = clinic_facts(context, session, to)
             caller = try_e164(caller_raw, default_region=clinic.country)
             if caller is None:
                 return None

@@ -351,6 +351,9 @@ class Message(Base):
         UniqueConstraint("twilio_sid"),
         Index("ix_messages_outbox", "status", "next_attempt_at"),
         Index("ix_messages_thread", "thread_id", "created_at"),
+        # The outbox's per-recipient ordering, and a contact's latest message (channel choice).
+        Index("ix_messages_recipient", "to_number", "from_number", "status"),
+        Index("ix_messages_sender", "from_number", "clinic_id"),
     )
 
     id = Column(Integer, primary_key=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 CLINIC_NUMBER = "+441632960001"
 CONVERSATION = ("yes please", "a check up", "how much is it?", "the second one", "It's Sam Taylor")
 WARM_UP = 2
-ROUNDS = 12
+ROUNDS = 20
 TARGET_P95_MS = 300
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from booking.settings import get_settings
 
@@ -19,8 +20,11 @@ def make_engine(database_url: str) -> Engine:
         path = database_url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # SQLAlchemy 1.4 opens a new connection per session for file SQLite; a pool keeps
+        # them open, which spares a WAL checkpoint and the pragmas on every unit of work.
         engine = create_engine(
-            database_url, future=True, connect_args={"check_same_thread": False, "timeout": 30}
+            database_url, future=True, poolclass=QueuePool, pool_size=5, max_overflow=10,
+            connect_args={"check_same_thread": False, "timeout": 30},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -73,6 +73,9 @@ _DONE_FOR_NOW = re.compile(
     r"\b(?:no thanks?|no thank you|not now|not at the moment|leave it|forget it|never ?mind|"
     r"don'?t worry|i'?m (?:fine|ok|good)|i'?ll (?:call|ring)|maybe later|not interested|"
     r"all good|that'?s all|no need)\b", re.IGNORECASE)
+# Relative to the times just offered.
+_LATER = re.compile(r"\b(?:later|after th(?:at|ose|em)|further (?:out|ahead))\b", re.IGNORECASE)
+_EARLIER = re.compile(r"\b(?:earlier|sooner|before th(?:at|ose|em))\b", re.IGNORECASE)
 _BOOKING_WORDS = re.compile(r"\b(?:book|booking|appointment|come in|see someone|slot)\b",
                             re.IGNORECASE)
 # Questions worth answering even when the message is mainly about booking.
@@ -220,7 +223,8 @@ class Conversation:
         if self.awaiting in CHANGE_STEPS:
             return appointments.understands(self)
         if self.awaiting == "pick":
-            return bool(self.offer_matches() or self.wish() or self.named_service())
+            return bool(self.offer_matches() or self.wish() or self.named_service()
+                        or _LATER.search(self.text) or _EARLIER.search(self.text))
         if self.awaiting == "details":
             return self.detail_answer() is not None
         if self.awaiting == "service":
@@ -342,8 +346,9 @@ class Conversation:
                         "someone\".")
 
     def offer(self, service: Service, *, wish: Preference | None = None, lead_in: str = "",
-              avoid: list[Slot] | None = None) -> None:
-        """Offer two or three real free times, within the wish if there is one."""
+              avoid: list[Slot] | None = None, after: datetime | None = None) -> None:
+        """Offer two or three real free times, within the wish if there is one, or `after`
+        a time ("anything later?")."""
         avoid = self.declined if avoid is None else avoid
         if self.offer_rounds >= MAX_OFFER_ROUNDS:
             # Several sets turned down: a person finds a time faster than more lists.
@@ -351,8 +356,8 @@ class Conversation:
             self.handover()
             return
         try:
-            slots = propose(self.adapter, clinic=self.clinic, service=service, now=self.now,
-                            wish=wish, avoid=avoid)
+            slots = propose(self.adapter, clinic=self.clinic, service=service,
+                            now=max(self.now, after or self.now), wish=wish, avoid=avoid)
             if not slots and wish is not None:
                 slots = nearest_to_wish(self.adapter, clinic=self.clinic, service=service,
                                         now=self.now, wish=wish, avoid=avoid)
@@ -401,14 +406,35 @@ class Conversation:
         wish = self.wish()
         if wish is not None:
             self.offer(service, wish=wish, lead_in="No problem." if declining else "")
-        elif self.done_for_now():
+        elif self.done_for_now():  # before "later": "maybe later" closes
             self.close()
+        elif _LATER.search(self.text):
+            self.offer(service, after=max(s.starts_at for s in self.offered),
+                       avoid=self.declined + self.offered,
+                       lead_in="Sure, here are some later times.")
+        elif _EARLIER.search(self.text):
+            self.earlier_than_offered(service)
         elif declining:
             self.offer(service, lead_in="No problem, here are some other times (or reply "
                                         "\"no thanks\" to leave it for now).")
         else:
             self.missed(f"Which time suits you? Reply 1 to {len(self.offered)}, or tell me "
                         "another day or time (like \"Thursday afternoon\" or \"after 5\").")
+
+    def earlier_than_offered(self, service: Service) -> None:
+        try:
+            sooner = [s for s in propose(self.adapter, clinic=self.clinic, service=service,
+                                         now=self.now, avoid=self.declined + self.offered)
+                      if s.starts_at < min(o.starts_at for o in self.offered)]
+        except CalendarUnavailable:
+            self.say(CALENDAR_DOWN)
+            return
+        if sooner:
+            self.offer(service, wish=None, lead_in="Sure, here are some earlier times.",
+                       avoid=self.declined + self.offered)
+        else:
+            self.say("Sorry, those are the earliest times I have.\n"
+                     + pick_reminder(self.offered, clinic=self.clinic))
 
     def chosen_slot(self, slot: Slot, service: Service) -> None:
         from actions import appointments

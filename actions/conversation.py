@@ -85,11 +85,12 @@ class ActionSmallTalk(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
         def handle(conversation: Conversation) -> None:
-            if conversation.intent == "goodbye":
+            # First: "nothing sooner?" was once read as goodbye; it answers the pending question.
+            if conversation.awaiting and conversation.understands():
+                conversation.handle()
+            elif conversation.intent == "goodbye":
                 conversation.end_booking()
                 conversation.say(GOODBYE)
-            elif conversation.awaiting and conversation.understands():
-                conversation.handle()
             elif conversation.intent == "greet":
                 with_resume(conversation, GREETING if conversation.resume_prompt() is None
                             else "Hi!")

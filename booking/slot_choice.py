@@ -294,6 +294,9 @@ def _part_of_day(lowered: str) -> tuple[time, time] | None:
 
 def _ordinal(lowered: str, *, offered: int) -> int | None:
     """'the first one', 'option 2', a lone '3'; None when the text names no position."""
+    relative = re.search(r"\bthe (earlier|later|latter|former) (?:one|time)\b", lowered)
+    if relative:  # of the times offered, not "anything later?"
+        return 0 if relative[1] in ("earlier", "former") else offered - 1
     match = _WHOLE_NUMBER.match(lowered) or _OPTION_NUMBER.search(lowered)
     if match:
         index = _number(match["n"]) - 1

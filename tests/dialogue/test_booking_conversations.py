@@ -418,3 +418,28 @@ def test_a_date_beyond_the_booking_horizon_gets_the_soonest_times(patient):
     assert f"Sorry, nothing is free on {far:%a} {far.day} {far:%b}." in reply
     assert "The soonest times I have:" in reply
     assert len(vic.offered()) == 3
+
+
+def test_anything_later_offers_times_after_the_last_one_offered(patient):
+    wyn = patient()
+    wyn.ring()
+    wyn.says("yes")
+    wyn.says("check up")
+    latest = max(s.starts_at for s in wyn.offered())
+    reply = wyn.says("have you got anything later?")
+    assert reply.startswith("Sure, here are some later times.")
+    assert all(s.starts_at > latest for s in wyn.offered())
+
+
+def test_anything_earlier_than_the_soonest_says_so(patient):
+    yan = patient()
+    yan.ring()
+    yan.says("yes")
+    yan.says("check up")
+    offered = yan.offered()
+    reply = yan.says("nothing sooner?")
+    if reply.startswith("Sure, here are some earlier times."):  # a time freed up meanwhile
+        assert min(s.starts_at for s in yan.offered()) < offered[0].starts_at
+    else:
+        assert reply.startswith("Sorry, those are the earliest times I have.")
+        assert yan.offered() == offered

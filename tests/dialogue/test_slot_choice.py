@@ -41,7 +41,8 @@ def pick(text: str, offered=OFFERED, now=MONDAY, zone=LONDON, order=DAY_FIRST) -
 @pytest.mark.parametrize("text, index", [
     ("1", 0), ("2", 1), ("3.", 2), ("two please", 1), ("the first one", 0),
     ("second one pls", 1), ("the 3rd", 2), ("option 2", 1), ("no. 3", 2), ("#1", 0),
-    ("the last one", 2), ("the earliest", 0), ("1st one is good", 0),
+    ("the last one", 2), ("the earliest", 0), ("1st one is good", 0), ("the earlier one", 0),
+    ("the later one please", 2),
 ])
 def test_an_ordinal_picks_that_offer(text, index):
     assert pick(text) == [index]

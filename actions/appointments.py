@@ -35,10 +35,15 @@ from booking.appointment_changes import (
     summary,
     which_question,
 )
-from booking.models import Appointment
+from booking.models import Appointment, Service
 from booking.scheduling.base import CalendarUnavailable, InvalidRequest, Slot, SlotUnavailable
 
 yes_or_no = answer_is_yes
+
+
+def treatment(conversation: Conversation, appointment: Appointment) -> Service:
+    """The appointment's service as this turn's session knows it (with its clinicians)."""
+    return next(s for s in conversation.services if s.id == appointment.service_id)
 
 
 def upcoming(conversation: Conversation) -> list[Appointment]:
@@ -96,7 +101,8 @@ def change(conversation: Conversation, appointment: Appointment, kind: str, *,
         return
     wish = conversation.wish(wish_text) if wish_text else None
     moving = summary(appointment, clinic=conversation.clinic)
-    conversation.offer(appointment.service, wish=wish, lead_in=f"Sure, let's move your {moving}.")
+    conversation.offer(treatment(conversation, appointment), wish=wish,
+                       lead_in=f"Sure, let's move your {moving}.")
 
 
 def confirm_new_time(conversation: Conversation, slot: Slot) -> None:
@@ -205,7 +211,7 @@ def _confirm_reschedule(conversation: Conversation) -> None:
                 idempotency_key=f"{conversation.sender_id}@move{appointment.id}@"
                                 f"{new_slot.starts_at.isoformat()}")
         except SlotUnavailable:
-            conversation.slot_taken(new_slot, appointment.service)
+            conversation.slot_taken(new_slot, treatment(conversation, appointment))
             return
         except InvalidRequest:
             _gone(conversation)
@@ -214,13 +220,14 @@ def _confirm_reschedule(conversation: Conversation) -> None:
                                                     "from_appointment_id": appointment.id}))
         conversation.end_booking(awaiting=JUST_BOOKED, appointment_id=moved.id)
         conversation.say(confirmation_text(moved, clinic=conversation.clinic,
-                                           service=appointment.service,
+                                           service=treatment(conversation, appointment),
                                            lead_in="Done, you're moved"))
     elif answer is False:
         conversation.end_booking()
         conversation.say(kept_text(appointment, clinic=conversation.clinic))
     elif conversation.wish():
-        conversation.offer(appointment.service, wish=conversation.wish(), lead_in="Sure.")
+        conversation.offer(treatment(conversation, appointment), wish=conversation.wish(),
+                           lead_in="Sure.")
     else:
         conversation.missed(reschedule_question(appointment, new_slot.starts_at,
                                                 clinic=conversation.clinic,

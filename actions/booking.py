@@ -28,6 +28,7 @@ from booking.appointment_booking import (
     confirmation_text,
     describe,
     describe_wish,
+    find_provider,
     find_service,
     nearest_to,
     nearest_to_wish,
@@ -41,7 +42,7 @@ from booking.appointment_changes import answer_is_yes
 from booking.clinics import match_service
 from booking.conversations import record_event
 from booking.faq import answer_topic
-from booking.models import Clinic, Contact, Service, Thread, utcnow
+from booking.models import Clinic, Contact, Provider, Service, Thread, utcnow
 from booking.scheduling.base import CalendarUnavailable, Slot, SlotUnavailable
 from booking.slot_choice import (
     Preference,
@@ -60,7 +61,7 @@ JUST_BOOKED = "booked"
 OFFERED_TO_BOOK = "offer_to_book"
 # Slots of one booking attempt, cleared when it ends.
 BOOKING_SLOTS = ("awaiting", "offered_slots", "declined_slots", "offer_rounds", "chosen_slot",
-                 "wish", "change_kind", "change_candidates", "change_target")
+                 "wish", "provider", "change_kind", "change_candidates", "change_target")
 
 CLOSE_POLITELY = "No problem. If you need us later, just reply here."
 # Never suggest a bare "CANCEL" or "STOP": carriers read those single words as an opt-out.
@@ -199,6 +200,11 @@ class Conversation:
         return preference(self.text if text is None else text, now=self.now, zone=self.zone,
                           date_order=self.date_order)
 
+    def stored_wish(self) -> Preference | None:
+        """The days and times asked for earlier in this booking ("Thursday", "after 5")."""
+        stored = self.slot("wish")
+        return Preference.from_dict(stored) if isinstance(stored, dict) else None
+
     def offer_matches(self) -> list[int]:
         return matching_offers(self.text, [s.starts_at for s in self.offered], now=self.now,
                                zone=self.zone, date_order=self.date_order)
@@ -208,6 +214,17 @@ class Conversation:
         if match and 1 <= int(match[1]) <= len(self.services):
             return self.services[int(match[1]) - 1]
         return None
+
+    def clinician_for(self, service: Service) -> tuple[Provider | None, str]:
+        """The clinician asked for now or earlier in this booking, if they offer `service`;
+        and a note when the one asked for does not."""
+        named = find_provider(list(self.clinic.providers), self.text)
+        if named is not None and named not in service.providers:
+            others = ("our other clinicians" if len(service.providers) != 1
+                      else service.providers[0].name)
+            return None, f"{named.name} doesn't do {service.name}, so these are with {others}."
+        wanted = named.slug if named else self.slot("provider")
+        return next((p for p in service.providers if p.slug == wanted), None), ""
 
     def wants_to_book(self) -> bool:
         return bool(re.search(r"\b(?:book|booking)\b|\bcan i (?:come in|get an appointment)\b",
@@ -224,7 +241,8 @@ class Conversation:
             return appointments.understands(self)
         if self.awaiting == "pick":
             return bool(self.offer_matches() or self.wish() or self.named_service()
-                        or _LATER.search(self.text) or _EARLIER.search(self.text))
+                        or _LATER.search(self.text) or _EARLIER.search(self.text)
+                        or find_provider(list(self.clinic.providers), self.text))
         if self.awaiting == "details":
             return self.detail_answer() is not None
         if self.awaiting == "service":
@@ -273,7 +291,8 @@ class Conversation:
                 and current is not None and switched.id != current.id
                 and self.slot("change_kind") != "reschedule"):
             self.declined, self.offer_rounds = [], 0
-            self.offer(switched, wish=self.wish(), lead_in=f"Sure, {switched.name} instead.")
+            self.offer(switched, wish=self.wish() or self.stored_wish(),
+                       lead_in=f"Sure, {switched.name} instead.")
             return
         if self.awaiting == "details" and self.chosen is not None:
             self.take_details()
@@ -323,7 +342,7 @@ class Conversation:
             service = self.services[0]
         wish = self.wish()
         if service is None:
-            self.set(awaiting="service", wish=self.text if wish else None)
+            self.set(awaiting="service", wish=wish.to_dict() if wish else None)
             self.say(service_question(self.services))
             return
         self.offer(service, wish=wish)
@@ -331,13 +350,11 @@ class Conversation:
     def take_service(self) -> None:
         service = self.named_service(forgiving=True) or self.numbered_service()
         if service is not None:
-            stored = self.slot("wish")
-            wish = self.wish() or (self.wish(stored) if stored else None)
-            self.offer(service, wish=wish)
+            self.offer(service, wish=self.wish() or self.stored_wish())
         elif self.intent == "deny" or self.done_for_now():
             self.close()
         elif self.wish():
-            self.set(wish=self.text)
+            self.set(wish=self.wish().to_dict())
             self.say(service_question(self.services, opening="Got it."))
         else:
             names = ", ".join(s.name for s in self.services)
@@ -350,6 +367,9 @@ class Conversation:
         """Offer two or three real free times, within the wish if there is one, or `after`
         a time ("anything later?")."""
         avoid = self.declined if avoid is None else avoid
+        provider, note = self.clinician_for(service)
+        lead_in = " ".join(filter(None, [lead_in, note]))
+        by = provider.slug if provider else None
         if self.offer_rounds >= MAX_OFFER_ROUNDS:
             # Several sets turned down: a person finds a time faster than more lists.
             self.end_booking()
@@ -357,14 +377,15 @@ class Conversation:
             return
         try:
             slots = propose(self.adapter, clinic=self.clinic, service=service,
-                            now=max(self.now, after or self.now), wish=wish, avoid=avoid)
+                            now=max(self.now, after or self.now), wish=wish, avoid=avoid,
+                            provider=by)
             if not slots and wish is not None:
                 slots = nearest_to_wish(self.adapter, clinic=self.clinic, service=service,
-                                        now=self.now, wish=wish, avoid=avoid)
+                                        now=self.now, wish=wish, avoid=avoid, provider=by)
                 soonest = not slots  # e.g. a date beyond how far ahead the clinic books
                 if soonest:
                     slots = propose(self.adapter, clinic=self.clinic, service=service,
-                                    now=self.now, avoid=avoid)
+                                    now=self.now, avoid=avoid, provider=by)
                 lead_in = " ".join(filter(None, [
                     lead_in, f"Sorry, nothing is free {describe_wish(wish, clinic=self.clinic)}.",
                     "The soonest times I have:" if soonest else "These are the nearest times."]))
@@ -377,10 +398,11 @@ class Conversation:
                      "I've asked the team to text you to find a time.")
             self.hand_over = True
             return
-        self.say("\n".join(filter(None, [lead_in, offer_text(slots, clinic=self.clinic,
-                                                             service=service)])))
+        self.say("\n".join(filter(None, [lead_in, offer_text(
+            slots, clinic=self.clinic, service=service, provider=provider)])))
         self.offered = slots
-        self.set(service=service.slug, awaiting="pick",
+        self.set(service=service.slug, awaiting="pick", provider=by,
+                 wish=wish.to_dict() if wish is not None else None,
                  offered_slots=[s.to_dict() for s in slots],
                  declined_slots=[s.to_dict() for s in avoid],
                  offer_rounds=self.offer_rounds + 1, chosen_slot=None)
@@ -400,6 +422,11 @@ class Conversation:
             self.say(pick_reminder(narrowed, clinic=self.clinic).replace(
                 "Would one of these times suit you?", "Which of these?"))
             return
+        named = find_provider(list(self.clinic.providers), self.text)
+        if named is not None and named.slug != self.slot("provider"):
+            self.offer(service, wish=self.wish() or self.stored_wish(), avoid=self.declined,
+                       lead_in="Sure." if named in service.providers else "")
+            return
         declining = self.intent == "deny" or declines(self.text)
         if declining:  # never offered again in this booking
             self.declined = self.declined + [s for s in self.offered if s not in self.declined]
@@ -414,9 +441,10 @@ class Conversation:
                        lead_in="Sure, here are some later times.")
         elif _EARLIER.search(self.text):
             self.earlier_than_offered(service)
-        elif declining:
-            self.offer(service, lead_in="No problem, here are some other times (or reply "
-                                        "\"no thanks\" to leave it for now).")
+        elif declining:  # other times, still on the day or at the time asked for earlier
+            self.offer(service, wish=self.stored_wish(),
+                       lead_in="No problem, here are some other times (or reply "
+                               "\"no thanks\" to leave it for now).")
         else:
             self.missed(f"Which time suits you? Reply 1 to {len(self.offered)}, or tell me "
                         "another day or time (like \"Thursday afternoon\" or \"after 5\").")
@@ -424,7 +452,8 @@ class Conversation:
     def earlier_than_offered(self, service: Service) -> None:
         try:
             sooner = [s for s in propose(self.adapter, clinic=self.clinic, service=service,
-                                         now=self.now, avoid=self.declined + self.offered)
+                                         now=self.now, avoid=self.declined + self.offered,
+                                         provider=self.slot("provider"))
                       if s.starts_at < min(o.starts_at for o in self.offered)]
         except CalendarUnavailable:
             self.say(CALENDAR_DOWN)
@@ -523,7 +552,8 @@ class Conversation:
         declined = self.declined + [slot]
         try:
             alternatives = nearest_to(self.adapter, clinic=self.clinic, service=service,
-                                      now=self.now, target=slot.starts_at, avoid=declined)
+                                      now=self.now, target=slot.starts_at, avoid=declined,
+                                      provider=self.slot("provider"))
         except CalendarUnavailable:
             self.say(CALENDAR_DOWN)
             return

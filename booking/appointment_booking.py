@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from booking.clinics import match_service, normalise_phrase, service_phrases
-from booking.models import Appointment, Clinic, Service
+from booking.models import Appointment, Clinic, Provider, Service
 from booking.scheduling.base import SchedulingAdapter, Slot
 from booking.slot_choice import Preference
 
@@ -33,6 +33,25 @@ MAX_OFFER_ROUNDS = 3
 # "message" vs "massage" (0.857) must not.
 TYPO_SIMILARITY = 0.88
 SHORTEST_TYPO_PHRASE = 5
+
+
+# Words in a clinician's name that do not identify them.
+_TITLES = frozenset({"dr", "doctor", "mr", "mrs", "ms", "miss", "prof", "pt", "hygienist",
+                     "nurse", "physio", "the"})
+
+
+def find_provider(providers: list[Provider], text: str) -> Provider | None:
+    """The clinician the text asks for ("Dr Patel", "can I see Sophie?"), or None.
+
+    A name word counts when it has four letters or more, or follows a title ("Dr Lee"), so
+    everyday words and short first names rarely match by accident.
+    """
+    words = normalise_phrase(text).split()
+    said = {w for w in words if len(w) >= 4}
+    said |= {b for a, b in zip(words, words[1:], strict=False) if a in _TITLES}
+    found = {provider.id: provider for provider in providers
+             if said & (set(normalise_phrase(provider.name).split()) - _TITLES)}
+    return next(iter(found.values())) if len(found) == 1 else None
 
 
 def _stem(word: str) -> str:
@@ -83,12 +102,15 @@ def _half_of_day(local: datetime) -> tuple[date, bool]:
 
 
 def spread(slots: Iterable[Slot], *, zone: ZoneInfo, count: int = OFFER_COUNT,
-           by_half_day: bool = True, apart: timedelta = DISTINCT_TIMES) -> list[Slot]:
+           by_half_day: bool = True, apart: timedelta = DISTINCT_TIMES,
+           keep_away: Iterable[datetime] = ()) -> list[Slot]:
     """The first slot, then others on other days or at another time of day, in time order.
 
     `slots` come in order of preference (soonest first, or nearest to a wish first). Without
     `by_half_day` the others are only kept `apart`, for offers that should stay close.
+    Times turned down (`keep_away`) are not followed by the slot fifteen minutes later.
     """
+    turned_down = list(keep_away)
     candidates = list(slots)
     chosen: list[Slot] = []
 
@@ -106,8 +128,12 @@ def spread(slots: Iterable[Slot], *, zone: ZoneInfo, count: int = OFFER_COUNT,
     def far_enough(slot: Slot) -> bool:
         return all(abs(slot.starts_at - c.starts_at) >= apart for c in chosen)
 
+    def clear_of_turned_down(slot: Slot) -> bool:
+        return all(abs(slot.starts_at - t) >= apart for t in turned_down)
+
     if by_half_day:
-        take(new_half_day)
+        take(lambda slot: new_half_day(slot) and clear_of_turned_down(slot))
+    take(lambda slot: far_enough(slot) and clear_of_turned_down(slot))
     take(far_enough)  # a quiet fortnight: still avoid three offers fifteen minutes apart
     take(lambda slot: True)
     return sorted(chosen, key=lambda slot: slot.starts_at)
@@ -123,6 +149,10 @@ def _without(slots: list[Slot], avoid: Iterable[Slot]) -> list[Slot]:
     return [slot for slot in slots if slot.starts_at not in avoided]
 
 
+def _starts(slots: Iterable[Slot]) -> list[datetime]:
+    return [slot.starts_at for slot in slots]
+
+
 def _unique_starts(slots: Iterable[Slot]) -> list[Slot]:
     seen: set[datetime] = set()
     unique = []
@@ -136,8 +166,10 @@ def _unique_starts(slots: Iterable[Slot]) -> list[Slot]:
 def propose(
     adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
     wish: Preference | None = None, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
+    provider: str | None = None,
 ) -> list[Slot]:
-    """Two or three real free slots: soonest and spread out, or inside the patient's wish.
+    """Two or three real free slots: soonest and spread out, or inside the patient's wish,
+    with one clinician when the patient asked for them.
 
     Empty when nothing matches; `nearest_to_wish` then finds what is closest.
     """
@@ -146,23 +178,25 @@ def propose(
     if wish is None:
         for window in (FIRST_OFFER_WINDOW, OFFER_WINDOW, WIDER_OFFER_WINDOW):
             free = _unique_starts(_without(adapter.find_free_slots(
-                service=service, window_start=now, window_end=now + window), avoid))
+                service=service, window_start=now, window_end=now + window, provider=provider),
+                avoid))
             half_days = {_half_of_day(slot.starts_at.astimezone(zone)) for slot in free}
             if len(half_days) >= count or (free and window == WIDER_OFFER_WINDOW):
-                return spread(free, zone=zone, count=count)
+                return spread(free, zone=zone, count=count, keep_away=_starts(avoid))
         return []
     start = max(now, _local_midnight(wish.first_day, zone))
     end = _local_midnight(wish.last_day + timedelta(days=1), zone)
     if end <= start:
         return []
-    free = adapter.find_free_slots(service=service, window_start=start, window_end=end)
+    free = adapter.find_free_slots(service=service, window_start=start, window_end=end,
+                                   provider=provider)
     free = [slot for slot in _without(free, avoid) if wish.admits(slot.starts_at.astimezone(zone))]
     if wish.around is not None:
         free.sort(key=lambda slot: (wish.distance(slot.starts_at.astimezone(zone)),
                                     slot.starts_at))
         return spread(_unique_starts(free), zone=zone, count=count, by_half_day=False,
-                      apart=CLOSE_TIMES)
-    return spread(_unique_starts(free), zone=zone, count=count)
+                      apart=CLOSE_TIMES, keep_away=_starts(avoid))
+    return spread(_unique_starts(free), zone=zone, count=count, keep_away=_starts(avoid))
 
 
 def still_free(adapter: SchedulingAdapter, slot: Slot) -> bool:
@@ -176,14 +210,15 @@ def still_free(adapter: SchedulingAdapter, slot: Slot) -> bool:
 def nearest_to_wish(
     adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
     wish: Preference, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
+    provider: str | None = None,
 ) -> list[Slot]:
     """The free slots closest to a wish that has nothing free inside it."""
     zone = ZoneInfo(clinic.timezone)
     start = max(now, _local_midnight(wish.first_day, zone) - NEAREST_SEARCH)
     end = max(_local_midnight(wish.last_day + timedelta(days=1), zone) + NEAREST_SEARCH,
               now + OFFER_WINDOW)
-    free = _unique_starts(_without(
-        adapter.find_free_slots(service=service, window_start=start, window_end=end), avoid))
+    free = _unique_starts(_without(adapter.find_free_slots(
+        service=service, window_start=start, window_end=end, provider=provider), avoid))
     free.sort(key=lambda slot: (wish.distance(slot.starts_at.astimezone(zone)), slot.starts_at))
     return spread(free, zone=zone, count=count)
 
@@ -191,13 +226,14 @@ def nearest_to_wish(
 def nearest_to(
     adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
     target: datetime, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
+    provider: str | None = None,
 ) -> list[Slot]:
     """Free slots nearest a time that was just taken, so the patient's plan changes least."""
     zone = ZoneInfo(clinic.timezone)
     start = max(now, target - timedelta(days=2))
     end = max(target, now) + NEAREST_SEARCH
-    free = _unique_starts(_without(
-        adapter.find_free_slots(service=service, window_start=start, window_end=end), avoid))
+    free = _unique_starts(_without(adapter.find_free_slots(
+        service=service, window_start=start, window_end=end, provider=provider), avoid))
     free.sort(key=lambda slot: (abs(slot.starts_at - target), slot.starts_at))
     return spread(free, zone=zone, count=count, by_half_day=False, apart=CLOSE_TIMES)
 
@@ -258,8 +294,11 @@ def numbered(slots: list[Slot], *, clinic: Clinic) -> str:
                      for index, slot in enumerate(slots, start=1))
 
 
-def offer_text(slots: list[Slot], *, clinic: Clinic, service: Service) -> str:
-    return (f"I can book {service.name} at {clinic.name}:\n" + numbered(slots, clinic=clinic)
+def offer_text(slots: list[Slot], *, clinic: Clinic, service: Service,
+               provider: Provider | None = None) -> str:
+    who = f" with {provider.name}" if provider is not None else ""
+    return (f"I can book {service.name}{who} at {clinic.name}:\n"
+            + numbered(slots, clinic=clinic)
             + "\nReply with the number, or tell me a day or time that suits you better.")
 
 

@@ -21,11 +21,14 @@ _NO = re.compile(r"^\W*(?:n|no|nope|nah|don'?t|do not|not|keep|leave|never ?mind
                  r"cancel that|stop)\b", re.IGNORECASE)
 
 
+_THUMBS_UP = re.compile("^\\s*(?:\U0001F44D|\U0001F44C|\u2705|\u2714)")  # 👍 👌 ✅ ✔
+
+
 def answer_is_yes(text: str) -> bool | None:
     """True for a yes, False for a no, None when the reply is neither."""
     if _NO.search(text):
         return False
-    if _YES.search(text):
+    if _YES.search(text) or _THUMBS_UP.search(text):
         return True
     return None
 

@@ -126,6 +126,19 @@ class Preference:
             return False
         return not (self.latest and local.time() >= self.latest)
 
+    def to_dict(self) -> dict:
+        """JSON-friendly form, kept in a Rasa slot between messages."""
+        return {"first_day": self.first_day.isoformat(), "last_day": self.last_day.isoformat(),
+                **{name: value.strftime("%H:%M") for name in ("earliest", "latest", "around")
+                   if (value := getattr(self, name)) is not None}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preference:
+        clock = {name: time.fromisoformat(data[name]) for name in ("earliest", "latest", "around")
+                 if data.get(name)}
+        return cls(first_day=date.fromisoformat(data["first_day"]),
+                   last_day=date.fromisoformat(data["last_day"]), **clock)
+
     def distance(self, local: datetime) -> timedelta:
         """How far a local start time is from the wish; zero inside it."""
         if local.date() < self.first_day:

@@ -202,3 +202,38 @@ def test_preference_distance_is_zero_inside_the_wish():
     assert wish.distance(datetime(2026, 11, 26, 18, 0)) == timedelta(0)
     assert wish.distance(datetime(2026, 11, 26, 16, 0)) == timedelta(hours=1)
     assert wish.distance(datetime(2026, 11, 27, 17, 0)) == timedelta(days=1)
+
+
+@pytest.mark.parametrize("text, slug", [
+    ("can I see dr patel?", "dr-amara-patel"), ("with Amara please", "dr-amara-patel"),
+    ("is Tom Hughes free", "dr-tom-hughes"), ("Sophie if possible", "sophie-lee"),
+    ("dr lee", "sophie-lee"), ("the first one", None), ("it's sam", None),
+    ("dr someone", None),
+])
+def test_find_provider_by_the_name_patients_use(riverside, text, slug):
+    from booking.appointment_booking import find_provider
+
+    _, clinic = riverside
+    found = find_provider(list(clinic.providers), text)
+    assert (found.slug if found else None) == slug
+
+
+def test_offers_with_the_clinician_asked_for(riverside):
+    sessions, clinic = riverside
+    now = utc(2026, 11, 23, 9, 0)
+    slots = propose(adapter_at(sessions, clinic, now), clinic=clinic,
+                    service=service(clinic, "check-up"), now=now, provider="dr-tom-hughes")
+    assert slots and {s.provider for s in slots} == {"dr-tom-hughes"}
+
+
+def test_times_turned_down_are_not_followed_by_the_next_quarter_hour(riverside):
+    sessions, clinic = riverside
+    now = utc(2026, 11, 23, 9, 0)
+    adapter = adapter_at(sessions, clinic, now)
+    check_up = service(clinic, "check-up")
+    thursday = preference("thursday", now=now, zone=LONDON, date_order=DAY_FIRST)
+    first = propose(adapter, clinic=clinic, service=check_up, now=now, wish=thursday)
+    second = propose(adapter, clinic=clinic, service=check_up, now=now, wish=thursday,
+                     avoid=first)
+    assert all(abs(a.starts_at - b.starts_at) >= timedelta(hours=1)
+               for a in first for b in second)

@@ -187,3 +187,9 @@ def test_new_york_spring_forward_and_fall_back():
         date(2026, 11, 2)
     offered = [datetime(2026, 11, 2, 14, 0, tzinfo=timezone.utc)]  # Mon 09:00 EST
     assert pick("9am", offered=offered, now=fall, zone=NEW_YORK) == [0]
+
+
+def test_a_wish_survives_the_trip_through_a_rasa_slot():
+    for text in ("thursday at 10", "after 5", "next week", "tomorrow afternoon"):
+        original = wish(text)
+        assert Preference.from_dict(original.to_dict()) == original

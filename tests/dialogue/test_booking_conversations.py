@@ -443,3 +443,17 @@ def test_anything_earlier_than_the_soonest_says_so(patient):
     else:
         assert reply.startswith("Sorry, those are the earliest times I have.")
         assert yan.offered() == offered
+
+
+def test_the_clinician_asked_for_is_the_one_booked(patient):
+    zoe = patient()
+    zoe.ring()
+    offer = zoe.says("can I see Dr Hughes for a check up?")
+    assert offer.startswith("I can book Check-up with Dr Tom Hughes")
+    assert {s.provider for s in zoe.offered()} == {"dr-tom-hughes"}
+    again = zoe.says("none of those")
+    assert "with Dr Tom Hughes" in again
+    zoe.says("1")
+    assert "with Dr Tom Hughes" in zoe.says("Zoe")
+    (appointment,) = zoe.appointments()
+    assert appointment.provider.slug == "dr-tom-hughes"

@@ -4,8 +4,9 @@ Pure Python, no Rasa, so the rules can be tested one by one and reused. The rule
 from `data/red_flags.yml` (see the comments there for the format). A rule fires when
 
 - every `symptom` group has a match that is described as happening: not negated in its clause
-  ("no swelling", "isn't bleeding") and not only asked about in general ("does filler make
-  your lips go white?" with nothing in the message saying it is happening now);
+  ("no swelling", "isn't bleeding"), not only asked about in general ("does filler make
+  your lips go white?" with nothing in the message saying it is happening now), and not only
+  a condition ("can she have calpol if she gets a temperature?");
 - every `context` group has a match that is not negated (a question about it is fine:
   "my lip has gone white, is that normal after filler?");
 - none of its `unless` terms appear.
@@ -125,6 +126,11 @@ class RedFlagRules:
                                or [r"(?!x)x"]) + r")(?!\w)",
             "general_questions.frames",
         )
+        self._conditional = _compile(
+            _whole_words(_words(general.get("conditionals"), "general_questions.conditionals")
+                         or [r"(?!x)x"]),
+            "general_questions.conditionals",
+        )
         self._current = _compile(
             _whole_words(_words(general.get("current_markers"), "general_questions.current_markers")
                          or [r"(?!x)x"]),
@@ -215,12 +221,23 @@ class RedFlagRules:
         clause = self._lead_in.sub("", clause)
         return bool(self._frames.match(clause))
 
+    def _conditional_only(self, text: str, start: int) -> bool:
+        """'... if she gets a temperature': a condition, unless that part says it is happening."""
+        clause_start = self._clause_start(text, start)
+        conditions = list(self._conditional.finditer(text, clause_start, start))
+        if not conditions:
+            return False
+        condition = text[conditions[-1].start():self._clause_end(text, start)]
+        return not self._current.search(condition)
+
     def _evidence(self, group: re.Pattern[str], text: str, *, symptom: bool,
                   happening_now: bool) -> str | None:
         for match in group.finditer(text):
             if self._negated(text, match.start()):
                 continue
             if symptom and not happening_now and self._asked_in_general(text, match.start()):
+                continue
+            if symptom and self._conditional_only(text, match.start()):
                 continue
             return match.group(0)
         return None

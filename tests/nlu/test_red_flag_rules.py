@@ -159,7 +159,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "severe_pain_now": (
         ["this toothache is killing me",
          "excruciating pain in my back tooth",
-         "worst toothache ever, cant sleep with the pain"],
+         "worst toothache ever, cant sleep with the pain",
+         "pls can someone see me today, in so much pain"],
         ["does a root canal hurt?",
          "no pain at all, just a clean please",
          "it was agony last time, can I have more numbing this time?"],

@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,12 +33,19 @@ CLINICS = {
     "northside": ("+12025550101", "America/New_York"),
 }
 _numbers = itertools.count(300)
+EXAMPLE_CLINICS = Path(__file__).resolve().parents[2] / "clinics" / "example.yml"
+# A text from a staff member's phone is a staff reply (ACK ...), never a patient's message.
+STAFF_PHONES = {staff["phone"] for clinic in yaml.safe_load(EXAMPLE_CLINICS.read_text())["clinics"]
+                for staff in clinic.get("staff", []) if staff.get("phone")}
 
 
 def new_number() -> str:
-    number = next(_numbers)
-    assert number < 400, "the dialogue tests own +447700900300..399"
-    return f"+447700900{number:03d}"
+    while True:
+        number = next(_numbers)
+        assert number < 398, "the dialogue tests own +447700900300..399 (398, 399: the diary)"
+        phone = f"+447700900{number:03d}"
+        if phone not in STAFF_PHONES:
+            return phone
 
 
 @dataclass
@@ -243,8 +252,6 @@ class FixedClock:
 @pytest.fixture
 def diary_clinics(tmp_path) -> Iterator[tuple[sessionmaker, dict]]:
     """The example clinics loaded into a fresh SQLite database: (sessions, {slug: clinic})."""
-    from pathlib import Path
-
     from booking.clinic_config import load_clinics
     from booking.db import make_engine, session_factory
     from booking.models import Base
@@ -252,9 +259,8 @@ def diary_clinics(tmp_path) -> Iterator[tuple[sessionmaker, dict]]:
     engine = make_engine(f"sqlite:///{tmp_path / 'diary.db'}")
     Base.metadata.create_all(engine)
     sessions = session_factory(engine)
-    example = Path(__file__).resolve().parents[2] / "clinics" / "example.yml"
     with sessions() as session:
-        clinics = load_clinics(session, example)
+        clinics = load_clinics(session, EXAMPLE_CLINICS)
         session.commit()
         for clinic in clinics:  # loaded for use after the session closes
             _ = clinic.opening_hours, clinic.closures, clinic.providers, clinic.settings

@@ -37,7 +37,7 @@ migrate: install
 	$(BIN)/ringback migrate
 
 validate: install
-	$(RASA) data validate --fail-on-warnings
+	$(RASA) data validate
 
 run: train
 	$(BIN)/ringback run

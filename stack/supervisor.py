@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,10 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
     return started
 
 
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
+
+
 class Supervisor:
     def __init__(self, services: list[Service], *, env: dict[str, str], log_dir: Path):
         self.services = services
@@ -86,6 +91,18 @@ class Supervisor:
         self._log_dir = log_dir
 
     def start(self, *, timeout: float = 300.0) -> None:
+        # Set explicitly: a shell that starts us in the background ignores SIGINT, and a
+        # SIGTERM (a service manager stopping us) must not leave the children running.
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, _interrupt)
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         for service in self.services:
             log = open(self._log_dir / f"{service.name.replace(' ', '_')}.log", "ab")
@@ -100,7 +117,6 @@ class Supervisor:
     def _wait_healthy(self, service: Service, deadline: float) -> None:
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
-                self.stop()
                 raise RuntimeError(f"{service.name} exited with {service.process.returncode}; "
                                    f"see {self._log_dir}")
             try:
@@ -109,7 +125,6 @@ class Supervisor:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        self.stop()
         raise TimeoutError(f"{service.name} did not become healthy; see {self._log_dir}")
 
     def wait(self) -> int:

@@ -23,27 +23,28 @@ class NotHandedOff(Exception):
 def take_over(session: Session, *, thread: Thread, staff: StaffMember,
               instant: datetime) -> None:
     """Staff hold the thread; open escalations on it count as acknowledged."""
-    thread.state = ThreadState.handed_off
-    thread.handed_off_to_id = staff.id
-    thread.last_activity_at = instant
-    for escalation in open_escalations(session, thread=thread):
-        acknowledge(session, escalation=escalation, staff=staff, channel="console",
-                    instant=instant)
-    record_event(session, clinic_id=thread.clinic_id, kind="taken_over",
-                 contact_id=thread.contact_id, thread_id=thread.id,
-                 detail={"staff_id": staff.id})
+    _change_holder(session, thread=thread, staff=staff, state=ThreadState.handed_off,
+                   holder_id=staff.id, event="taken_over", instant=instant)
 
 
 def hand_back(session: Session, *, thread: Thread, staff: StaffMember,
               instant: datetime) -> None:
     """The bot answers again. Escalations stay in the queue until someone resolves them."""
-    thread.state = ThreadState.bot
-    thread.handed_off_to_id = None
+    _change_holder(session, thread=thread, staff=staff, state=ThreadState.bot,
+                   holder_id=None, event="handed_back", instant=instant)
+
+
+def _change_holder(session: Session, *, thread: Thread, staff: StaffMember,
+                   state: ThreadState, holder_id: int | None, event: str,
+                   instant: datetime) -> None:
+    """Either way, whoever moved the thread has seen its open escalations."""
+    thread.state = state
+    thread.handed_off_to_id = holder_id
     thread.last_activity_at = instant
     for escalation in open_escalations(session, thread=thread):
         acknowledge(session, escalation=escalation, staff=staff, channel="console",
                     instant=instant)
-    record_event(session, clinic_id=thread.clinic_id, kind="handed_back",
+    record_event(session, clinic_id=thread.clinic_id, kind=event,
                  contact_id=thread.contact_id, thread_id=thread.id,
                  detail={"staff_id": staff.id})
 

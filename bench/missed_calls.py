@@ -29,6 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
+import aiohttp
 import httpx
 import yaml
 
@@ -150,17 +151,35 @@ def _start(run_dir: Path, database_url: str) -> tuple[dict[str, str], list[subpr
     return env, processes
 
 
+def _session(connections: int) -> aiohttp.ClientSession:
+    # aiohttp, not httpx: httpx's pool costs milliseconds per request once fifty are in flight
+    # (encode/httpx#3215), which measured the load generator instead of the gateway.
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections + 5),
+                                 timeout=aiohttp.ClientTimeout(total=30))
+
+
+async def _open_connections(session: aiohttp.ClientSession, url: str, n: int) -> None:
+    """Open n keep-alive connections first, as Twilio's would be, so only requests are timed."""
+    async def one() -> None:
+        async with session.get(url) as response:
+            await response.read()
+
+    await asyncio.gather(*(one() for _ in range(n)))
+
+
 async def _floor(env: dict[str, str], n: int = CALLS) -> list[float]:
     """The machine's own floor: n concurrent GET /health on the same gateway."""
     url = f"{env['GATEWAY_PUBLIC_URL']}/health"
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=n + 5)) as client:
-        await asyncio.gather(*(client.get(url) for _ in range(n)))
+    async with _session(n) as session:
+        await _open_connections(session, url, n)
         start = asyncio.Event()
 
         async def one() -> float:
             await start.wait()
             began = time.perf_counter()
-            (await client.get(url)).raise_for_status()
+            async with session.get(url) as response:
+                response.raise_for_status()
+                await response.read()
             return time.perf_counter() - began
 
         tasks = [asyncio.create_task(one()) for _ in range(n)]
@@ -178,20 +197,18 @@ async def _burst(env: dict[str, str], callers: list[str]) -> dict[str, tuple[flo
                       "AccountSid": ACCOUNT_SID} for caller in callers}
     signatures = {caller: sign(auth_token=AUTH_TOKEN, url=url, params=form)
                   for caller, form in forms.items()}
-    limits = httpx.Limits(max_connections=len(callers) + 5)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        # Open the connections first, as Twilio's would be, so we time the webhook only.
-        await asyncio.gather(*(client.get(f"{env['GATEWAY_PUBLIC_URL']}/health")
-                               for _ in callers))
+    async with _session(len(callers)) as session:
+        await _open_connections(session, f"{env['GATEWAY_PUBLIC_URL']}/health", len(callers))
         start = asyncio.Event()
 
         async def call(caller: str) -> tuple[str, float, float]:
             await start.wait()
             sent = time.time()
             began = time.perf_counter()
-            response = await client.post(url, data=forms[caller],
-                                         headers={SIGNATURE_HEADER: signatures[caller]})
-            response.raise_for_status()
+            async with session.post(url, data=forms[caller],
+                                    headers={SIGNATURE_HEADER: signatures[caller]}) as response:
+                response.raise_for_status()
+                await response.read()
             return caller, sent, time.perf_counter() - began
 
         tasks = [asyncio.create_task(call(caller)) for caller in callers]

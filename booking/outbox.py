@@ -27,7 +27,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import case, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from booking.db import get_engine, session_factory
@@ -171,21 +171,24 @@ class Backoff:
 
 
 @dataclass(frozen=True)
-class _Claim:
+class Claim:
     outgoing: OutgoingMessage
     # Set when an earlier attempt may have reached Twilio: look there before sending again.
     settle_since: datetime | None
 
 
+# One alias for every statement: a fresh alias per call made each statement's cache key anew.
+_OLDER = aliased(Message, name="older")
+
+
 def _older_live_sibling():
     """SQL: an older outbound row to the same address is still waiting or being sent."""
-    older = aliased(Message)
     return exists().where(
-        older.direction == Direction.outbound,
-        older.to_number == Message.to_number,
-        older.from_number == Message.from_number,
-        older.id < Message.id,
-        older.status.in_(_LIVE),
+        _OLDER.direction == Direction.outbound,
+        _OLDER.to_number == Message.to_number,
+        _OLDER.from_number == Message.from_number,
+        _OLDER.id < Message.id,
+        _OLDER.status.in_(_LIVE),
     )
 
 
@@ -265,52 +268,63 @@ class Outbox:
                 .order_by(Message.id).limit(batch)
             ).scalars())
 
-    def _claim(self, message_id: int) -> _Claim | None:
-        now = utcnow()
+    def _claim(self, message_id: int) -> Claim | None:
         with self._sessions() as session, session.begin():
-            message = session.get(Message, message_id)
-            if (message is None or message.direction != Direction.outbound
-                    or message.status not in _LIVE
-                    or (message.next_attempt_at is not None and message.next_attempt_at > now)):
-                return None
-            if message.twilio_sid:
-                # A delivery report named it after an unanswered attempt: Twilio has it.
-                message.status, message.next_attempt_at = MessageStatus.queued, None
-                message.error_code = None if message.error_code == IN_DOUBT else message.error_code
-                return None
-            # A row still `sending` here was abandoned by a crashed sender mid-request.
-            in_doubt = message.status == MessageStatus.sending or message.error_code == IN_DOUBT
-            claimed = session.execute(
-                update(Message)
-                .where(Message.id == message_id,
-                       Message.attempts == message.attempts,
-                       Message.status == message.status,
-                       ~_older_live_sibling())
-                .values(status=MessageStatus.sending, attempts=Message.attempts + 1,
-                        next_attempt_at=now + SENDING_LEASE)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if not claimed:
-                return None  # someone else took it, or an older message must go first
-            callback = self._status_callback_url
-            if callback:
-                # Our id in the callback URL lets a report that overtakes the API's answer
-                # still find its row (Twilio signs the whole URL, so it cannot be forged).
-                callback = f"{callback}?message_id={message.id}"
-            outgoing = OutgoingMessage(
-                to=message.to_number, from_=message.from_number, body=message.body,
-                content_sid=message.content_sid,
-                content_variables=(json.dumps(message.content_variables)
-                                   if message.content_variables else None),
-                status_callback=callback,
-            )
-            return _Claim(outgoing=outgoing,
-                          settle_since=message.created_at - CLOCK_SLACK if in_doubt else None)
+            return self.claim(session, message_id)
+
+    def claim(self, session: Session, message_id: int) -> Claim | None:
+        """Take a due message for sending, inside the caller's transaction.
+
+        The text-back is claimed in the transaction that stores it, so it goes out without
+        another round of database work; `send_claimed` then sends it.
+        """
+        now = utcnow()
+        message = session.get(Message, message_id)
+        if (message is None or message.direction != Direction.outbound
+                or message.status not in _LIVE
+                or (message.next_attempt_at is not None and message.next_attempt_at > now)):
+            return None
+        if message.twilio_sid:
+            # A delivery report named it after an unanswered attempt: Twilio has it.
+            message.status, message.next_attempt_at = MessageStatus.queued, None
+            message.error_code = None if message.error_code == IN_DOUBT else message.error_code
+            return None
+        # A row still `sending` here was abandoned by a crashed sender mid-request.
+        in_doubt = message.status == MessageStatus.sending or message.error_code == IN_DOUBT
+        claimed = session.execute(
+            update(Message)
+            .where(Message.id == message_id,
+                   Message.attempts == message.attempts,
+                   Message.status == message.status,
+                   ~_older_live_sibling())
+            .values(status=MessageStatus.sending, attempts=Message.attempts + 1,
+                    next_attempt_at=now + SENDING_LEASE)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not claimed:
+            return None  # someone else took it, or an older message must go first
+        callback = self._status_callback_url
+        if callback:
+            # Our id in the callback URL lets a report that overtakes the API's answer
+            # still find its row (Twilio signs the whole URL, so it cannot be forged).
+            callback = f"{callback}?message_id={message.id}"
+        outgoing = OutgoingMessage(
+            to=message.to_number, from_=message.from_number, body=message.body,
+            content_sid=message.content_sid,
+            content_variables=(json.dumps(message.content_variables)
+                               if message.content_variables else None),
+            status_callback=callback,
+        )
+        return Claim(outgoing=outgoing,
+                      settle_since=message.created_at - CLOCK_SLACK if in_doubt else None)
 
     async def _attempt(self, message_id: int) -> None:
         claim = await self._run(self._claim, message_id)
-        if claim is None:
-            return
+        if claim is not None:
+            await self.send_claimed(message_id, claim)
+
+    async def send_claimed(self, message_id: int, claim: Claim) -> None:
+        """Send a message `claim` took, and record what Twilio said."""
         try:
             sid = None
             if claim.settle_since is not None:
@@ -322,7 +336,7 @@ class Outbox:
             return
         await self._run(self._record_sent, message_id, sid)
 
-    async def _already_sent(self, message_id: int, claim: _Claim) -> str | None:
+    async def _already_sent(self, message_id: int, claim: Claim) -> str | None:
         """The SID of a message Twilio created from an earlier, unanswered attempt, if any."""
         candidates = await self._client.sent_since(
             to=claim.outgoing.to, from_=claim.outgoing.from_, since=claim.settle_since)
@@ -346,16 +360,22 @@ class Outbox:
         return None
 
     def _record_sent(self, message_id: int, sid: str) -> None:
+        # One statement, no ORM load: this runs once per message sent, bursts included.
+        sending = Message.status == MessageStatus.sending
+        now = literal(utcnow(), Message.sent_at.type)
         with self._sessions() as session, session.begin():
-            message = session.get(Message, message_id)
-            message.twilio_sid = message.twilio_sid or sid
-            message.error_code = None if message.error_code == IN_DOUBT else message.error_code
-            if message.status == MessageStatus.sending:
-                # A delivery report may have overtaken this answer; never move backwards.
-                message.status = MessageStatus.queued
-                message.status_updated_at = utcnow()
-            message.sent_at = utcnow()
-            message.next_attempt_at = None
+            session.execute(
+                update(Message).where(Message.id == message_id)
+                .values(
+                    twilio_sid=func.coalesce(Message.twilio_sid, sid),
+                    error_code=case((Message.error_code == IN_DOUBT, None),
+                                    else_=Message.error_code),
+                    # A delivery report may have overtaken this answer; never move backwards.
+                    status=case((sending, literal(MessageStatus.queued, Message.status.type)),
+                                else_=Message.status),
+                    status_updated_at=case((sending, now), else_=Message.status_updated_at),
+                    sent_at=now, next_attempt_at=None)
+                .execution_options(synchronize_session=False))
 
     def _record_failure(self, message_id: int, error: TwilioSendError) -> None:
         with self._sessions() as session, session.begin():

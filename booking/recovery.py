@@ -19,13 +19,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from booking import text_back as wording
-from booking.conversations import get_or_create_contact, get_or_create_thread, record_event
+from booking.conversations import get_or_create_contact, record_event, sender_id_for
+from booking.db import insert_ignoring_duplicates
 from booking.models import (
     Channel,
     ChannelPolicy,
@@ -96,7 +96,7 @@ def register_missed_call(
         return _repeat(*existing)
     contact_id, consent = _contact_for_call(session, clinic_id=clinic.id, phone=caller)
     inserted = session.execute(
-        _insert_ignoring_duplicates(session, MissedCall, ("clinic_id", "call_sid")).values(
+        insert_ignoring_duplicates(session, MissedCall, ("clinic_id", "call_sid")).values(
             clinic_id=clinic.id, contact_id=contact_id, call_sid=call_sid, source=source,
             dial_status=dial_status, occurred_at=occurred_at, status=MissedCallStatus.pending)
     )
@@ -120,21 +120,12 @@ def _contact_for_call(session: Session, *, clinic_id: int, phone: str) -> tuple[
 
     found = find()
     if found is None:
-        session.execute(_insert_ignoring_duplicates(session, Contact, ("clinic_id", "phone"))
+        session.execute(insert_ignoring_duplicates(session, Contact, ("clinic_id", "phone"))
                         .values(clinic_id=clinic_id, phone=phone, consent=Consent.implied,
                                 is_known_patient=False, whatsapp_unreachable=False,
                                 created_at=utcnow()))
         found = find()
     return found[0], found[1]
-
-
-def _insert_ignoring_duplicates(session: Session, model, unique: tuple[str, ...]):
-    """INSERT ... ON CONFLICT DO NOTHING, on PostgreSQL and SQLite alike."""
-    dialect = session.get_bind().dialect.name
-    build = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}.get(dialect)
-    if build is None:
-        raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
-    return build(model).on_conflict_do_nothing(index_elements=list(unique))
 
 
 def _repeat(missed_call_id: int, status: MissedCallStatus) -> RecordedCall:
@@ -143,43 +134,158 @@ def _repeat(missed_call_id: int, status: MissedCallStatus) -> RecordedCall:
                                              MissedCallStatus.duplicate))
 
 
-def text_back(session: Session, *, missed_call_id: int) -> MissedCallOutcome:
-    """Decide a pending missed call and store its text-back; a decided call is left alone.
+def text_back(session: Session, *, missed_call_id: int) -> MissedCallOutcome | None:
+    """Decide one pending missed call; see `decide_text_backs`."""
+    outcomes = decide_text_backs(session, [missed_call_id])
+    return outcomes[0] if outcomes else None
 
-    Raises AlreadyDecided when another process decided it during this transaction (the caller
-    rolls back, so nothing is stored twice).
+
+def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[MissedCallOutcome]:
+    """Decide pending missed calls and store their text-backs; decided calls are left alone.
+
+    Set-based, so a burst of calls is a handful of statements rather than a dozen per call:
+    fifty calls at once is what the clinic's phone does at nine in the morning. Returns one
+    outcome per call that was pending, in the order the calls were made. Raises AlreadyDecided
+    when another process decided one of them during this transaction (the caller rolls back, so
+    nothing is stored twice).
     """
-    missed = session.get(MissedCall, missed_call_id)
-    if missed is None or missed.status != MissedCallStatus.pending:
-        return _outcome(missed, message_ids=(), is_new=False)
-    clinic = session.get(Clinic, missed.clinic_id)
-    # One caller's calls are decided one at a time (a row lock on PostgreSQL), so three rings
-    # at once still make one text-back.
-    contact = session.execute(select(Contact).where(Contact.id == missed.contact_id)
-                              .with_for_update()).scalar_one()
-    occurred_at = missed.occurred_at
+    contact_ids = sorted(set(session.execute(
+        select(MissedCall.contact_id).where(MissedCall.id.in_(missed_call_ids),
+                                            MissedCall.status == MissedCallStatus.pending)
+    ).scalars()))
+    if not contact_ids:
+        return []
+    # One caller's calls are decided one at a time (row locks on PostgreSQL, taken in id order
+    # so two processes never wait on each other), so three rings at once make one text-back.
+    contacts = {contact.id: contact for contact in session.execute(
+        select(Contact).where(Contact.id.in_(contact_ids)).order_by(Contact.id)
+        .with_for_update()).scalars()}
+    # Read after the locks: a call another process decided meanwhile is no longer pending.
+    calls = list(session.execute(
+        select(MissedCall).where(MissedCall.id.in_(missed_call_ids),
+                                 MissedCall.status == MissedCallStatus.pending)
+        .order_by(MissedCall.occurred_at, MissedCall.id)).scalars())
+    if not calls:
+        return []
+    clinics = _clinics_with_hours(session, {call.clinic_id for call in calls})
+    last_texted = _last_texted(session, contact_ids=list(contacts),
+                               since=calls[0].occurred_at - REPEAT_CALL_WINDOW)
+    last_inbound = _last_inbound_channels(
+        session, [contacts[call.contact_id] for call in calls
+                  if clinics[call.clinic_id].channel_policy == ChannelPolicy.whatsapp_then_sms])
 
-    if contact.consent == Consent.opted_out:
-        _settle(session, missed, MissedCallStatus.opted_out)
-        return _outcome(missed, message_ids=(), is_new=True)
-    if _texted_recently(session, contact=contact, before=occurred_at, exclude=missed.id):
-        _settle(session, missed, MissedCallStatus.duplicate)
-        return _outcome(missed, message_ids=(), is_new=True)
+    outcomes, texting = [], []
+    for call in calls:
+        contact, clinic = contacts[call.contact_id], clinics[call.clinic_id]
+        if contact.consent == Consent.opted_out:
+            _settle(session, call, MissedCallStatus.opted_out)
+            outcomes.append(_outcome(call, message_ids=(), is_new=True))
+            continue
+        texted = last_texted.get(contact.id)
+        if texted is not None and texted >= call.occurred_at - REPEAT_CALL_WINDOW:
+            _settle(session, call, MissedCallStatus.duplicate)
+            outcomes.append(_outcome(call, message_ids=(), is_new=True))
+            continue
+        last_texted[contact.id] = call.occurred_at
+        channel = choose_channel(clinic=clinic, contact=contact, now=call.occurred_at,
+                                 last_inbound=last_inbound.get(contact.id))
+        texting.append((call, clinic, contact, channel))
+        outcomes.append(None)  # filled in once the threads exist
 
-    channel = choose_channel(clinic=clinic, contact=contact, now=occurred_at,
-                             last_inbound=_last_inbound_channel(session, contact=contact))
-    thread = get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel)
-    body = wording.compose(clinic=clinic, contact=contact, now=occurred_at)
-    template = _whatsapp_template(clinic=clinic, contact=contact, channel=channel,
-                                  now=occurred_at)
-    messages = enqueue(session, clinic=clinic, channel=channel, to_number=contact.phone,
-                       body=body, author="bot", thread=thread, contact=contact, **template)
-    _settle(session, missed, MissedCallStatus.texted, texted_at=occurred_at,
-            thread_id=thread.id)
-    record_event(session, clinic_id=clinic.id, kind="texted", contact_id=contact.id,
-                 thread_id=thread.id, detail={"channel": channel.value})
-    return _outcome(missed, message_ids=tuple(m.id for m in messages), is_new=True,
-                    thread=thread, channel=channel)
+    threads = _threads_for(session, [(clinic, contact, channel)
+                                     for _, clinic, contact, channel in texting])
+    texted_outcomes = iter([])
+    if texting:
+        texted_outcomes = iter(_store_text_backs(session, texting, threads))
+    return [outcome if outcome is not None else next(texted_outcomes) for outcome in outcomes]
+
+
+def _store_text_backs(session: Session, texting: list, threads: dict[int, Thread]
+                      ) -> list[MissedCallOutcome]:
+    stored = []
+    for call, clinic, contact, channel in texting:
+        thread = threads[contact.id]
+        template = _whatsapp_template(clinic=clinic, contact=contact, channel=channel,
+                                      now=call.occurred_at)
+        messages = enqueue(session, clinic=clinic, channel=channel, to_number=contact.phone,
+                           body=wording.compose(clinic=clinic, contact=contact,
+                                                now=call.occurred_at),
+                           author="bot", thread=thread, contact=contact, **template)
+        _settle(session, call, MissedCallStatus.texted, texted_at=call.occurred_at,
+                thread_id=thread.id)
+        stored.append(_outcome(call, message_ids=tuple(m.id for m in messages), is_new=True,
+                               thread=thread, channel=channel))
+    session.execute(insert(FunnelEvent), [
+        {"clinic_id": clinic.id, "kind": "texted", "contact_id": contact.id,
+         "thread_id": threads[contact.id].id, "detail": {"channel": channel.value},
+         "occurred_at": utcnow()}
+        for _, clinic, contact, channel in texting])
+    return stored
+
+
+def _clinics_with_hours(session: Session, clinic_ids: set[int]) -> dict[int, Clinic]:
+    """The clinics, with what the wording needs (opening hours, closures) loaded up front."""
+    return {clinic.id: clinic for clinic in session.execute(
+        select(Clinic).where(Clinic.id.in_(clinic_ids))
+        .options(selectinload(Clinic.opening_hours), selectinload(Clinic.closures))).scalars()}
+
+
+def _last_texted(session: Session, *, contact_ids: list[int], since: datetime
+                 ) -> dict[int, datetime]:
+    """Per contact, when we last texted them back after a missed call, if since `since`."""
+    return dict(session.execute(
+        select(MissedCall.contact_id, func.max(MissedCall.texted_at))
+        .where(MissedCall.contact_id.in_(contact_ids),
+               MissedCall.status == MissedCallStatus.texted, MissedCall.texted_at >= since)
+        .group_by(MissedCall.contact_id)).all())
+
+
+def _last_inbound_channels(session: Session, contacts: list[Contact]) -> dict[int, Channel]:
+    """Per contact, the channel they last wrote to the clinic on, if they ever did."""
+    if not contacts:
+        return {}
+    owner = {(contact.clinic_id, address): contact.id for contact in contacts
+             for address in (contact.phone, f"whatsapp:{contact.phone}")}
+    latest = (select(func.max(Message.id))
+              .where(Message.direction == Direction.inbound,
+                     Message.clinic_id.in_({contact.clinic_id for contact in contacts}),
+                     Message.from_number.in_({address for _, address in owner}))
+              .group_by(Message.clinic_id, Message.from_number))
+    channels: dict[int, tuple[int, Channel]] = {}
+    for message_id, clinic_id, from_number, channel in session.execute(
+            select(Message.id, Message.clinic_id, Message.from_number, Message.channel)
+            .where(Message.id.in_(latest))):
+        contact_id = owner.get((clinic_id, from_number))
+        if contact_id is not None and message_id > channels.get(contact_id, (0, None))[0]:
+            channels[contact_id] = (message_id, channel)
+    return {contact_id: channel for contact_id, (_, channel) in channels.items()}
+
+
+def _threads_for(session: Session, wanted: list[tuple[Clinic, Contact, Channel]]
+                 ) -> dict[int, Thread]:
+    """Each contact's thread (created when new), switched to the channel we now text on."""
+    if not wanted:
+        return {}
+    sender_ids = {sender_id_for(clinic_slug=clinic.slug, phone=contact.phone): contact
+                  for clinic, contact, _ in wanted}
+
+    def existing() -> dict[int, Thread]:
+        return {sender_ids[thread.sender_id].id: thread for thread in session.execute(
+            select(Thread).where(Thread.sender_id.in_(sender_ids))).scalars()}
+
+    threads = existing()
+    missing = [(clinic, contact, channel) for clinic, contact, channel in wanted
+               if contact.id not in threads]
+    if missing:
+        # A racing reply may create the same thread: the unique sender id settles it.
+        session.execute(insert_ignoring_duplicates(session, Thread, ("sender_id",)), [
+            {"clinic_id": clinic.id, "contact_id": contact.id, "channel": channel,
+             "sender_id": sender_id_for(clinic_slug=clinic.slug, phone=contact.phone)}
+            for clinic, contact, channel in missing])
+        threads = existing()
+    for _, contact, channel in wanted:
+        threads[contact.id].channel = channel
+    return threads
 
 
 def record_missed_call(
@@ -196,10 +302,9 @@ def record_missed_call(
     recorded = register_missed_call(session, clinic=clinic, caller=caller, call_sid=call_sid,
                                     dial_status=dial_status, source=source,
                                     occurred_at=occurred_at)
-    if not recorded.is_new:
-        return _outcome(session.get(MissedCall, recorded.missed_call_id), message_ids=(),
-                        is_new=False)
-    return text_back(session, missed_call_id=recorded.missed_call_id)
+    decided = recorded.is_new and text_back(session, missed_call_id=recorded.missed_call_id)
+    return decided or _outcome(session.get(MissedCall, recorded.missed_call_id),
+                               message_ids=(), is_new=False)
 
 
 def undecided_missed_calls(session: Session, *, recorded_before: datetime,
@@ -223,9 +328,9 @@ def _settle(session: Session, missed: MissedCall, status: MissedCallStatus, **va
     ).rowcount
     if not changed:
         raise AlreadyDecided(f"missed call {missed.id} was decided elsewhere")
-    missed.status = status
-    for key, value in values.items():
-        setattr(missed, key, value)
+    # The row already holds these values: mirror them without flushing them a second time.
+    for key, value in {"status": status, **values}.items():
+        set_committed_value(missed, key, value)
 
 
 def record_answered_call(
@@ -289,32 +394,10 @@ def _whatsapp_template(*, clinic: Clinic, contact: Contact, channel: Channel,
             "content_variables": {"1": clinic.name, "2": first_name or "there"}}
 
 
-def _last_inbound_channel(session: Session, *, contact: Contact) -> Channel | None:
-    """The channel this contact last wrote to the clinic on, if they ever did."""
-    return session.execute(
-        select(Message.channel)
-        .where(Message.clinic_id == contact.clinic_id, Message.direction == Direction.inbound,
-               Message.from_number.in_([contact.phone, f"whatsapp:{contact.phone}"]))
-        .order_by(Message.id.desc()).limit(1)
-    ).scalar_one_or_none()
-
-
 def _find(session: Session, *, clinic: Clinic, call_sid: str) -> MissedCall | None:
     return session.execute(
         select(MissedCall).where(MissedCall.clinic_id == clinic.id, MissedCall.call_sid == call_sid)
     ).scalar_one_or_none()
-
-
-def _texted_recently(session: Session, *, contact: Contact, before: datetime,
-                     exclude: int) -> bool:
-    return session.execute(
-        select(MissedCall.id).where(
-            MissedCall.contact_id == contact.id,
-            MissedCall.id != exclude,
-            MissedCall.status == MissedCallStatus.texted,
-            MissedCall.texted_at >= before - REPEAT_CALL_WINDOW,
-        ).limit(1)
-    ).first() is not None
 
 
 def _outcome(missed: MissedCall, *, message_ids: tuple[int, ...], is_new: bool,

@@ -2,15 +2,21 @@
 
 Listing is only used to settle a send whose outcome is unknown (the request left, no answer came
 back), so a retry does not text the patient twice.
+
+aiohttp rather than httpx: with fifty sends in flight httpx's connection pool spends
+milliseconds of CPU per request (encode/httpx#3215), which showed up as text-backs waiting on
+each other in bench/missed_calls.py. aiohttp is already installed for Rasa.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
-import httpx
+import aiohttp
 
 # Twilio answers 429 when rate-limited and 5xx when it is having a bad day; both are worth a retry.
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
@@ -67,47 +73,58 @@ class TwilioMessagesClient:
     def __init__(self, *, base_url: str, account_sid: str, auth_token: str, timeout: float = 5.0):
         self._base = base_url.rstrip("/")
         self._url = f"{self._base}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self._client = httpx.AsyncClient(auth=(account_sid, auth_token), timeout=timeout)
+        self._auth = aiohttp.BasicAuth(account_sid, auth_token)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use: an aiohttp session belongs to the event loop that runs it.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout,
+                                                  raise_for_status=False)
+        return self._session
 
     async def send(self, message: OutgoingMessage) -> str:
         """Create the message at Twilio and return its SID."""
         try:
-            response = await self._client.post(self._url, data=message.form())
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # Nothing left this machine: certainly not sent.
+            async with self._client().post(self._url, data=message.form()) as response:
+                status, body = response.status, await response.read()
+        except aiohttp.ClientConnectorError as exc:
+            # No connection was made: certainly not sent.
             raise TwilioSendError(f"Twilio unreachable: {exc!r}", retryable=True) from exc
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             raise TwilioSendError(f"no answer from Twilio: {exc!r}", retryable=True,
                                   in_doubt=True) from exc
-        if response.status_code in (200, 201):
-            return response.json()["sid"]
-        code = _error_code(response)
+        if status in (200, 201):
+            return json.loads(body)["sid"]
+        code = _error_code(body)
         raise TwilioSendError(
-            f"Twilio refused the message: HTTP {response.status_code}, code {code}",
-            retryable=response.status_code in RETRYABLE_STATUS,
-            in_doubt=response.status_code in IN_DOUBT_STATUS,
+            f"Twilio refused the message: HTTP {status}, code {code}",
+            retryable=status in RETRYABLE_STATUS,
+            in_doubt=status in IN_DOUBT_STATUS,
             code=code,
         )
 
     async def sent_since(self, *, to: str, from_: str, since: datetime) -> list[SentMessage]:
         """Messages from `from_` to `to` created at or after `since` (UTC), oldest first."""
-        params = {"To": to, "From": from_,
-                  "DateSent>": since.astimezone(timezone.utc).strftime("%Y-%m-%d"),
-                  "PageSize": "50"}
+        params: dict[str, str] | None = {
+            "To": to, "From": from_,
+            "DateSent>": since.astimezone(timezone.utc).strftime("%Y-%m-%d"), "PageSize": "50"}
         found: list[SentMessage] = []
         url: str | None = self._url
         for _ in range(MAX_LIST_PAGES):
             if url is None:
                 break
             try:
-                response = await self._client.get(url, params=params)
-            except httpx.HTTPError as exc:
+                async with self._client().get(url, params=params) as response:
+                    status, body = response.status, await response.read()
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
                 raise TwilioSendError(f"could not list messages: {exc!r}",
                                       retryable=True, in_doubt=True) from exc
-            if response.status_code != 200:
-                raise TwilioSendError(f"could not list messages: HTTP {response.status_code}",
+            if status != 200:
+                raise TwilioSendError(f"could not list messages: HTTP {status}",
                                       retryable=True, in_doubt=True)
-            page = response.json()
+            page = json.loads(body)
             for row in page.get("messages", []):
                 created = _parse_date(row.get("date_created"))
                 if created is None or created >= since.replace(microsecond=0):
@@ -119,7 +136,8 @@ class TwilioMessagesClient:
         return found
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _parse_date(value: str | None) -> datetime | None:
@@ -131,9 +149,9 @@ def _parse_date(value: str | None) -> datetime | None:
         return None
 
 
-def _error_code(response: httpx.Response) -> str | None:
+def _error_code(body: bytes) -> str | None:
     try:
-        code = response.json().get("code")
-    except ValueError:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
         return None
     return str(code) if code is not None else None

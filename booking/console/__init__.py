@@ -13,8 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from booking.console.auth import LoginRequired, LoginThrottle
 from booking.settings import Settings
@@ -41,22 +43,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.console_throttle = LoginThrottle(limit=settings.console_login_attempts)
     app.include_router(router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
-    app.add_middleware(
-        SessionMiddleware, secret_key=settings.session_secret, session_cookie="ringback_console",
-        max_age=settings.console_session_hours * 3600, same_site="lax",
-        https_only=settings.is_production,
-    )
-
-    @app.middleware("http")
-    async def console_headers(request: Request, call_next) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith(PREFIX):
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-            if not request.url.path.startswith(f"{PREFIX}/static"):
-                # Transcripts are health data: never kept in a shared browser's cache.
-                response.headers["Cache-Control"] = "no-store"
-        return response
+    app.add_middleware(ConsoleOnlyMiddleware, settings=settings)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _: LoginRequired) -> Response:
@@ -72,6 +59,42 @@ def install(app: FastAPI, settings: Settings) -> None:
         return render(request, "error.html", None, status_code=exc.status_code,
                       status=exc.status_code, detail=exc.detail)
 
+
+class ConsoleOnlyMiddleware:
+    """The console's session cookie and security headers, applied to /console paths only.
+
+    Plain ASGI rather than `@app.middleware("http")`: Twilio's webhooks pass straight through
+    without a cookie to parse or a response to re-stream, which kept a burst of missed calls
+    waiting (see bench/missed_calls.py).
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.console = SessionMiddleware(
+            self._with_headers, secret_key=settings.session_secret,
+            session_cookie="ringback_console", max_age=settings.console_session_hours * 3600,
+            same_site="lax", https_only=settings.is_production)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self.console(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _with_headers(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Transcripts are health data: never kept in a shared browser's cache.
+        no_store = not scope["path"].startswith(f"{PREFIX}/static")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if no_store:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _quote(path: str) -> str:

@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -32,6 +31,7 @@ from booking.console.auth import (
 from booking.escalation import acknowledge, resolve
 from booking.gateway.context import GatewayContext, get_context
 from booking.models import StaffMember, ThreadState, utcnow
+from booking.rasa_client import RasaUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ async def thread_updates(request: Request, thread_id: int, context: ContextDep, 
 async def _rasa_call(request: Request, coro) -> None:
     try:
         await coro
-    except httpx.HTTPError as exc:
+    except RasaUnavailable as exc:
         logger.error("Rasa did not take the pause/resume: %r", exc)
         raise HTTPException(502, "The bot service did not respond; nothing was changed. "
                                  "Try again in a moment.") from exc

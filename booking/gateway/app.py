@@ -24,6 +24,7 @@ def build_context(settings: Settings) -> GatewayContext:
                              outbox=Outbox.from_settings(settings),
                              rasa=RasaClient(base_url=settings.rasa_url))
     context.outbox.use_executor(context.executor)  # sending never queues before webhooks
+    context.text_backs = follow_up.TextBackDecisions(context)
     return context
 
 

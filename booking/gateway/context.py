@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy.orm import sessionmaker
@@ -18,6 +18,9 @@ from sqlalchemy.orm import sessionmaker
 from booking.outbox import Outbox
 from booking.rasa_client import RasaClient
 from booking.settings import Settings
+
+if TYPE_CHECKING:  # follow_up imports this module
+    from booking.gateway.follow_up import TextBackDecisions
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,16 +41,13 @@ class GatewayContext:
     outbox: Outbox
     rasa: RasaClient
     executor: ThreadPoolExecutor = field(default_factory=background_executor)
-    # SQLite has one writer at a time: deciding text-backs one by one avoids lock waits there.
-    decisions: asyncio.Semaphore = field(default=None)  # type: ignore[assignment]
+    # Set by the app once the context exists (it needs the context): see follow_up.
+    text_backs: TextBackDecisions = field(init=False)
     # Numbers -> (expiry, clinic facts) for the hot webhook paths; see voice.clinic_facts.
     clinic_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        if self.decisions is None:
-            sqlite = self.settings.database_url.startswith("sqlite")
-            self.decisions = asyncio.Semaphore(1 if sqlite else BACKGROUND_THREADS)
         self._webhooks_in_flight = 0
         self._no_webhooks = asyncio.Event()
         self._no_webhooks.set()
@@ -90,5 +90,6 @@ class GatewayContext:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def get_context(request: Request) -> GatewayContext:
+async def get_context(request: Request) -> GatewayContext:
+    # async: FastAPI runs a plain `def` dependency on a worker thread, on every request.
     return request.app.state.context

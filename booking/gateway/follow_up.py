@@ -1,8 +1,10 @@
 """After a missed call is stored: decide its text-back, send it, then tell Rasa the thread began.
 
 The webhook only stores the call (so Twilio gets its answer fast); everything here runs after
-the answer, on the gateway's background threads. Calls a crash left undecided are picked up by
-`sweep_undecided`, so none is lost.
+the answer, on the gateway's background threads. Calls are decided in batches: whatever calls
+are waiting when the previous batch is done make up the next one, so fifty calls at once cost a
+few transactions, not fifty. Calls a crash left undecided are picked up by `sweep_undecided`,
+so none is lost.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ import asyncio
 import logging
 from datetime import timedelta
 
-import httpx
-
 from booking.gateway.context import GatewayContext
 from booking.models import utcnow
+from booking.outbox import Claim
+from booking.rasa_client import RasaUnavailable
 from booking.recovery import (
     AlreadyDecided,
     MissedCallOutcome,
-    text_back,
+    decide_text_backs,
     undecided_missed_calls,
 )
 
@@ -27,32 +29,105 @@ logger = logging.getLogger(__name__)
 # A call is left to its own follow-up this long before the sweeper takes it as abandoned.
 UNDECIDED_GRACE = timedelta(seconds=10)
 SWEEP_INTERVAL_SECONDS = 2.0
+MAX_BATCH = 50
+
+Decided = tuple[MissedCallOutcome, Claim | None]
 
 
 async def follow_up(context: GatewayContext, missed_call_id: int) -> None:
-    await context.give_way_to_webhooks()
-    async with context.decisions:
-        outcome = await context.in_background(_decide, context, missed_call_id)
-    if outcome is None or not outcome.message_ids:
+    decided = await context.text_backs.decide(missed_call_id)
+    if decided is None:  # decided already, here or by another process
         return
-    await context.outbox.deliver(outcome.message_ids)
+    outcome, first_claim = decided
+    if not outcome.message_ids:
+        return
+    first, *rest = outcome.message_ids
+    if first_claim is not None:
+        await context.outbox.send_claimed(first, first_claim)
+    else:  # an older message to this patient goes first; the outbox keeps the order
+        rest = outcome.message_ids
+    await context.outbox.deliver(rest)
     try:
         await context.rasa.trigger_intent(
             sender_id=outcome.sender_id, intent="EXTERNAL_missed_call",
             channel=outcome.channel.value,
         )
-    except httpx.HTTPError:
+    except RasaUnavailable:
         # The text-back is out; without this event the dialogue still handles the reply,
         # it only lacks the "you called us" context.
         logger.warning("could not tell Rasa about missed call %s", outcome.missed_call_id)
 
 
-def _decide(context: GatewayContext, missed_call_id: int) -> MissedCallOutcome | None:
+class TextBackDecisions:
+    """Decides missed calls in batches, one batch at a time per gateway process."""
+
+    def __init__(self, context: GatewayContext) -> None:
+        self._context = context
+        self._waiting: dict[int, list[asyncio.Future]] = {}
+        self._draining = False
+
+    async def decide(self, missed_call_id: int) -> Decided | None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(missed_call_id, []).append(future)
+        if not self._draining:
+            self._draining = True
+            self._context.spawn(self._drain(), name="text-back decisions")
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                await self._context.give_way_to_webhooks()
+                batch = dict(list(self._waiting.items())[:MAX_BATCH])
+                for missed_call_id in batch:
+                    del self._waiting[missed_call_id]
+                try:
+                    decided = await self._context.in_background(_decide, self._context,
+                                                                list(batch))
+                except Exception as exc:  # the database is down: the sweeper tries again
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():  # a follow-up cancelled at shutdown
+                                future.set_exception(exc)
+                    continue
+                for missed_call_id, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(decided.get(missed_call_id))
+        finally:
+            self._draining = False
+
+
+def _decide(context: GatewayContext, missed_call_ids: list[int]) -> dict[int, Decided]:
+    """Store the text-backs and claim their first messages for sending, in one transaction.
+
+    When the batch fails (another process decided one of its calls, or one call cannot be
+    texted), its calls are decided one by one, so one bad call holds no other back.
+    """
     try:
-        with context.sessions() as session, session.begin():
-            return text_back(session, missed_call_id=missed_call_id)
+        return _decide_together(context, missed_call_ids)
     except AlreadyDecided:
-        return None  # another process stored its text-back first
+        if len(missed_call_ids) == 1:
+            return {}  # another process stored its text-back first
+    except Exception:
+        if len(missed_call_ids) == 1:
+            raise
+    decided = {}
+    for missed_call_id in missed_call_ids:
+        try:
+            decided.update(_decide_together(context, [missed_call_id]))
+        except AlreadyDecided:
+            pass  # another process stored its text-back first
+        except Exception:
+            logger.exception("missed call %s: text-back not decided", missed_call_id)
+    return decided
+
+
+def _decide_together(context: GatewayContext, missed_call_ids: list[int]) -> dict[int, Decided]:
+    with context.sessions() as session, session.begin():
+        return {outcome.missed_call_id: (outcome, context.outbox.claim(
+                    session, outcome.message_ids[0]) if outcome.message_ids else None)
+                for outcome in decide_text_backs(session, missed_call_ids)}
 
 
 async def sweep_undecided(context: GatewayContext, *,
@@ -64,10 +139,12 @@ async def sweep_undecided(context: GatewayContext, *,
 
     while True:
         try:
-            for missed_call_id in await context.in_background(due):
+            due_ids = await context.in_background(due)
+            for missed_call_id in due_ids:
                 logger.warning("missed call %s was left undecided; deciding it now",
                                missed_call_id)
-                await follow_up(context, missed_call_id)
+            await asyncio.gather(*(follow_up(context, missed_call_id)
+                                   for missed_call_id in due_ids))
         except Exception:  # the sweeper must outlive a database blip
             logger.exception("sweep of undecided missed calls failed")
         await asyncio.sleep(interval)

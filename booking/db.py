@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,10 +32,22 @@ def make_engine(database_url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(database_url, future=True)
+    # The gateway's webhook and background threads each hold a connection while they work;
+    # connections beyond pool_size are closed on return, so a burst would reconnect each time.
+    engine = create_engine(database_url, future=True, pool_size=POOL_SIZE, max_overflow=10)
     event.listen(engine, "checkin", _note_idle_since)
     event.listen(engine, "checkout", _ping_if_idle)
     return engine
+
+
+POOL_SIZE = 12
+
+
+def warm_up(engine: Engine, connections: int = POOL_SIZE) -> None:
+    """Open the pool's connections now, so the first burst of calls does not wait for them."""
+    with ExitStack() as held:
+        for _ in range(connections):
+            held.enter_context(engine.connect())
 
 
 # A connection idle this long may have been cut (a database restart, a firewall's idle timeout):

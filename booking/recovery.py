@@ -72,6 +72,18 @@ class MissedCallOutcome:
     is_new: bool  # False when the decision had been made already
 
 
+@dataclass(frozen=True)
+class CallReport:
+    """A missed call as a webhook reports it, before it is stored."""
+
+    clinic_id: int
+    caller: str
+    call_sid: str
+    dial_status: str
+    source: str
+    occurred_at: datetime
+
+
 def register_missed_call(
     session: Session,
     *,
@@ -82,50 +94,83 @@ def register_missed_call(
     source: str,
     occurred_at: datetime,
 ) -> RecordedCall:
-    """Store a missed call as pending, once per CallSid; the text-back is decided afterwards.
+    """Store one missed call as pending; see `register_missed_calls`."""
+    return register_missed_calls(session, [CallReport(
+        clinic_id=clinic.id, caller=caller, call_sid=call_sid, dial_status=dial_status,
+        source=source, occurred_at=occurred_at)])[0]
 
-    This is on the path Twilio waits on, so it is a handful of plain statements: look for the
-    CallSid, find or add the contact, add the call (a racing duplicate is skipped by the unique
-    key, not by an error), and the funnel event.
+
+def register_missed_calls(session: Session, reports: list[CallReport]) -> list[RecordedCall]:
+    """Store missed calls as pending, once per CallSid; their text-backs are decided afterwards.
+
+    This is on the path Twilio waits on, so it is a few set-based statements whatever the
+    number of calls: find or add the callers, look for CallSids already stored, add the rest (a
+    CallSid stored meanwhile by another process is skipped by the unique key, not by an error).
+    Funnel events are written when the calls are decided. Returns one result per report.
     """
-    existing = session.execute(
-        select(MissedCall.id, MissedCall.status)
-        .where(MissedCall.clinic_id == clinic.id, MissedCall.call_sid == call_sid)
-    ).first()
-    if existing is not None:
-        return _repeat(*existing)
-    contact_id, consent = _contact_for_call(session, clinic_id=clinic.id, phone=caller)
-    inserted = session.execute(
-        insert_ignoring_duplicates(session, MissedCall, ("clinic_id", "call_sid")).values(
-            clinic_id=clinic.id, contact_id=contact_id, call_sid=call_sid, source=source,
-            dial_status=dial_status, occurred_at=occurred_at, status=MissedCallStatus.pending)
-    )
-    if inserted.rowcount != 1:  # the same CallSid, delivered twice at once
-        return _repeat(*session.execute(
-            select(MissedCall.id, MissedCall.status)
-            .where(MissedCall.clinic_id == clinic.id, MissedCall.call_sid == call_sid)
-        ).one())
-    session.execute(insert(FunnelEvent).values(
-        clinic_id=clinic.id, kind="missed", contact_id=contact_id, occurred_at=utcnow(),
-        detail={"source": source, "dial_status": dial_status}))
-    return RecordedCall(missed_call_id=inserted.inserted_primary_key[0],
-                        status=MissedCallStatus.pending, is_new=True,
-                        will_text=consent != Consent.opted_out)
+    contacts = _contacts_for_calls(session, {(r.clinic_id, r.caller) for r in reports})
+    keys = {(r.clinic_id, r.call_sid) for r in reports}
+    stored_before = _stored_calls(session, keys)
+    new = {(r.clinic_id, r.call_sid): r for r in reversed(reports)
+           if (r.clinic_id, r.call_sid) not in stored_before}  # the first report of a CallSid
+    if new:
+        session.execute(
+            insert_ignoring_duplicates(session, MissedCall, ("clinic_id", "call_sid")),
+            [{"clinic_id": r.clinic_id, "contact_id": contacts[r.clinic_id, r.caller][0],
+              "call_sid": r.call_sid, "source": r.source, "dial_status": r.dial_status,
+              "occurred_at": r.occurred_at, "status": MissedCallStatus.pending}
+             for r in new.values()])
+    # A CallSid another process stored between our look and our insert counts as new here too;
+    # that only means a second follow-up, which finds the call decided and does nothing.
+    stored = _stored_calls(session, set(new)) if new else {}
+    recorded, answered = [], set()
+    for report in reports:
+        key = (report.clinic_id, report.call_sid)
+        if key in stored_before or key in answered:
+            recorded.append(_repeat(*(stored_before.get(key) or stored[key])))
+            continue
+        answered.add(key)
+        missed_call_id, status = stored[key]
+        recorded.append(RecordedCall(
+            missed_call_id=missed_call_id, status=status, is_new=True,
+            will_text=contacts[report.clinic_id, report.caller][1] != Consent.opted_out))
+    return recorded
 
 
-def _contact_for_call(session: Session, *, clinic_id: int, phone: str) -> tuple[int, Consent]:
-    def find():
-        return session.execute(select(Contact.id, Contact.consent).where(
-            Contact.clinic_id == clinic_id, Contact.phone == phone)).first()
+def _stored_calls(session: Session, keys: set[tuple[int, str]]
+                  ) -> dict[tuple[int, str], tuple[int, MissedCallStatus]]:
+    rows = session.execute(
+        select(MissedCall.clinic_id, MissedCall.call_sid, MissedCall.id, MissedCall.status)
+        .where(MissedCall.clinic_id.in_({clinic_id for clinic_id, _ in keys}),
+               MissedCall.call_sid.in_({call_sid for _, call_sid in keys})))
+    return {(clinic_id, call_sid): (missed_call_id, status)
+            for clinic_id, call_sid, missed_call_id, status in rows
+            if (clinic_id, call_sid) in keys}
 
-    found = find()
-    if found is None:
-        session.execute(insert_ignoring_duplicates(session, Contact, ("clinic_id", "phone"))
-                        .values(clinic_id=clinic_id, phone=phone, consent=Consent.implied,
-                                is_known_patient=False, whatsapp_unreachable=False,
-                                created_at=utcnow()))
-        found = find()
-    return found[0], found[1]
+
+def _contacts_for_calls(session: Session, callers: set[tuple[int, str]]
+                        ) -> dict[tuple[int, str], tuple[int, Consent]]:
+    """(clinic, phone) -> (contact id, consent), adding the callers we never heard from."""
+    def find(wanted: set[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, Consent]]:
+        rows = session.execute(
+            select(Contact.clinic_id, Contact.phone, Contact.id, Contact.consent)
+            .where(Contact.clinic_id.in_({clinic_id for clinic_id, _ in wanted}),
+                   Contact.phone.in_({phone for _, phone in wanted})))
+        return {(clinic_id, phone): (contact_id, consent)
+                for clinic_id, phone, contact_id, consent in rows
+                if (clinic_id, phone) in wanted}
+
+    found = find(callers)
+    missing = callers - set(found)
+    if missing:
+        now = utcnow()
+        # Another webhook may add the same caller at the same moment: the unique key settles it.
+        session.execute(insert_ignoring_duplicates(session, Contact, ("clinic_id", "phone")), [
+            {"clinic_id": clinic_id, "phone": phone, "consent": Consent.implied,
+             "is_known_patient": False, "whatsapp_unreachable": False, "created_at": now}
+            for clinic_id, phone in missing])
+        found.update(find(missing))
+    return found
 
 
 def _repeat(missed_call_id: int, status: MissedCallStatus) -> RecordedCall:
@@ -157,9 +202,11 @@ def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[Miss
         return []
     # One caller's calls are decided one at a time (row locks on PostgreSQL, taken in id order
     # so two processes never wait on each other), so three rings at once make one text-back.
+    # NO KEY UPDATE: a webhook storing this caller's next call (a foreign key to the contact)
+    # does not wait for the decision.
     contacts = {contact.id: contact for contact in session.execute(
         select(Contact).where(Contact.id.in_(contact_ids)).order_by(Contact.id)
-        .with_for_update()).scalars()}
+        .with_for_update(key_share=True)).scalars()}
     # Read after the locks: a call another process decided meanwhile is no longer pending.
     calls = list(session.execute(
         select(MissedCall).where(MissedCall.id.in_(missed_call_ids),
@@ -174,53 +221,48 @@ def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[Miss
         session, [contacts[call.contact_id] for call in calls
                   if clinics[call.clinic_id].channel_policy == ChannelPolicy.whatsapp_then_sms])
 
-    outcomes, texting = [], []
+    outcomes: dict[int, MissedCallOutcome] = {}
+    texting = []
     for call in calls:
         contact, clinic = contacts[call.contact_id], clinics[call.clinic_id]
+        texted = last_texted.get(contact.id)
         if contact.consent == Consent.opted_out:
             _settle(session, call, MissedCallStatus.opted_out)
-            outcomes.append(_outcome(call, message_ids=(), is_new=True))
-            continue
-        texted = last_texted.get(contact.id)
-        if texted is not None and texted >= call.occurred_at - REPEAT_CALL_WINDOW:
+        elif texted is not None and texted >= call.occurred_at - REPEAT_CALL_WINDOW:
             _settle(session, call, MissedCallStatus.duplicate)
-            outcomes.append(_outcome(call, message_ids=(), is_new=True))
+        else:
+            last_texted[contact.id] = call.occurred_at
+            texting.append((call, clinic, contact, choose_channel(
+                clinic=clinic, contact=contact, now=call.occurred_at,
+                last_inbound=last_inbound.get(contact.id))))
             continue
-        last_texted[contact.id] = call.occurred_at
-        channel = choose_channel(clinic=clinic, contact=contact, now=call.occurred_at,
-                                 last_inbound=last_inbound.get(contact.id))
-        texting.append((call, clinic, contact, channel))
-        outcomes.append(None)  # filled in once the threads exist
+        outcomes[call.id] = _outcome(call, message_ids=(), is_new=True)
 
     threads = _threads_for(session, [(clinic, contact, channel)
                                      for _, clinic, contact, channel in texting])
-    texted_outcomes = iter([])
-    if texting:
-        texted_outcomes = iter(_store_text_backs(session, texting, threads))
-    return [outcome if outcome is not None else next(texted_outcomes) for outcome in outcomes]
-
-
-def _store_text_backs(session: Session, texting: list, threads: dict[int, Thread]
-                      ) -> list[MissedCallOutcome]:
-    stored = []
     for call, clinic, contact, channel in texting:
         thread = threads[contact.id]
         template = _whatsapp_template(clinic=clinic, contact=contact, channel=channel,
                                       now=call.occurred_at)
+        body = wording.compose(clinic=clinic, contact=contact, now=call.occurred_at)
         messages = enqueue(session, clinic=clinic, channel=channel, to_number=contact.phone,
-                           body=wording.compose(clinic=clinic, contact=contact,
-                                                now=call.occurred_at),
-                           author="bot", thread=thread, contact=contact, **template)
+                           body=body, author="bot", thread=thread, contact=contact, **template)
         _settle(session, call, MissedCallStatus.texted, texted_at=call.occurred_at,
                 thread_id=thread.id)
-        stored.append(_outcome(call, message_ids=tuple(m.id for m in messages), is_new=True,
-                               thread=thread, channel=channel))
+        outcomes[call.id] = _outcome(call, message_ids=tuple(m.id for m in messages),
+                                     is_new=True, thread=thread, channel=channel)
+
+    now = utcnow()
     session.execute(insert(FunnelEvent), [
-        {"clinic_id": clinic.id, "kind": "texted", "contact_id": contact.id,
-         "thread_id": threads[contact.id].id, "detail": {"channel": channel.value},
-         "occurred_at": utcnow()}
-        for _, clinic, contact, channel in texting])
-    return stored
+        *({"clinic_id": call.clinic_id, "kind": "missed", "contact_id": call.contact_id,
+           "thread_id": None, "occurred_at": call.occurred_at,
+           "detail": {"source": call.source, "dial_status": call.dial_status}}
+          for call in calls),
+        *({"clinic_id": clinic.id, "kind": "texted", "contact_id": contact.id,
+           "thread_id": threads[contact.id].id, "occurred_at": now,
+           "detail": {"channel": channel.value}}
+          for _, clinic, contact, channel in texting)])
+    return [outcomes[call.id] for call in calls]
 
 
 def _clinics_with_hours(session: Session, clinic_ids: set[int]) -> dict[int, Clinic]:

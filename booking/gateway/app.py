@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
 from booking import console
-from booking.db import get_engine, session_factory
+from booking.db import get_engine, session_factory, warm_up
 from booking.gateway import follow_up, messaging_status, missed_call_hook, voice
+from booking.gateway.batching import Batches
 from booking.gateway.context import GatewayContext
 from booking.outbox import Outbox
 from booking.rasa_client import RasaClient
 from booking.settings import Settings, get_settings
 from booking.staff_alerts import EscalationAlerts
+
+logger = logging.getLogger(__name__)
+BATCH_SIZE = 50
 
 
 def build_context(settings: Settings) -> GatewayContext:
@@ -24,7 +31,12 @@ def build_context(settings: Settings) -> GatewayContext:
                              outbox=Outbox.from_settings(settings),
                              rasa=RasaClient(base_url=settings.rasa_url))
     context.outbox.use_executor(context.executor)  # sending never queues before webhooks
-    context.text_backs = follow_up.TextBackDecisions(context)
+    # Both batch what arrives together: a burst of calls is a few transactions, not one each.
+    context.missed_calls = Batches(functools.partial(voice.record_calls, context),
+                                   spawn=context.spawn, max_size=BATCH_SIZE)
+    context.text_backs = Batches(functools.partial(follow_up.decide_batch, context),
+                                 spawn=context.spawn, max_size=BATCH_SIZE,
+                                 before_each=context.give_way_to_webhooks)
     return context
 
 
@@ -35,6 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = build_context(settings)
         app.state.context = context
+        try:
+            await asyncio.to_thread(warm_up, get_engine(settings.database_url))
+        except SQLAlchemyError:  # the database is not up yet: connect when it is needed
+            logger.warning("could not open database connections at start", exc_info=True)
         sweeper = asyncio.create_task(context.outbox.run(), name="outbox sweeper")
         undecided = asyncio.create_task(follow_up.sweep_undecided(context),
                                         name="undecided missed calls")

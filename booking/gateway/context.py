@@ -20,7 +20,9 @@ from booking.rasa_client import RasaClient
 from booking.settings import Settings
 
 if TYPE_CHECKING:  # follow_up imports this module
-    from booking.gateway.follow_up import TextBackDecisions
+    from booking.gateway.batching import Batches
+    from booking.gateway.follow_up import Decided
+    from booking.recovery import CallReport, RecordedCall
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,8 +43,9 @@ class GatewayContext:
     outbox: Outbox
     rasa: RasaClient
     executor: ThreadPoolExecutor = field(default_factory=background_executor)
-    # Set by the app once the context exists (it needs the context): see follow_up.
-    text_backs: TextBackDecisions = field(init=False)
+    # Set by the app once the context exists, as they need it: see app.build_context.
+    missed_calls: Batches[CallReport, RecordedCall] = field(init=False)
+    text_backs: Batches[int, Decided | None] = field(init=False)
     # Numbers -> (expiry, clinic facts) for the hot webhook paths; see voice.clinic_facts.
     clinic_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)

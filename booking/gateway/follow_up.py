@@ -1,10 +1,9 @@
 """After a missed call is stored: decide its text-back, send it, then tell Rasa the thread began.
 
 The webhook only stores the call (so Twilio gets its answer fast); everything here runs after
-the answer, on the gateway's background threads. Calls are decided in batches: whatever calls
-are waiting when the previous batch is done make up the next one, so fifty calls at once cost a
-few transactions, not fifty. Calls a crash left undecided are picked up by `sweep_undecided`,
-so none is lost.
+the answer, on the gateway's background threads, in batches (`context.text_backs`), so fifty
+calls at once cost a few transactions, not fifty. Calls a crash left undecided are picked up by
+`sweep_undecided`, so none is lost.
 """
 
 from __future__ import annotations
@@ -29,13 +28,11 @@ logger = logging.getLogger(__name__)
 # A call is left to its own follow-up this long before the sweeper takes it as abandoned.
 UNDECIDED_GRACE = timedelta(seconds=10)
 SWEEP_INTERVAL_SECONDS = 2.0
-MAX_BATCH = 50
-
 Decided = tuple[MissedCallOutcome, Claim | None]
 
 
 async def follow_up(context: GatewayContext, missed_call_id: int) -> None:
-    decided = await context.text_backs.decide(missed_call_id)
+    decided = await context.text_backs.submit(missed_call_id)
     if decided is None:  # decided already, here or by another process
         return
     outcome, first_claim = decided
@@ -58,44 +55,11 @@ async def follow_up(context: GatewayContext, missed_call_id: int) -> None:
         logger.warning("could not tell Rasa about missed call %s", outcome.missed_call_id)
 
 
-class TextBackDecisions:
-    """Decides missed calls in batches, one batch at a time per gateway process."""
-
-    def __init__(self, context: GatewayContext) -> None:
-        self._context = context
-        self._waiting: dict[int, list[asyncio.Future]] = {}
-        self._draining = False
-
-    async def decide(self, missed_call_id: int) -> Decided | None:
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(missed_call_id, []).append(future)
-        if not self._draining:
-            self._draining = True
-            self._context.spawn(self._drain(), name="text-back decisions")
-        return await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                await self._context.give_way_to_webhooks()
-                batch = dict(list(self._waiting.items())[:MAX_BATCH])
-                for missed_call_id in batch:
-                    del self._waiting[missed_call_id]
-                try:
-                    decided = await self._context.in_background(_decide, self._context,
-                                                                list(batch))
-                except Exception as exc:  # the database is down: the sweeper tries again
-                    for futures in batch.values():
-                        for future in futures:
-                            if not future.done():  # a follow-up cancelled at shutdown
-                                future.set_exception(exc)
-                    continue
-                for missed_call_id, futures in batch.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(decided.get(missed_call_id))
-        finally:
-            self._draining = False
+async def decide_batch(context: GatewayContext, missed_call_ids: list[int]
+                       ) -> list[Decided | None]:
+    """One batch of `context.text_backs`: None for a call that was decided already."""
+    decided = await context.in_background(_decide, context, missed_call_ids)
+    return [decided.get(missed_call_id) for missed_call_id in missed_call_ids]
 
 
 def _decide(context: GatewayContext, missed_call_ids: list[int]) -> dict[int, Decided]:

@@ -1,8 +1,8 @@
 """Twilio Voice: ring the front desk, and treat every way the Dial can fail as a missed call.
 
 The call is recorded before any webhook answers (idempotent on CallSid), so a crash after the
-answer loses nothing; the text-back goes out from the outbox after the answer. Database work
-runs in worker threads so fifty calls at once do not queue behind each other's queries.
+answer loses nothing; the text-back goes out from the outbox after the answer. Calls reported
+together are stored together (`context.missed_calls`), so fifty at once are a few commits.
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ from booking.gateway.twilio_auth import TwilioForm, require
 from booking.models import Clinic, utcnow
 from booking.opening_hours import is_open_at, next_opening
 from booking.phones import try_e164
-from booking.recovery import RecordedCall, record_answered_call, register_missed_call
+from booking.recovery import (
+    CallReport,
+    RecordedCall,
+    record_answered_call,
+    register_missed_call,
+    register_missed_calls,
+)
 from booking.text_back import describe_opening
 
 logger = logging.getLogger(__name__)
@@ -83,15 +89,37 @@ class ClinicFacts:
 CLINIC_FACTS_SECONDS = 30.0
 
 
-def clinic_facts(context: GatewayContext, session, number: str) -> ClinicFacts:
+async def clinic_facts(context: GatewayContext, number: str) -> ClinicFacts:
     now = time.monotonic()
     cached = context.clinic_cache.get(number)
     if cached is not None and cached[0] > now:
         return cached[1]
-    clinic = _clinic_for(session, number)
-    facts = ClinicFacts(id=clinic.id, slug=clinic.slug, name=clinic.name, country=clinic.country)
+
+    def look_up() -> ClinicFacts:
+        with context.sessions() as session:
+            clinic = _clinic_for(session, number)
+            return ClinicFacts(id=clinic.id, slug=clinic.slug, name=clinic.name,
+                               country=clinic.country)
+
+    facts = await asyncio.to_thread(look_up)
     context.clinic_cache[number] = (now + CLINIC_FACTS_SECONDS, facts)
     return facts
+
+
+async def record_calls(context: GatewayContext, reports: list[CallReport]) -> list[RecordedCall]:
+    """One batch of `context.missed_calls`: stored, and committed, before any webhook answers."""
+    def record() -> list[RecordedCall]:
+        with context.sessions() as session, session.begin():
+            return register_missed_calls(session, reports)
+
+    return await asyncio.to_thread(record)
+
+
+async def _report(context: GatewayContext, clinic: ClinicFacts, *, caller: str, call_sid: str,
+                  dial_status: str) -> RecordedCall:
+    return await context.missed_calls.submit(CallReport(
+        clinic_id=clinic.id, caller=caller, call_sid=call_sid, dial_status=dial_status,
+        source="twilio", occurred_at=utcnow()))
 
 
 def _bare(number: str) -> str:
@@ -166,29 +194,27 @@ async def dial_status(params: TwilioForm, context: Context) -> Response:
     # Voicemail, or a screening whisper nobody accepted, never bridges the caller.
     missed = status in MISSED_DIAL_STATUSES or params.get("DialBridged") == "false"
 
-    def record() -> tuple[VoiceResponse, RecordedCall | None]:
-        response = VoiceResponse()
-        with context.sessions() as session, session.begin():
-            clinic = clinic_facts(context, session, to)
-            caller = try_e164(caller_raw, default_region=clinic.country)
-            if not missed:
-                if caller is not None:
+    clinic = await clinic_facts(context, to)
+    caller = try_e164(caller_raw, default_region=clinic.country)
+    response = VoiceResponse()
+    if not missed:
+        if caller is not None:
+            def record_answered() -> None:
+                with context.sessions() as session, session.begin():
                     record_answered_call(session, clinic=clinic, caller=caller,
                                          call_sid=call_sid, occurred_at=utcnow())
-                return response, None
-            recorded = None
-            if caller is not None:
-                recorded = register_missed_call(session, clinic=clinic, caller=caller,
-                                                call_sid=call_sid, dial_status=status,
-                                                source="twilio", occurred_at=utcnow())
-            texting = recorded is not None and recorded.will_text
-            response.say(f"Sorry, nobody at {clinic.name} could take your call."
-                         + (" We are sending you a text message now." if texting
-                            else " Please try again later."))
-            response.hangup()
-            return response, recorded
 
-    response, recorded = await asyncio.to_thread(record)
+            await asyncio.to_thread(record_answered)
+        return _twiml(response)
+    recorded = None
+    if caller is not None:  # withheld numbers cannot be texted back
+        recorded = await _report(context, clinic, caller=caller, call_sid=call_sid,
+                                 dial_status=status)
+    texting = recorded is not None and recorded.will_text
+    response.say(f"Sorry, nobody at {clinic.name} could take your call."
+                 + (" We are sending you a text message now." if texting
+                    else " Please try again later."))
+    response.hangup()
     _spawn_follow_up(context, recorded, call_sid)
     return _twiml(response)
 
@@ -204,17 +230,12 @@ async def call_status(params: TwilioForm, context: Context) -> Response:
     if status not in FINAL_CALL_STATUSES:
         return Response(status_code=204)
 
-    def record() -> RecordedCall | None:
-        with context.sessions() as session, session.begin():
-            clinic = clinic_facts(context, session, to)
-            caller = try_e164(caller_raw, default_region=clinic.country)
-            if caller is None:
-                return None
-            return register_missed_call(session, clinic=clinic, caller=caller,
-                                        call_sid=call_sid, dial_status=f"call-{status}",
-                                        source="twilio", occurred_at=utcnow())
-
-    _spawn_follow_up(context, await asyncio.to_thread(record), call_sid)
+    clinic = await clinic_facts(context, to)
+    caller = try_e164(caller_raw, default_region=clinic.country)
+    if caller is not None:
+        recorded = await _report(context, clinic, caller=caller, call_sid=call_sid,
+                                 dial_status=f"call-{status}")
+        _spawn_follow_up(context, recorded, call_sid)
     return Response(status_code=204)
 
 

@@ -1,17 +1,17 @@
 """The missed-call path, top to bottom: record it, decide, text back, tell the dialogue.
 
-1. `register_missed_call` runs inside the webhook, before it answers: it stores the call once
-   per CallSid, as `pending`. That is all Twilio waits for, so fifty calls at once are answered
-   quickly, and a crash after the answer loses nothing: the call is in the database.
-2. `text_back` runs straight after the answer (and, for anything a crash left `pending`, from
-   the gateway's sweeper): it works out whether this caller should hear from us (opted out?
-   texted a few minutes ago?), on which channel and in which words, and writes the text-back
-   into the outbox, in one transaction that only one process can complete for a call.
-3. The gateway then delivers the stored text-back and tells Rasa the thread began
+1. `register_missed_calls` runs before the webhooks answer: it stores each call once per
+   CallSid, as `pending`, for all the calls reported together. That is all Twilio waits for, so
+   fifty calls at once are answered quickly, and a crash after the answer loses nothing.
+2. `decide_text_backs` runs straight after the answer (and, for anything a crash left
+   `pending`, from the gateway's sweeper): it works out whether each caller should hear from us
+   (opted out? texted a few minutes ago?), on which channel and in which words, and writes the
+   text-backs into the outbox and the funnel events, in one transaction that only one process
+   can complete for a call.
+3. The gateway then delivers the stored text-backs and tells Rasa each thread began
    (`EXTERNAL_missed_call`), so the dialogue knows why the patient is replying.
 
-`record_missed_call` does 1 and 2 in one transaction, for callers that need no fast answer.
-"""
+`record_missed_call` does 1 and 2 in one transaction, for callers that need no fast answer."""
 
 from __future__ import annotations
 
@@ -137,28 +137,28 @@ def register_missed_calls(session: Session, reports: list[CallReport]) -> list[R
     return recorded
 
 
+def _by_clinic_and(session: Session, column, keys: set[tuple[int, str]], *values
+                   ) -> dict[tuple[int, str], tuple]:
+    """Rows of `column`'s table whose (clinic_id, column) is one of `keys`: key -> values."""
+    model = column.class_
+    rows = session.execute(
+        select(model.clinic_id, column, *values)
+        .where(model.clinic_id.in_({clinic_id for clinic_id, _ in keys}),
+               column.in_({value for _, value in keys})))
+    return {(clinic_id, key): tuple(rest) for clinic_id, key, *rest in rows
+            if (clinic_id, key) in keys}
+
+
 def _stored_calls(session: Session, keys: set[tuple[int, str]]
                   ) -> dict[tuple[int, str], tuple[int, MissedCallStatus]]:
-    rows = session.execute(
-        select(MissedCall.clinic_id, MissedCall.call_sid, MissedCall.id, MissedCall.status)
-        .where(MissedCall.clinic_id.in_({clinic_id for clinic_id, _ in keys}),
-               MissedCall.call_sid.in_({call_sid for _, call_sid in keys})))
-    return {(clinic_id, call_sid): (missed_call_id, status)
-            for clinic_id, call_sid, missed_call_id, status in rows
-            if (clinic_id, call_sid) in keys}
+    return _by_clinic_and(session, MissedCall.call_sid, keys, MissedCall.id, MissedCall.status)
 
 
 def _contacts_for_calls(session: Session, callers: set[tuple[int, str]]
                         ) -> dict[tuple[int, str], tuple[int, Consent]]:
     """(clinic, phone) -> (contact id, consent), adding the callers we never heard from."""
     def find(wanted: set[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, Consent]]:
-        rows = session.execute(
-            select(Contact.clinic_id, Contact.phone, Contact.id, Contact.consent)
-            .where(Contact.clinic_id.in_({clinic_id for clinic_id, _ in wanted}),
-                   Contact.phone.in_({phone for _, phone in wanted})))
-        return {(clinic_id, phone): (contact_id, consent)
-                for clinic_id, phone, contact_id, consent in rows
-                if (clinic_id, phone) in wanted}
+        return _by_clinic_and(session, Contact.phone, wanted, Contact.id, Contact.consent)
 
     found = find(callers)
     missing = callers - set(found)

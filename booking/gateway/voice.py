@@ -28,7 +28,6 @@ from booking.recovery import (
     CallReport,
     RecordedCall,
     record_answered_call,
-    register_missed_call,
     register_missed_calls,
 )
 from booking.text_back import describe_opening
@@ -131,7 +130,7 @@ def _url(context: GatewayContext, path: str) -> str:
     return f"{context.settings.gateway_public_url.rstrip('/')}{path}"
 
 
-def _after_hours_words(clinic: Clinic, *, textable: bool) -> str:
+def _closed_words(clinic: Clinic) -> str:
     now = utcnow()
     opening = next_opening(clinic, now)
     when = ""
@@ -139,9 +138,12 @@ def _after_hours_words(clinic: Clinic, *, textable: bool) -> str:
         zone = ZoneInfo(clinic.timezone)
         spoken = describe_opening(opening.astimezone(zone), now.astimezone(zone))
         when = f" We open again at {spoken}."
-    follow = (" We are sending you a text message now, so you can book or tell us what you need."
-              if textable else " Please call back when we are open.")
-    return f"Thank you for calling {clinic.name}. We are closed right now.{when}{follow}"
+    return f"Thank you for calling {clinic.name}. We are closed right now.{when}"
+
+
+def _after_hours_follow(*, textable: bool) -> str:
+    return (" We are sending you a text message now, so you can book or tell us what you need."
+            if textable else " Please call back when we are open.")
 
 
 def _spawn_follow_up(context: GatewayContext, recorded: RecordedCall | None,
@@ -155,33 +157,37 @@ async def incoming_call(params: TwilioForm, context: Context) -> Response:
     """Ring the front desk, or when closed say so and text back straight away."""
     call_sid, caller_raw, to = require(params, "CallSid", "From", "To")
 
-    def decide() -> tuple[VoiceResponse, RecordedCall | None]:
-        response = VoiceResponse()
-        with context.sessions() as session, session.begin():
+    def answer_when_open() -> tuple[VoiceResponse | None, ClinicFacts, str]:
+        """The Dial when the desk is open; otherwise what to say (the call is stored below,
+        with the other calls of the moment)."""
+        with context.sessions() as session:
             clinic = _clinic_for(session, to)
-            caller = try_e164(caller_raw, default_region=clinic.country)
-            if is_open_at(clinic, utcnow()) and clinic.front_desk_number:
-                dial = Dial(timeout=ring_timeout(clinic),
-                            action=_url(context, "/twilio/voice/dial-status"), method="POST",
-                            answer_on_bridge=True)
-                if clinic.call_screening:
-                    dial.number(clinic.front_desk_number,
-                                url=_url(context, "/twilio/voice/screen"), method="POST")
-                else:
-                    dial.number(clinic.front_desk_number)
-                response.append(dial)
-                return response, None
-            recorded = None
-            if caller is not None:  # withheld numbers cannot be texted back
-                recorded = register_missed_call(session, clinic=clinic, caller=caller,
-                                                call_sid=call_sid, dial_status="after-hours",
-                                                source="twilio", occurred_at=utcnow())
-            response.say(_after_hours_words(clinic, textable=recorded is not None
-                                            and recorded.will_text))
-            response.hangup()
-            return response, recorded
+            facts = ClinicFacts(id=clinic.id, slug=clinic.slug, name=clinic.name,
+                                country=clinic.country)
+            if not (is_open_at(clinic, utcnow()) and clinic.front_desk_number):
+                return None, facts, _closed_words(clinic)
+            dial = Dial(timeout=ring_timeout(clinic),
+                        action=_url(context, "/twilio/voice/dial-status"), method="POST",
+                        answer_on_bridge=True)
+            if clinic.call_screening:
+                dial.number(clinic.front_desk_number,
+                            url=_url(context, "/twilio/voice/screen"), method="POST")
+            else:
+                dial.number(clinic.front_desk_number)
+            return VoiceResponse().append(dial), facts, ""
 
-    response, recorded = await asyncio.to_thread(decide)
+    response, clinic, closed_words = await asyncio.to_thread(answer_when_open)
+    if response is not None:
+        return _twiml(response)
+    caller = try_e164(caller_raw, default_region=clinic.country)
+    recorded = None
+    if caller is not None:  # withheld numbers cannot be texted back
+        recorded = await _report(context, clinic, caller=caller, call_sid=call_sid,
+                                 dial_status="after-hours")
+    response = VoiceResponse()
+    response.say(closed_words + _after_hours_follow(
+        textable=recorded is not None and recorded.will_text))
+    response.hangup()
     _spawn_follow_up(context, recorded, call_sid)
     return _twiml(response)
 

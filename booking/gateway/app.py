@@ -34,6 +34,8 @@ def build_context(settings: Settings) -> GatewayContext:
     # Both batch what arrives together: a burst of calls is a few transactions, not one each.
     context.missed_calls = Batches(functools.partial(voice.record_calls, context),
                                    spawn=context.spawn, max_size=BATCH_SIZE)
+    context.delivery_reports = Batches(functools.partial(messaging_status.record_reports, context),
+                                       spawn=context.spawn, max_size=BATCH_SIZE)
     context.text_backs = Batches(functools.partial(follow_up.decide_batch, context),
                                  spawn=context.spawn, max_size=BATCH_SIZE,
                                  before_each=context.give_way_to_webhooks)

@@ -24,8 +24,9 @@ class Batches(Generic[Item, Result]):
         max_size: int,
         before_each: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """`process` gets the items of one batch and returns their results in the same order;
-        `before_each` is awaited before a batch is taken (to let more urgent work go first)."""
+        """`process` gets the items of one batch and returns their results in the same order (an
+        exception as an item's result is raised to that item's submitter alone); `before_each` is
+        awaited before a batch is taken (to let more urgent work go first)."""
         self._process = process
         self._spawn = spawn
         self._max_size = max_size
@@ -56,7 +57,11 @@ class Batches(Generic[Item, Result]):
                             future.set_exception(exc)
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
                         future.set_result(result)
         finally:
             self._draining = False

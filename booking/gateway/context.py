@@ -22,6 +22,7 @@ from booking.settings import Settings
 if TYPE_CHECKING:  # follow_up imports this module
     from booking.gateway.batching import Batches
     from booking.gateway.follow_up import Decided
+    from booking.gateway.messaging_status import DeliveryReport
     from booking.recovery import CallReport, RecordedCall
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,11 @@ class GatewayContext:
     executor: ThreadPoolExecutor = field(default_factory=background_executor)
     # Set by the app once the context exists, as they need it: see app.build_context.
     missed_calls: Batches[CallReport, RecordedCall] = field(init=False)
+    delivery_reports: Batches[DeliveryReport, None] = field(init=False)
     text_backs: Batches[int, Decided | None] = field(init=False)
-    # Numbers -> (expiry, clinic facts) for the hot webhook paths; see voice.clinic_facts.
-    clinic_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    # Number -> (expiry, look-up of its clinic) for the voice webhooks; see
+    # voice.clinic_for_number.
+    clinic_cache: dict[str, tuple[float, asyncio.Future]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:

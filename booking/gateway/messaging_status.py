@@ -1,8 +1,13 @@
-"""`POST /twilio/messaging/status`: Twilio's delivery reports for the messages we sent."""
+"""`POST /twilio/messaging/status`: Twilio's delivery reports for the messages we sent.
+
+Each message sent gets two or three reports within seconds, so a burst of text-backs is followed
+by a burst of reports: those arriving together are stored together (`context.delivery_reports`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -15,17 +20,51 @@ router = APIRouter()
 Context = Annotated[GatewayContext, Depends(get_context)]
 
 
+@dataclass(frozen=True)
+class DeliveryReport:
+    message_sid: str
+    status: str
+    error_code: str | None
+    message_id: int | None  # ours, from the StatusCallback URL
+
+
 @router.post("/twilio/messaging/status")
 async def message_status(params: TwilioForm, context: Context,
                          message_id: int | None = None) -> Response:
     sid, status = require(params, "MessageSid", "MessageStatus")
-
-    def record() -> None:
-        with context.sessions() as session, session.begin():
-            # An SMS copy of an undeliverable WhatsApp is stored here; the outbox sweeper sends it.
-            apply_status_callback(session, message_sid=sid, status=status,
-                                  error_code=params.get("ErrorCode"), message_id=message_id)
-
-    await asyncio.to_thread(record)
+    await context.delivery_reports.submit(DeliveryReport(
+        message_sid=sid, status=status, error_code=params.get("ErrorCode"),
+        message_id=message_id))
     # An unknown SID is answered like a known one, or Twilio would keep retrying it.
     return Response(status_code=204)
+
+
+async def record_reports(context: GatewayContext,
+                         reports: list[DeliveryReport]) -> list[Exception | None]:
+    """One batch of `context.delivery_reports`: stored in one transaction, or one by one when
+    that fails, so that one report that cannot be stored costs no other its answer."""
+    def apply(batch: list[DeliveryReport]) -> None:
+        with context.sessions() as session, session.begin():
+            for report in batch:
+                # An SMS copy of an undeliverable WhatsApp is stored here; the outbox sends it.
+                apply_status_callback(session, message_sid=report.message_sid,
+                                      status=report.status, error_code=report.error_code,
+                                      message_id=report.message_id)
+
+    def record() -> list[Exception | None]:
+        try:
+            apply(reports)
+            return [None] * len(reports)
+        except Exception as exc:
+            if len(reports) == 1:
+                return [exc]
+        outcomes: list[Exception | None] = []
+        for report in reports:
+            try:
+                apply([report])
+                outcomes.append(None)
+            except Exception as exc:  # each report answers for itself
+                outcomes.append(exc)
+        return outcomes
+
+    return await asyncio.to_thread(record)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -67,42 +66,39 @@ def _twiml(response: VoiceResponse) -> Response:
     return Response(content=str(response), media_type="application/xml")
 
 
-def _clinic_for(session, number: str) -> Clinic:
-    clinic = find_clinic_by_number(session, number)
-    if clinic is None or clinic.voice_number != _bare(number):
-        raise HTTPException(404, "no clinic takes calls on this number")
-    return clinic
+# The webhooks of a burst of calls all name the same number: look the clinic up once in a while.
+# A clinic's changed hours or numbers reach the voice webhooks within this many seconds.
+CLINIC_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
-class ClinicFacts:
-    """What the Dial and status callbacks need of a clinic: no relationships, safe to keep."""
+async def clinic_for_number(context: GatewayContext, number: str) -> Clinic:
+    """The clinic taking calls on `number`, with its opening hours and closures loaded.
 
-    id: int
-    slug: str
-    name: str
-    country: str
-
-
-# The callbacks of a burst of calls all name the same number: look it up once in a while.
-CLINIC_FACTS_SECONDS = 30.0
-
-
-async def clinic_facts(context: GatewayContext, number: str) -> ClinicFacts:
+    Detached from any session and shared between requests, so read it and nothing more. The
+    webhooks of a burst share one look-up: the first starts it, the others wait for it.
+    """
     now = time.monotonic()
     cached = context.clinic_cache.get(number)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    if cached is None or cached[0] <= now:
+        cached = (now + CLINIC_SECONDS,
+                  asyncio.ensure_future(asyncio.to_thread(_look_up_clinic, context, number)))
+        context.clinic_cache[number] = cached
+    try:
+        # shield: a caller hanging up must not cancel the look-up the others wait for
+        return await asyncio.shield(cached[1])
+    except Exception:
+        if context.clinic_cache.get(number) is cached:
+            del context.clinic_cache[number]  # an unknown number, or the database: not kept
+        raise
 
-    def look_up() -> ClinicFacts:
-        with context.sessions() as session:
-            clinic = _clinic_for(session, number)
-            return ClinicFacts(id=clinic.id, slug=clinic.slug, name=clinic.name,
-                               country=clinic.country)
 
-    facts = await asyncio.to_thread(look_up)
-    context.clinic_cache[number] = (now + CLINIC_FACTS_SECONDS, facts)
-    return facts
+def _look_up_clinic(context: GatewayContext, number: str) -> Clinic:
+    with context.sessions() as session:
+        clinic = find_clinic_by_number(session, number)
+        if clinic is None or clinic.voice_number != _bare(number):
+            raise HTTPException(404, "no clinic takes calls on this number")
+        clinic.opening_hours, clinic.closures  # noqa: B018 - loaded before the session ends
+        return clinic
 
 
 async def record_calls(context: GatewayContext, reports: list[CallReport]) -> list[RecordedCall]:
@@ -114,7 +110,7 @@ async def record_calls(context: GatewayContext, reports: list[CallReport]) -> li
     return await asyncio.to_thread(record)
 
 
-async def _report(context: GatewayContext, clinic: ClinicFacts, *, caller: str, call_sid: str,
+async def _report(context: GatewayContext, clinic: Clinic, *, caller: str, call_sid: str,
                   dial_status: str) -> RecordedCall:
     return await context.missed_calls.submit(CallReport(
         clinic_id=clinic.id, caller=caller, call_sid=call_sid, dial_status=dial_status,
@@ -157,35 +153,24 @@ async def incoming_call(params: TwilioForm, context: Context) -> Response:
     """Ring the front desk, or when closed say so and text back straight away."""
     call_sid, caller_raw, to = require(params, "CallSid", "From", "To")
 
-    def answer_when_open() -> tuple[VoiceResponse | None, ClinicFacts, str]:
-        """The Dial when the desk is open; otherwise what to say (the call is stored below,
-        with the other calls of the moment)."""
-        with context.sessions() as session:
-            clinic = _clinic_for(session, to)
-            facts = ClinicFacts(id=clinic.id, slug=clinic.slug, name=clinic.name,
-                                country=clinic.country)
-            if not (is_open_at(clinic, utcnow()) and clinic.front_desk_number):
-                return None, facts, _closed_words(clinic)
-            dial = Dial(timeout=ring_timeout(clinic),
-                        action=_url(context, "/twilio/voice/dial-status"), method="POST",
-                        answer_on_bridge=True)
-            if clinic.call_screening:
-                dial.number(clinic.front_desk_number,
-                            url=_url(context, "/twilio/voice/screen"), method="POST")
-            else:
-                dial.number(clinic.front_desk_number)
-            return VoiceResponse().append(dial), facts, ""
-
-    response, clinic, closed_words = await asyncio.to_thread(answer_when_open)
-    if response is not None:
-        return _twiml(response)
+    clinic = await clinic_for_number(context, to)
+    if is_open_at(clinic, utcnow()) and clinic.front_desk_number:
+        dial = Dial(timeout=ring_timeout(clinic),
+                    action=_url(context, "/twilio/voice/dial-status"), method="POST",
+                    answer_on_bridge=True)
+        if clinic.call_screening:
+            dial.number(clinic.front_desk_number,
+                        url=_url(context, "/twilio/voice/screen"), method="POST")
+        else:
+            dial.number(clinic.front_desk_number)
+        return _twiml(VoiceResponse().append(dial))
     caller = try_e164(caller_raw, default_region=clinic.country)
     recorded = None
     if caller is not None:  # withheld numbers cannot be texted back
         recorded = await _report(context, clinic, caller=caller, call_sid=call_sid,
                                  dial_status="after-hours")
     response = VoiceResponse()
-    response.say(closed_words + _after_hours_follow(
+    response.say(_closed_words(clinic) + _after_hours_follow(
         textable=recorded is not None and recorded.will_text))
     response.hangup()
     _spawn_follow_up(context, recorded, call_sid)
@@ -200,7 +185,7 @@ async def dial_status(params: TwilioForm, context: Context) -> Response:
     # Voicemail, or a screening whisper nobody accepted, never bridges the caller.
     missed = status in MISSED_DIAL_STATUSES or params.get("DialBridged") == "false"
 
-    clinic = await clinic_facts(context, to)
+    clinic = await clinic_for_number(context, to)
     caller = try_e164(caller_raw, default_region=clinic.country)
     response = VoiceResponse()
     if not missed:
@@ -236,7 +221,7 @@ async def call_status(params: TwilioForm, context: Context) -> Response:
     if status not in FINAL_CALL_STATUSES:
         return Response(status_code=204)
 
-    clinic = await clinic_facts(context, to)
+    clinic = await clinic_for_number(context, to)
     caller = try_e164(caller_raw, default_region=clinic.country)
     if caller is not None:
         recorded = await _report(context, clinic, caller=caller, call_sid=call_sid,

@@ -31,7 +31,7 @@ def build_context(settings: Settings) -> GatewayContext:
                              outbox=Outbox.from_settings(settings),
                              rasa=RasaClient(base_url=settings.rasa_url))
     context.outbox.use_executor(context.executor)  # sending never queues before webhooks
-    # Both batch what arrives together: a burst of calls is a few transactions, not one each.
+    # Each batches what arrives together: a burst of calls is a few transactions, not one each.
     context.missed_calls = Batches(functools.partial(voice.record_calls, context),
                                    spawn=context.spawn, max_size=BATCH_SIZE)
     context.delivery_reports = Batches(functools.partial(messaging_status.record_reports, context),

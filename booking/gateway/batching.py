@@ -8,7 +8,7 @@ at a time per gateway process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -65,3 +65,22 @@ class Batches(Generic[Item, Result]):
                         future.set_result(result)
         finally:
             self._draining = False
+
+
+def together_or_one_by_one(process: Callable[[list[Item]], Sequence[Result]],
+                           items: list[Item]) -> list[Result | Exception]:
+    """`process` the items in one go (one transaction); when that fails, each on its own, so an
+    item that cannot be processed costs no other its result. A failed item's result is its
+    exception, as `Batches` expects."""
+    try:
+        return list(process(items))
+    except Exception as exc:
+        if len(items) == 1:
+            return [exc]
+    outcomes: list[Result | Exception] = []
+    for item in items:
+        try:
+            outcomes.extend(process([item]))
+        except Exception as exc:  # this item's own error, raised to its submitter alone
+            outcomes.append(exc)
+    return outcomes

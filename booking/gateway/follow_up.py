@@ -9,9 +9,11 @@ calls at once cost a few transactions, not fifty. Calls a crash left undecided a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import timedelta
 
+from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext
 from booking.models import utcnow
 from booking.outbox import Claim
@@ -56,42 +58,23 @@ async def follow_up(context: GatewayContext, missed_call_id: int) -> None:
 
 
 async def decide_batch(context: GatewayContext, missed_call_ids: list[int]
-                       ) -> list[Decided | None]:
-    """One batch of `context.text_backs`: None for a call that was decided already."""
-    decided = await context.in_background(_decide, context, missed_call_ids)
-    return [decided.get(missed_call_id) for missed_call_id in missed_call_ids]
+                       ) -> list[Decided | Exception | None]:
+    """One batch of `context.text_backs`, decided in one transaction when it can be: None for a
+    call another process decided first."""
+    outcomes = await context.in_background(together_or_one_by_one,
+                                           functools.partial(_decide, context), missed_call_ids)
+    return [None if isinstance(outcome, AlreadyDecided) else outcome for outcome in outcomes]
 
 
-def _decide(context: GatewayContext, missed_call_ids: list[int]) -> dict[int, Decided]:
+def _decide(context: GatewayContext, missed_call_ids: list[int]) -> list[Decided | None]:
     """Store the text-backs and claim their first messages for sending, in one transaction.
 
-    When the batch fails (another process decided one of its calls, or one call cannot be
-    texted), its calls are decided one by one, so one bad call holds no other back.
-    """
-    try:
-        return _decide_together(context, missed_call_ids)
-    except AlreadyDecided:
-        if len(missed_call_ids) == 1:
-            return {}  # another process stored its text-back first
-    except Exception:
-        if len(missed_call_ids) == 1:
-            raise
-    decided = {}
-    for missed_call_id in missed_call_ids:
-        try:
-            decided.update(_decide_together(context, [missed_call_id]))
-        except AlreadyDecided:
-            pass  # another process stored its text-back first
-        except Exception:
-            logger.exception("missed call %s: text-back not decided", missed_call_id)
-    return decided
-
-
-def _decide_together(context: GatewayContext, missed_call_ids: list[int]) -> dict[int, Decided]:
+    Raises AlreadyDecided when another process decided one of these calls meanwhile."""
     with context.sessions() as session, session.begin():
-        return {outcome.missed_call_id: (outcome, context.outbox.claim(
-                    session, outcome.message_ids[0]) if outcome.message_ids else None)
-                for outcome in decide_text_backs(session, missed_call_ids)}
+        decided = {outcome.missed_call_id: (outcome, context.outbox.claim(
+                       session, outcome.message_ids[0]) if outcome.message_ids else None)
+                   for outcome in decide_text_backs(session, missed_call_ids)}
+    return [decided.get(missed_call_id) for missed_call_id in missed_call_ids]
 
 
 async def sweep_undecided(context: GatewayContext, *,

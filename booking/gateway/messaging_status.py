@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.twilio_auth import TwilioForm, require
 from booking.outbox import apply_status_callback
@@ -41,30 +42,14 @@ async def message_status(params: TwilioForm, context: Context,
 
 async def record_reports(context: GatewayContext,
                          reports: list[DeliveryReport]) -> list[Exception | None]:
-    """One batch of `context.delivery_reports`: stored in one transaction, or one by one when
-    that fails, so that one report that cannot be stored costs no other its answer."""
-    def apply(batch: list[DeliveryReport]) -> None:
+    """One batch of `context.delivery_reports`, stored in one transaction when it can be."""
+    def apply(batch: list[DeliveryReport]) -> list[None]:
         with context.sessions() as session, session.begin():
             for report in batch:
                 # An SMS copy of an undeliverable WhatsApp is stored here; the outbox sends it.
                 apply_status_callback(session, message_sid=report.message_sid,
                                       status=report.status, error_code=report.error_code,
                                       message_id=report.message_id)
+        return [None] * len(batch)
 
-    def record() -> list[Exception | None]:
-        try:
-            apply(reports)
-            return [None] * len(reports)
-        except Exception as exc:
-            if len(reports) == 1:
-                return [exc]
-        outcomes: list[Exception | None] = []
-        for report in reports:
-            try:
-                apply([report])
-                outcomes.append(None)
-            except Exception as exc:  # each report answers for itself
-                outcomes.append(exc)
-        return outcomes
-
-    return await asyncio.to_thread(record)
+    return await asyncio.to_thread(together_or_one_by_one, apply, reports)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from booking.gateway.batching import Batches
+from booking.gateway.batching import Batches, together_or_one_by_one
 
 
 class Recorder:
@@ -85,3 +85,30 @@ async def test_a_submitter_cancelled_at_shutdown_does_not_break_the_batch():
     assert await kept == 10
     with pytest.raises(asyncio.CancelledError):
         await cancelled
+
+
+def test_a_batch_that_fails_together_is_retried_one_by_one():
+    tried: list[list[int]] = []
+
+    def process(items: list[int]) -> list[int]:
+        tried.append(items)
+        if 2 in items:
+            raise ValueError("item 2 cannot be stored")
+        return [item * 10 for item in items]
+
+    outcomes = together_or_one_by_one(process, [1, 2, 3])
+
+    assert outcomes[0] == 10 and outcomes[2] == 30
+    assert isinstance(outcomes[1], ValueError)
+    assert tried == [[1, 2, 3], [1], [2], [3]]
+
+
+def test_a_lone_item_that_fails_is_not_tried_twice():
+    tried: list[list[int]] = []
+
+    def process(items: list[int]) -> list[int]:
+        tried.append(items)
+        raise ValueError("no")
+
+    (outcome,) = together_or_one_by_one(process, [7])
+    assert isinstance(outcome, ValueError) and tried == [[7]]

@@ -268,17 +268,9 @@ def _sender_id(context: GatewayContext, user: ConsoleUser, thread_id: int) -> st
 @router.post("/threads/{thread_id}/take-over", dependencies=[Csrf])
 async def take_over(request: Request, thread_id: int, context: ContextDep,
                     user: UserDep) -> RedirectResponse:
-    sender_id = await asyncio.to_thread(_sender_id, context, user, thread_id)
     # Pause the bot first: if Rasa cannot be reached, nothing claims the thread is ours.
-    await _rasa_call(request, context.rasa.pause(sender_id=sender_id))
-
-    def commit() -> None:
-        with context.sessions() as session, session.begin():
-            thread = views.get_thread(session, user, thread_id)
-            handoff.take_over(session, thread=thread, staff=views.get_staff(session, user),
-                              instant=utcnow())
-
-    await asyncio.to_thread(commit)
+    await _change_holder(request, context, user, thread_id, tell_rasa=context.rasa.pause,
+                         change=handoff.take_over)
     logger.info("thread %s taken over by staff member %s", thread_id, user.staff_id)
     request.session["flash"] = "You have the thread; the bot is paused."
     return back_to(f"/console/threads/{thread_id}")
@@ -287,20 +279,27 @@ async def take_over(request: Request, thread_id: int, context: ContextDep,
 @router.post("/threads/{thread_id}/hand-back", dependencies=[Csrf])
 async def hand_back(request: Request, thread_id: int, context: ContextDep,
                     user: UserDep) -> RedirectResponse:
-    sender_id = await asyncio.to_thread(_sender_id, context, user, thread_id)
-    await _rasa_call(request, context.rasa.resume(sender_id=sender_id))
-
-    def commit() -> None:
-        with context.sessions() as session, session.begin():
-            thread = views.get_thread(session, user, thread_id)
-            handoff.hand_back(session, thread=thread, staff=views.get_staff(session, user),
-                              instant=utcnow())
-
-    await asyncio.to_thread(commit)
+    await _change_holder(request, context, user, thread_id, tell_rasa=context.rasa.resume,
+                         change=handoff.hand_back)
     logger.info("thread %s handed back to the bot by staff member %s", thread_id,
                 user.staff_id)
     request.session["flash"] = "Handed back: the bot answers this patient again."
     return back_to(f"/console/threads/{thread_id}")
+
+
+async def _change_holder(request: Request, context: GatewayContext, user: ConsoleUser,
+                         thread_id: int, *, tell_rasa, change) -> None:
+    """Tell Rasa first, then record who holds the thread (`handoff.take_over`/`hand_back`)."""
+    sender_id = await asyncio.to_thread(_sender_id, context, user, thread_id)
+    await _rasa_call(request, tell_rasa(sender_id=sender_id))
+
+    def commit() -> None:
+        with context.sessions() as session, session.begin():
+            thread = views.get_thread(session, user, thread_id)
+            change(session, thread=thread, staff=views.get_staff(session, user),
+                   instant=utcnow())
+
+    await asyncio.to_thread(commit)
 
 
 @router.post("/threads/{thread_id}/reply", dependencies=[Csrf])

@@ -43,29 +43,31 @@ def opt_out(session: Session, *, clinic: Clinic, contact: Contact, thread: Threa
     """Stop all messages to this contact from this clinic, after one confirmation."""
     if contact.consent == Consent.opted_out:
         return []
-    contact.consent = Consent.opted_out
-    contact.consent_changed_at = utcnow()
-    record_event(session, clinic_id=clinic.id, kind="opted_out", contact_id=contact.id,
-                 thread_id=thread.id)
-    return enqueue(
-        session, clinic=clinic, channel=thread.channel, to_number=contact.phone,
+    # The confirmation is the one message an opted-out contact still gets.
+    return _change_consent(
+        session, clinic=clinic, contact=contact, thread=thread, consent=Consent.opted_out,
         body=(f"You're unsubscribed from {clinic.name} texts and will get no more messages. "
               "Reply START to resubscribe."),
-        author="system", thread=thread, contact=contact, ignore_opt_out=True,
-    )
+        ignore_opt_out=True)
 
 
 def opt_in(session: Session, *, clinic: Clinic, contact: Contact, thread: Thread) -> list[Message]:
-    contact.consent = Consent.opted_in
-    contact.consent_changed_at = utcnow()
-    record_event(session, clinic_id=clinic.id, kind="opted_in", contact_id=contact.id,
-                 thread_id=thread.id)
-    return enqueue(
-        session, clinic=clinic, channel=thread.channel, to_number=contact.phone,
+    return _change_consent(
+        session, clinic=clinic, contact=contact, thread=thread, consent=Consent.opted_in,
         body=(f"You're subscribed to {clinic.name} texts again. Reply YES to book, "
-              "or STOP to opt out."),
-        author="system", thread=thread, contact=contact,
-    )
+              "or STOP to opt out."))
+
+
+def _change_consent(session: Session, *, clinic: Clinic, contact: Contact, thread: Thread,
+                    consent: Consent, body: str, ignore_opt_out: bool = False) -> list[Message]:
+    """Record the change (and its funnel event) and confirm it to the patient."""
+    contact.consent = consent
+    contact.consent_changed_at = utcnow()
+    record_event(session, clinic_id=clinic.id, kind=consent.value, contact_id=contact.id,
+                 thread_id=thread.id)
+    return enqueue(session, clinic=clinic, channel=thread.channel, to_number=contact.phone,
+                   body=body, author="system", thread=thread, contact=contact,
+                   ignore_opt_out=ignore_opt_out)
 
 
 def help_reply(session: Session, *, clinic: Clinic, contact: Contact,

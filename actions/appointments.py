@@ -208,8 +208,8 @@ def _confirm_reschedule(conversation: Conversation) -> None:
         try:
             moved = conversation.adapter.reschedule(
                 appointment_id=appointment.id, new_slot=new_slot,
-                idempotency_key=f"{conversation.sender_id}@move{appointment.id}@"
-                                f"{new_slot.starts_at.isoformat()}")
+                idempotency_key=conversation.idempotency_key("move", appointment.id,
+                                                             new_slot.starts_at))
         except SlotUnavailable:
             conversation.slot_taken(new_slot, treatment(conversation, appointment))
             return

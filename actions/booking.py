@@ -11,6 +11,7 @@ does turning down too many sets of times: the bot never loops.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Any
@@ -122,6 +123,7 @@ class Conversation:
         self.hand_over = False
         self.missed_this_turn = False
         self.funnel: list[tuple[str, dict]] = []
+        self._own_times: list[tuple[datetime, datetime]] | None = None
 
     # -- replies and state -------------------------------------------------------------------
 
@@ -195,6 +197,26 @@ class Conversation:
                            if a.id == self.slot("appointment_id")), None)
             slug = booked.service.slug if booked else None
         return next((s for s in self.services if s.slug == slug), None)
+
+    def own_times(self) -> list[tuple[datetime, datetime]]:
+        """When the patient is already booked (but for the appointment being moved): offers
+        must not clash with their own diary."""
+        if self._own_times is None:
+            moving = (self.slot("change_target") if self.slot("change_kind") == "reschedule"
+                      else None)
+            self._own_times = [(a.starts_at, a.ends_at)
+                               for a in self.adapter.upcoming_for_contact(contact=self.contact)
+                               if a.id != moving]
+        return self._own_times
+
+    def idempotency_key(self, *parts: object) -> str:
+        """One key per patient message and request: a repeat of this message's action (a retry
+        after a lost reply) finds the booking it made, but a second booking in the same
+        conversation, even at the same time, is a new one."""
+        latest = self.tracker.latest_message or {}
+        message = (latest.get("metadata") or {}).get("message_id") or latest.get("message_id")
+        said = "|".join(map(str, (self.sender_id, message, *parts)))
+        return "chat-" + hashlib.sha256(said.encode()).hexdigest()
 
     def wish(self, text: str | None = None) -> Preference | None:
         return preference(self.text if text is None else text, now=self.now, zone=self.zone,
@@ -378,14 +400,16 @@ class Conversation:
         try:
             slots = propose(self.adapter, clinic=self.clinic, service=service,
                             now=max(self.now, after or self.now), wish=wish, avoid=avoid,
-                            provider=by)
+                            provider=by, busy=self.own_times())
             if not slots and wish is not None:
                 slots = nearest_to_wish(self.adapter, clinic=self.clinic, service=service,
-                                        now=self.now, wish=wish, avoid=avoid, provider=by)
+                                        now=self.now, wish=wish, avoid=avoid, provider=by,
+                                        busy=self.own_times())
                 soonest = not slots  # e.g. a date beyond how far ahead the clinic books
                 if soonest:
                     slots = propose(self.adapter, clinic=self.clinic, service=service,
-                                    now=self.now, avoid=avoid, provider=by)
+                                    now=self.now, avoid=avoid, provider=by,
+                                    busy=self.own_times())
                 lead_in = " ".join(filter(None, [
                     lead_in, f"Sorry, nothing is free {describe_wish(wish, clinic=self.clinic)}.",
                     "The soonest times I have:" if soonest else "These are the nearest times."]))
@@ -453,7 +477,8 @@ class Conversation:
         try:
             sooner = [s for s in propose(self.adapter, clinic=self.clinic, service=service,
                                          now=self.now, avoid=self.declined + self.offered,
-                                         provider=self.slot("provider"))
+                                         provider=self.slot("provider"),
+                                         busy=self.own_times())
                       if s.starts_at < min(o.starts_at for o in self.offered)]
         except CalendarUnavailable:
             self.say(CALENDAR_DOWN)
@@ -534,7 +559,7 @@ class Conversation:
         try:
             appointment = self.adapter.book(
                 slot=slot, contact=self.contact, service=service,
-                idempotency_key=f"{self.sender_id}@{slot.starts_at.isoformat()}",
+                idempotency_key=self.idempotency_key("book", service.slug, slot.starts_at),
             )
         except SlotUnavailable:
             self.slot_taken(slot, service)
@@ -553,7 +578,7 @@ class Conversation:
         try:
             alternatives = nearest_to(self.adapter, clinic=self.clinic, service=service,
                                       now=self.now, target=slot.starts_at, avoid=declined,
-                                      provider=self.slot("provider"))
+                                      provider=self.slot("provider"), busy=self.own_times())
         except CalendarUnavailable:
             self.say(CALENDAR_DOWN)
             return

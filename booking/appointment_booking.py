@@ -33,6 +33,8 @@ MAX_OFFER_ROUNDS = 3
 # "message" vs "massage" (0.857) must not.
 TYPO_SIMILARITY = 0.88
 SHORTEST_TYPO_PHRASE = 5
+# Intervals (start, end) the patient is already booked for.
+Busy = Iterable[tuple[datetime, datetime]]
 
 
 # Words in a clinician's name that do not identify them.
@@ -149,6 +151,13 @@ def _without(slots: list[Slot], avoid: Iterable[Slot]) -> list[Slot]:
     return [slot for slot in slots if slot.starts_at not in avoided]
 
 
+def _clear_of(slots: list[Slot], busy: Busy) -> list[Slot]:
+    """The slots that do not overlap any of the `busy` intervals."""
+    taken = list(busy)
+    return [slot for slot in slots
+            if all(slot.ends_at <= start or slot.starts_at >= end for start, end in taken)]
+
+
 def _starts(slots: Iterable[Slot]) -> list[datetime]:
     return [slot.starts_at for slot in slots]
 
@@ -166,10 +175,11 @@ def _unique_starts(slots: Iterable[Slot]) -> list[Slot]:
 def propose(
     adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
     wish: Preference | None = None, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
-    provider: str | None = None,
+    provider: str | None = None, busy: Busy = (),
 ) -> list[Slot]:
     """Two or three real free slots: soonest and spread out, or inside the patient's wish,
-    with one clinician when the patient asked for them.
+    with one clinician when the patient asked for them, none clashing with `busy` (the
+    patient's own appointments).
 
     Empty when nothing matches; `nearest_to_wish` then finds what is closest.
     """
@@ -177,9 +187,9 @@ def propose(
     avoid = list(avoid)
     if wish is None:
         for window in (FIRST_OFFER_WINDOW, OFFER_WINDOW, WIDER_OFFER_WINDOW):
-            free = _unique_starts(_without(adapter.find_free_slots(
+            free = _unique_starts(_without(_clear_of(adapter.find_free_slots(
                 service=service, window_start=now, window_end=now + window, provider=provider),
-                avoid))
+                busy), avoid))
             half_days = {_half_of_day(slot.starts_at.astimezone(zone)) for slot in free}
             if len(half_days) >= count or (free and window == WIDER_OFFER_WINDOW):
                 return spread(free, zone=zone, count=count, keep_away=_starts(avoid))
@@ -188,8 +198,8 @@ def propose(
     end = _local_midnight(wish.last_day + timedelta(days=1), zone)
     if end <= start:
         return []
-    free = adapter.find_free_slots(service=service, window_start=start, window_end=end,
-                                   provider=provider)
+    free = _clear_of(adapter.find_free_slots(service=service, window_start=start,
+                                             window_end=end, provider=provider), busy)
     free = [slot for slot in _without(free, avoid) if wish.admits(slot.starts_at.astimezone(zone))]
     if wish.around is not None:
         free.sort(key=lambda slot: (wish.distance(slot.starts_at.astimezone(zone)),
@@ -210,15 +220,15 @@ def still_free(adapter: SchedulingAdapter, slot: Slot) -> bool:
 def nearest_to_wish(
     adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
     wish: Preference, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
-    provider: str | None = None,
+    provider: str | None = None, busy: Busy = (),
 ) -> list[Slot]:
     """The free slots closest to a wish that has nothing free inside it."""
     zone = ZoneInfo(clinic.timezone)
     start = max(now, _local_midnight(wish.first_day, zone) - NEAREST_SEARCH)
     end = max(_local_midnight(wish.last_day + timedelta(days=1), zone) + NEAREST_SEARCH,
               now + OFFER_WINDOW)
-    free = _unique_starts(_without(adapter.find_free_slots(
-        service=service, window_start=start, window_end=end, provider=provider), avoid))
+    free = _unique_starts(_without(_clear_of(adapter.find_free_slots(
+        service=service, window_start=start, window_end=end, provider=provider), busy), avoid))
     free.sort(key=lambda slot: (wish.distance(slot.starts_at.astimezone(zone)), slot.starts_at))
     return spread(free, zone=zone, count=count)
 
@@ -226,14 +236,14 @@ def nearest_to_wish(
 def nearest_to(
     adapter: SchedulingAdapter, *, clinic: Clinic, service: Service, now: datetime,
     target: datetime, avoid: Iterable[Slot] = (), count: int = OFFER_COUNT,
-    provider: str | None = None,
+    provider: str | None = None, busy: Busy = (),
 ) -> list[Slot]:
     """Free slots nearest a time that was just taken, so the patient's plan changes least."""
     zone = ZoneInfo(clinic.timezone)
     start = max(now, target - timedelta(days=2))
     end = max(target, now) + NEAREST_SEARCH
-    free = _unique_starts(_without(adapter.find_free_slots(
-        service=service, window_start=start, window_end=end, provider=provider), avoid))
+    free = _unique_starts(_without(_clear_of(adapter.find_free_slots(
+        service=service, window_start=start, window_end=end, provider=provider), busy), avoid))
     free.sort(key=lambda slot: (abs(slot.starts_at - target), slot.starts_at))
     return spread(free, zone=zone, count=count, by_half_day=False, apart=CLOSE_TIMES)
 

@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
                                      with_simulator=with_simulator),
                             env=env, log_dir=run_dir / "logs")
     print("starting Rasa, the action server and the gateway (logs in var/logs/) ...")
-    supervisor.start()
+    if not supervisor.start():
+        return 0  # stopped by a signal while starting; every child is stopped too
     print("ready")
-    print(f"  gateway        {settings.gateway_public_url}  (Twilio Voice webhooks, console)")
-    print(f"  rasa           {settings.rasa_public_url}  (Twilio Messaging webhooks)")
+    print(f"  gateway        {settings.gateway_public_url}  (Twilio webhooks, console)")
     if with_simulator:
         print(f"  phone          http://127.0.0.1:{settings.twilio_fake_port}/phone"
               "?clinic=%2B441632960001  (play the patient)")
@@ -72,7 +72,7 @@ def simulator(args: argparse.Namespace) -> int:
     settings = get_settings()
     config = FakeConfig(
         account_sid=settings.twilio_account_sid, auth_token=settings.twilio_auth_token,
-        gateway_url=settings.gateway_public_url, rasa_url=settings.rasa_public_url,
+        gateway_url=settings.gateway_public_url,
         state_file=Path(args.state_file) if args.state_file else None,
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning")

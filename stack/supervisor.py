@@ -80,64 +80,79 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
     return started
 
 
-def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
-
-
 class Supervisor:
     def __init__(self, services: list[Service], *, env: dict[str, str], log_dir: Path):
         self.services = services
         self._env = env
         self._log_dir = log_dir
+        # Set by SIGINT/SIGTERM. A flag rather than an exception: a signal can arrive at any
+        # moment (while starting, while printing, between start and wait), and an exception
+        # raised there escapes whatever try block happens to be missing.
+        self._stop_requested = threading.Event()
 
-    def start(self, *, timeout: float = 300.0) -> None:
+    def start(self, *, timeout: float = 300.0, stop_on_signals: bool = True) -> bool:
+        """Start every child and wait until all are healthy; False if a signal came first
+        (then everything started is stopped again).
+
+        `stop_on_signals=False` leaves SIGINT/SIGTERM to the caller (a test run keeps its own
+        Ctrl-C).
+        """
         # Set explicitly: a shell that starts us in the background ignores SIGINT, and a
         # SIGTERM (a service manager stopping us) must not leave the children running.
-        if threading.current_thread() is threading.main_thread():
+        if stop_on_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, _interrupt)
+                signal.signal(signum, self._request_stop)
         try:
-            self._start(timeout)
+            started = self._start(timeout)
         except BaseException:
             self.stop()
             raise
+        if not started:
+            self.stop()
+        return started
 
-    def _start(self, timeout: float) -> None:
+    def _request_stop(self, signum: int, frame) -> None:
+        self._stop_requested.set()
+
+    def _start(self, timeout: float) -> bool:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         for service in self.services:
+            if self._stop_requested.is_set():
+                return False
             log = open(self._log_dir / f"{service.name.replace(' ', '_')}.log", "ab")
             service.process = subprocess.Popen(
                 service.command, cwd=PROJECT_ROOT, env=self._env, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        for service in self.services:
-            self._wait_healthy(service, deadline)
+        return all(self._wait_healthy(service, deadline) for service in self.services)
 
-    def _wait_healthy(self, service: Service, deadline: float) -> None:
+    def _wait_healthy(self, service: Service, deadline: float) -> bool:
+        """True once healthy, False if a stop was requested meanwhile."""
         while time.monotonic() < deadline:
+            if self._stop_requested.is_set():
+                return False
             if service.process.poll() is not None:
                 raise RuntimeError(f"{service.name} exited with {service.process.returncode}; "
                                    f"see {self._log_dir}")
             try:
                 if httpx.get(service.health_url, timeout=2).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
-            time.sleep(0.5)
+            self._stop_requested.wait(0.5)
         raise TimeoutError(f"{service.name} did not become healthy; see {self._log_dir}")
 
     def wait(self) -> int:
-        """Block until a child dies or we are interrupted; then stop everything."""
+        """Block until a child dies (1) or we are asked to stop (0); then stop everything."""
         try:
-            while True:
+            while not self._stop_requested.is_set():
                 for service in self.services:
                     if service.process.poll() is not None:
                         print(f"{service.name} stopped (exit {service.process.returncode}); "
                               "stopping the rest", file=sys.stderr)
                         return 1
-                time.sleep(0.5)
-        except KeyboardInterrupt:
+                self._stop_requested.wait(0.5)
             return 0
         finally:
             self.stop()

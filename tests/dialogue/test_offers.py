@@ -237,3 +237,25 @@ def test_times_turned_down_are_not_followed_by_the_next_quarter_hour(riverside):
                      avoid=first)
     assert all(abs(a.starts_at - b.starts_at) >= timedelta(hours=1)
                for a in first for b in second)
+
+
+def test_offers_never_overlap_the_patients_own_appointments(riverside):
+    sessions, clinic = riverside
+    now = utc(2026, 11, 23, 19, 0)  # Monday evening: tomorrow 08:00 is the first free time
+    adapter = adapter_at(sessions, clinic, now)
+    hygiene = service(clinic, "hygiene")
+    first = propose(adapter, clinic=clinic, service=hygiene, now=now)[0]
+    own = [(first.starts_at - timedelta(minutes=15), first.starts_at + timedelta(minutes=30))]
+    wish = preference("tomorrow morning", now=now, zone=LONDON, date_order=DAY_FIRST)
+    offers = {
+        "soonest": propose(adapter, clinic=clinic, service=hygiene, now=now, busy=own),
+        "wished": propose(adapter, clinic=clinic, service=hygiene, now=now, wish=wish, busy=own),
+        "nearest a wish": nearest_to_wish(adapter, clinic=clinic, service=hygiene, now=now,
+                                          wish=wish, busy=own),
+        "nearest a taken time": nearest_to(adapter, clinic=clinic, service=hygiene, now=now,
+                                           target=first.starts_at, busy=own),
+    }
+    for kind, slots in offers.items():
+        assert slots, kind
+        for slot in slots:
+            assert slot.ends_at <= own[0][0] or slot.starts_at >= own[0][1], (kind, slot)

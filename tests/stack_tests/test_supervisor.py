@@ -72,3 +72,37 @@ def test_a_dying_child_stops_the_rest(tmp_path):
     os.kill(children[0], signal.SIGKILL)
     assert process.wait(timeout=30) == 1
     assert wait_gone(children) == []
+
+
+SLOW_TO_START = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from stack.supervisor import Service, Supervisor
+
+    pid_file, port = sys.argv[1:]
+    # A child that records itself and never answers its health check: start-up never ends.
+    child = Service("slow", [sys.executable, "-c",
+                             f"import os, time; open({pid_file!r}, 'w').write(str(os.getpid()));"
+                             " time.sleep(120)"],
+                    f"http://127.0.0.1:{port}/")
+    supervisor = Supervisor([child], env=None, log_dir=Path(pid_file).parent / "logs")
+    sys.exit(0 if not supervisor.start(timeout=100) else 3)
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_starting_stops_every_child_and_exits_cleanly(tmp_path, signum):
+    script, pid_file = tmp_path / "slow.py", tmp_path / "child.pid"
+    script.write_text(SLOW_TO_START)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(pid_file), str(free_port())],
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    process.send_signal(signum)
+    assert process.wait(timeout=30) == 0
+    assert "Traceback" not in process.stderr.read()
+    assert wait_gone([child]) == []

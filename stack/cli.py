@@ -34,7 +34,7 @@ def load_clinics(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stack.supervisor import Supervisor, services
+    from stack.supervisor import Supervisor, services, with_backend_tokens
 
     settings = get_settings()
     if migrate(args) or load_clinics(argparse.Namespace(file=None)):
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     with_simulator = "TWILIO_API_BASE_URL" not in os.environ
     if with_simulator:
         env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{settings.twilio_fake_port}"
+    settings, env = with_backend_tokens(env)
     run_dir = PROJECT_ROOT / "var"
     run_dir.mkdir(exist_ok=True)
     supervisor = Supervisor(services(settings, model=MODEL, run_dir=run_dir,

@@ -7,19 +7,26 @@ ready, and one Ctrl-C (or one child dying) stops them all.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import yaml
 from sqlalchemy.engine import make_url
 
-from booking.settings import PROJECT_ROOT, Settings
+from booking.settings import PROJECT_ROOT, Environment, Settings
+
+# The shared secrets of the private side: the gateway's for Rasa's API and channel, Rasa's for
+# the action server.
+BACKEND_TOKENS = ("rasa_token", "action_server_token")
 
 
 @dataclass
@@ -30,9 +37,33 @@ class Service:
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
+def with_backend_tokens(env: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
+    """The settings of one run and the environment of its children, both carrying RASA_TOKEN and
+    ACTION_SERVER_TOKEN, so the gateway, Rasa and the action server agree on them.
+
+    Configured tokens (in `env` or in .env) are kept; production refuses to start without
+    them. Missing ones (development, `make run`, tests) become a fresh random token for this run,
+    known to nobody outside it.
+    """
+    fields = {key.lower(): value for key, value in env.items()
+              if key.lower() in Settings.__fields__}
+    # Read what is configured, as the children will, before production's check for the tokens.
+    configured = Settings(**{**fields, "environment": Environment.development})
+    tokens = {name: getattr(configured, name) or secrets.token_urlsafe(32)
+              for name in BACKEND_TOKENS}
+    return (Settings(**{**fields, **tokens}),
+            {**env, **{name.upper(): token for name, token in tokens.items()}})
+
+
 def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
-    """endpoints.yml for this run: SQL tracker store on the booking database's server kind."""
-    endpoints: dict = {"action_endpoint": {"url": settings.action_server_url}}
+    """endpoints.yml for this run: the action server with its token, the SQL tracker store on the
+    booking database's server kind, and the Redis lock store if there is one.
+
+    It holds secrets (the token, database and Redis passwords), so only our user may read it.
+    """
+    endpoints: dict = {"action_endpoint": {
+        "url": settings.action_server_url,
+        "headers": {"Authorization": f"Bearer {settings.action_server_token}"}}}
     if settings.database_url.startswith("sqlite"):
         endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite",
                                       "db": str(run_dir / "rasa_tracker.db")}
@@ -41,30 +72,42 @@ def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
         endpoints["tracker_store"] = {
             "type": "SQL", "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
             "username": url.username, "password": url.password, "db": url.database,
+            # sslmode and friends: the tracker store keeps the booking database's TLS.
+            "query": dict(url.query),
         }
     if settings.redis_url:
         url = make_url(settings.redis_url)
         endpoints["lock_store"] = {"type": "redis", "url": url.host, "port": url.port or 6379,
-                                   "db": int(url.database or 0)}
+                                   "db": int(url.database or 0),
+                                   "username": url.username or None, "password": url.password,
+                                   "use_ssl": url.drivername == "rediss"}
     path = run_dir / "endpoints.yml"
-    path.write_text(yaml.safe_dump(endpoints))
+    # Created afresh with 0600: a file left by an earlier run may be readable by others, and
+    # opening it would keep its mode.
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        yaml.safe_dump(endpoints, file)
     return path
 
 
 def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: bool
              ) -> list[Service]:
-    bin_dir = Path(sys.executable).parent
-    rasa = str(bin_dir / "rasa")
+    """The children of one run. `settings` must carry the backend tokens (with_backend_tokens):
+    Rasa and the action server never run without them."""
+    missing = [name.upper() for name in BACKEND_TOKENS if not getattr(settings, name)]
+    if missing:
+        raise ValueError(f"{' and '.join(missing)} missing: see with_backend_tokens")
+    rasa_status = urlencode({"token": settings.rasa_token})
     started = [
-        Service("action server",
-                [rasa, "run", "actions", "--port", str(settings.action_server_port),
-                 "--actions", "actions"],
-                f"http://127.0.0.1:{settings.action_server_port}/health"),
+        Service("action server", [sys.executable, "-m", "stack.action_server"],
+                f"http://{settings.action_server_host}:{settings.action_server_port}/health"),
         Service("rasa",
-                [rasa, "run", "--enable-api", "--port", str(settings.rasa_port), "--model",
-                 str(model), "--credentials", str(PROJECT_ROOT / "credentials.yml"),
+                [str(Path(sys.executable).parent / "rasa"), "run", "--enable-api",
+                 "--interface", settings.rasa_host, "--port", str(settings.rasa_port),
+                 "--auth-token", settings.rasa_token, "--model", str(model),
+                 "--credentials", str(PROJECT_ROOT / "credentials.yml"),
                  "--endpoints", str(rasa_endpoints(settings, run_dir))],
-                f"http://127.0.0.1:{settings.rasa_port}/status"),
+                f"http://{settings.rasa_host}:{settings.rasa_port}/status?{rasa_status}"),
         Service("gateway",
                 [sys.executable, "-m", "uvicorn", "booking.gateway.app:create_app", "--factory",
                  "--host", settings.gateway_host, "--port", str(settings.gateway_port),

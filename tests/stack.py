@@ -15,7 +15,7 @@ from pathlib import Path
 
 from booking.settings import PROJECT_ROOT, Settings
 from simulator.client import SimulatedPhone
-from stack.supervisor import Supervisor, services
+from stack.supervisor import Supervisor, services, with_backend_tokens
 
 MODEL = PROJECT_ROOT / "models" / "ringback.tar.gz"
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -97,13 +97,12 @@ def stack_environment(run_dir: Path, *, database_url: str | None = None,
 def start_stack(run_dir: Path, *, model: Path, database_url: str | None = None,
                 extra_env: dict[str, str] | None = None) -> RunningStack:
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = stack_environment(run_dir, database_url=database_url, extra=extra_env)
+    settings, env = with_backend_tokens(
+        stack_environment(run_dir, database_url=database_url, extra=extra_env))
     ringback = str(Path(sys.executable).parent / "ringback")
     for command in (["migrate"], ["load-clinics"]):
         subprocess.run([ringback, *command], cwd=PROJECT_ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
-    settings = Settings(**{key.lower(): value for key, value in env.items()
-                           if key.lower() in Settings.__fields__})
     supervisor = Supervisor(services(settings, model=model, run_dir=run_dir,
                                      with_simulator=True),
                             env=env, log_dir=run_dir / "logs")

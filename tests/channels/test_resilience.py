@@ -24,7 +24,7 @@ from booking.models import Direction, Message, MessageStatus, utcnow
 from booking.recovery import register_missed_call
 from booking.settings import PROJECT_ROOT, Settings
 from simulator.client import SimulatedPhone
-from stack.supervisor import Service, Supervisor, services
+from stack.supervisor import Service, Supervisor, services, with_backend_tokens
 from tests.channels.conftest import (
     CHANNEL_CLINICS,
     CLOSED_NUMBER,
@@ -82,15 +82,13 @@ def _healthy(url: str) -> bool:
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutageStack]:
     run_dir = tmp_path_factory.mktemp("outage")
-    env = stack_environment(run_dir, extra={
+    settings, env = with_backend_tokens(stack_environment(run_dir, extra={
         **FAST_RETRIES,
-        "CLINICS_FILE": str(write_clinics(run_dir / "clinics.yml", CHANNEL_CLINICS))})
+        "CLINICS_FILE": str(write_clinics(run_dir / "clinics.yml", CHANNEL_CLINICS))}))
     ringback = str(Path(sys.executable).parent / "ringback")
     for command in (["migrate"], ["load-clinics"]):
         subprocess.run([ringback, *command], cwd=PROJECT_ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
-    settings = Settings(**{key.lower(): value for key, value in env.items()
-                           if key.lower() in Settings.__fields__})
     wanted = [s for s in services(settings, model=Path("unused"), run_dir=run_dir,
                                   with_simulator=True)
               if s.name in ("twilio simulator", "gateway")]

@@ -149,7 +149,6 @@ def _start(run_dir: Path, database_url: str) -> tuple[dict[str, str], list[subpr
         "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
         # No Rasa here: telling it about the call fails fast, after the text-back is sent.
         "RASA_URL": f"http://127.0.0.1:{closed_port}",
-        "RASA_PUBLIC_URL": f"http://127.0.0.1:{closed_port}",
     }
     ringback = str(Path(sys.executable).parent / "ringback")
     for command in (["migrate"], ["load-clinics"]):

@@ -39,7 +39,7 @@ def _settle(stack, patient: str) -> None:
     """Let Rasa store the turn before the next message, as a patient's typing time would."""
     import httpx
 
-    url = f"{stack.rasa}/conversations/riverside:{patient}/tracker"
+    url = stack.rasa_api(f"/conversations/riverside:{patient}/tracker")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         events = httpx.get(url, timeout=5).json().get("events") or []

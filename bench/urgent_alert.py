@@ -53,11 +53,11 @@ def _alert_sent_at(engine, patient: str, timeout: float = 30.0) -> datetime:
     raise TimeoutError(f"no alert sent for {patient}")
 
 
-def _wait_until_listening(rasa_url: str, sender_id: str, timeout: float = 30.0) -> None:
+def _wait_until_listening(stack, sender_id: str, timeout: float = 30.0) -> None:
     """Until the missed-call turn is over: action_start_from_missed_call, then action_listen."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        events = httpx.get(f"{rasa_url}/conversations/{sender_id}/tracker",
+        events = httpx.get(stack.rasa_api(f"/conversations/{sender_id}/tracker"),
                            timeout=10).json()["events"]
         actions = [e.get("name") for e in events if e["event"] == "action"]
         if "action_start_from_missed_call" in actions and actions[-1] == "action_listen":
@@ -79,7 +79,7 @@ def run() -> dict:
                 patient = f"+4477009008{round_:02d}"
                 stack.phone.ring(caller=patient, clinic_number=CLINIC_NUMBER)
                 stack.phone.wait_for(patient, count=1)
-                _wait_until_listening(stack.rasa, f"riverside:{patient}")
+                _wait_until_listening(stack, f"riverside:{patient}")
                 started = datetime.now(timezone.utc)
                 stack.phone.text(sender=patient, clinic_number=CLINIC_NUMBER, body=URGENT)
                 elapsed = (_alert_sent_at(engine, patient) - started).total_seconds()

@@ -42,7 +42,8 @@ from booking.staff_alerts import (
 from booking.text_back import describe_opening
 
 PRIORITY = {EscalationReason.urgent: 1, EscalationReason.human: 2,
-            EscalationReason.not_understood: 2, EscalationReason.billing: 3}
+            EscalationReason.not_understood: 2, EscalationReason.bot_unavailable: 2,
+            EscalationReason.billing: 3}
 TRANSCRIPT_LIMIT = 500
 
 __all__ = ["Handover", "PRIORITY", "acknowledge", "alert_text", "hand_over", "patient_message",

@@ -379,6 +379,42 @@ class Message(Base):
     status_updated_at = Column(UTCDateTime)
 
 
+class InboxState(str, enum.Enum):
+    waiting = "waiting"  # stored; the dialogue has not answered it yet
+    answered = "answered"  # the dialogue's replies are in the outbox
+    held = "held"  # staff hold the thread: for them, not the bot
+    handed_to_staff = "handed_to_staff"  # waited too long for the dialogue
+
+
+class InboxItem(Base):
+    """A patient message on its way to the dialogue: stored before Twilio gets its answer,
+    done only once the dialogue's replies are stored. Each thread's items go in id order."""
+
+    __tablename__ = "inbox_items"
+    __table_args__ = (
+        Index("ix_inbox_items_due", "state", "next_attempt_at"),
+        Index("ix_inbox_items_thread", "thread_id", "state", "id"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    message_id = Column(ForeignKey("messages.id", ondelete="CASCADE"), nullable=False,
+                        unique=True)
+    thread_id = Column(ForeignKey("threads.id", ondelete="CASCADE"), nullable=False)
+    text = Column(Text, nullable=False)
+    state = Column(_enum(InboxState, "inbox_state"), nullable=False, default=InboxState.waiting)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(UTCDateTime)
+    # A worker's claim: another may take the item only once the lease has run out.
+    claim_token = Column(String(36))
+    claimed_until = Column(UTCDateTime)
+    received_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    finished_at = Column(UTCDateTime)
+    last_error = Column(String(300))
+
+    thread = relationship("Thread")
+    message = relationship("Message")
+
+
 class MissedCallStatus(str, enum.Enum):
     pending = "pending"  # recorded; text-back not yet sent
     texted = "texted"
@@ -411,6 +447,8 @@ class EscalationReason(str, enum.Enum):
     billing = "billing"
     human = "human"
     not_understood = "not_understood"
+    # The dialogue (Rasa or the action server) could not answer within INBOX_MAX_WAIT_SECONDS.
+    bot_unavailable = "bot_unavailable"
 
 
 class EscalationStatus(str, enum.Enum):

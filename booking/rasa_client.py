@@ -7,12 +7,14 @@ httpx's pool cost milliseconds of CPU per request (encode/httpx#3215).
 from __future__ import annotations
 
 import asyncio
+import json
 from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
-OUTPUT_CHANNEL_FOR = {"sms": "twilio_sms", "whatsapp": "twilio_whatsapp"}
+# The Rasa channel the gateway hands patient messages to (connectors/gateway_channel.py).
+GATEWAY_CHANNEL_PATH = "/webhooks/ringback/webhook"
 
 
 class RasaUnavailable(Exception):
@@ -20,8 +22,9 @@ class RasaUnavailable(Exception):
 
 
 class RasaClient:
-    def __init__(self, *, base_url: str, timeout: float = 30.0):
+    def __init__(self, *, base_url: str, token: str | None, timeout: float = 30.0):
         self._base = base_url.rstrip("/")
+        self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -30,31 +33,46 @@ class RasaClient:
         # the one the Twilio channel keeps under "riverside:+44...", so ':' and '+' stay as is.
         return f"{self._base}/conversations/{quote(sender_id, safe=':+')}"
 
-    async def _request(self, method: str, url: str, **kwargs) -> int:
+    async def _request(self, method: str, url: str, **kwargs) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             # Made on first use: an aiohttp session belongs to the event loop that runs it.
             self._session = aiohttp.ClientSession(timeout=self._timeout)
+        # Rasa's HTTP API takes its token as a query parameter; our channel as a header.
+        target = URL(url, encoded=True)  # the id in it is quoted already: keep it as it is
+        if self._token:
+            target = target.update_query(token=self._token)
+            kwargs.setdefault("headers", {})["Authorization"] = f"Bearer {self._token}"
         try:
-            # encoded=True: the id above is quoted already, and must reach Rasa as it is.
-            async with self._session.request(method, URL(url, encoded=True),
-                                             **kwargs) as response:
-                await response.read()
-                return response.status
+            async with self._session.request(method, target, **kwargs) as response:
+                return response.status, await response.read()
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             raise RasaUnavailable(f"{method} {url}: {exc!r}") from exc
 
-    async def _post(self, url: str, **kwargs) -> None:
-        status = await self._request("POST", url, **kwargs)
+    async def _post(self, url: str, **kwargs) -> bytes:
+        status, body = await self._request("POST", url, **kwargs)
         if status >= 400:
             raise RasaUnavailable(f"POST {url}: HTTP {status}")
+        return body
 
-    async def trigger_intent(self, *, sender_id: str, intent: str, channel: str,
+    async def handle_message(self, *, sender_id: str, text: str, message_id: str,
+                             metadata: dict) -> list[str]:
+        """The dialogue reads one patient message; its replies, in order. RasaUnavailable
+        when Rasa, or an action the message needed, failed: nothing was answered."""
+        body = await self._post(self._base + GATEWAY_CHANNEL_PATH, json={
+            "sender": sender_id, "text": text, "message_id": message_id, "metadata": metadata})
+        try:
+            replies = json.loads(body)["replies"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RasaUnavailable(f"unreadable answer from Rasa: {body[:200]!r}") from exc
+        return [str(reply) for reply in replies]
+
+    async def trigger_intent(self, *, sender_id: str, intent: str,
                              entities: dict | None = None) -> None:
-        await self._post(
-            f"{self._conversation(sender_id)}/trigger_intent"
-            f"?output_channel={OUTPUT_CHANNEL_FOR[channel]}",
-            json={"name": intent, "entities": entities or {}},
-        )
+        """An external event for the dialogue's context. Its actions must not speak: what the
+        patient reads after a missed call is the gateway's text-back, and anything said here
+        would be dropped."""
+        await self._post(f"{self._conversation(sender_id)}/trigger_intent",
+                         json={"name": intent, "entities": entities or {}})
 
     async def append_event(self, *, sender_id: str, event: dict | list[dict]) -> None:
         await self._post(f"{self._conversation(sender_id)}/tracker/events", json=event)

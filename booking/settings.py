@@ -38,7 +38,6 @@ class Settings(BaseSettings):
 
     # Twilio signs the exact URL it called, so behind a proxy we must know the public one.
     gateway_public_url: str = "http://127.0.0.1:8000"
-    rasa_public_url: str = "http://127.0.0.1:5005"
 
     # Rasa's lock store; needed once several Rasa processes share one tracker store.
     redis_url: str | None = None
@@ -47,9 +46,24 @@ class Settings(BaseSettings):
     action_server_url: str = "http://127.0.0.1:5055/webhook"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    # Rasa and the action server are private: loopback unless a private network is named.
+    rasa_host: str = "127.0.0.1"
     rasa_port: int = 5005
+    action_server_host: str = "127.0.0.1"
     action_server_port: int = 5055
     twilio_fake_port: int = 8020
+    # Shared secrets: the gateway's credential for Rasa's API, Rasa's for the action server.
+    # Unset in development, `ringback run` makes a fresh pair for each run.
+    rasa_token: str | None = None
+    action_server_token: str | None = None
+
+    # The durable inbox: how long a patient message may wait for the dialogue before its
+    # thread is handed to staff, and how the gateway retries delivering it meanwhile.
+    inbox_max_wait_seconds: float = 60.0
+    inbox_first_retry_seconds: float = 0.5
+    inbox_max_retry_seconds: float = 10.0
+    inbox_sweep_interval_seconds: float = 0.5
+    rasa_timeout_seconds: float = 30.0
 
     missed_call_hmac_secret: str = DEVELOPMENT_PLACEHOLDER
     missed_call_max_skew_seconds: int = 300
@@ -79,7 +93,8 @@ class Settings(BaseSettings):
     @root_validator(skip_on_failure=True)
     def _refuse_placeholders_in_production(cls, values: dict) -> dict:
         if values.get("environment") == Environment.production:
-            for field in ("twilio_auth_token", "missed_call_hmac_secret", "session_secret"):
+            for field in ("twilio_auth_token", "missed_call_hmac_secret", "session_secret",
+                          "rasa_token", "action_server_token"):
                 if values.get(field) in (None, "", DEVELOPMENT_PLACEHOLDER):
                     raise ValueError(f"{field.upper()} must be set in production")
             if values.get("database_url", "").startswith("sqlite"):

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 LABEL = {EscalationReason.urgent: "URGENT", EscalationReason.human: "Wants a person",
          EscalationReason.not_understood: "Bot could not help",
+         EscalationReason.bot_unavailable: "Bot unavailable",
          EscalationReason.billing: "Billing"}
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"

@@ -58,8 +58,7 @@ DEFAULT_CONTENT = {
 class FakeConfig:
     account_sid: str
     auth_token: str
-    gateway_url: str  # where the clinic's voice number points (Twilio Voice webhook)
-    rasa_url: str  # where the clinic's messaging numbers point (Twilio Messaging webhook)
+    gateway_url: str  # where the clinic's numbers point (Twilio Voice and Messaging webhooks)
     state_file: Path | None = None  # survives a restart, so "down then up" tests lose nothing
     auto_status_callbacks: bool = True
     enforce_whatsapp_window: bool = True
@@ -417,11 +416,11 @@ def create_app(config: FakeConfig) -> FastAPI:
                 params["MessageType"] = "image"
             else:
                 params["MessageType"] = "text"
-        channel = "twilio_whatsapp" if whatsapp else "twilio_sms"
         if message.message_sid is None or not any(r.sid == sid for r in records):
             records.append(record)
             persist()
-        response = await signed_post(f"{config.rasa_url}/webhooks/{channel}/webhook", params)
+        response = await signed_post(
+            f"{config.gateway_url}/twilio/messaging/{'whatsapp' if whatsapp else 'sms'}", params)
         return {"sid": sid, "webhook_status": response.status_code}
 
     @app.get("/phone", response_class=HTMLResponse)

@@ -57,7 +57,11 @@ class RunningStack:
 
     @property
     def rasa(self) -> str:
-        return self.settings.rasa_public_url
+        return self.settings.rasa_url
+
+    def rasa_api(self, path: str) -> str:
+        """A URL of Rasa's HTTP API, with the token it demands."""
+        return f"{self.rasa}{path}?token={self.env['RASA_TOKEN']}"
 
     @property
     def simulator(self) -> str:
@@ -84,7 +88,6 @@ def stack_environment(run_dir: Path, *, database_url: str | None = None,
         "CONSOLE_PUBLIC_URL": f"http://127.0.0.1:{ports['gateway']}",
         "RASA_PORT": str(ports["rasa"]),
         "RASA_URL": f"http://127.0.0.1:{ports['rasa']}",
-        "RASA_PUBLIC_URL": f"http://127.0.0.1:{ports['rasa']}",
         "ACTION_SERVER_PORT": str(ports["actions"]),
         "ACTION_SERVER_URL": f"http://127.0.0.1:{ports['actions']}/webhook",
         "MISSED_CALL_HMAC_SECRET": HMAC_SECRET,
@@ -106,6 +109,6 @@ def start_stack(run_dir: Path, *, model: Path, database_url: str | None = None,
     supervisor = Supervisor(services(settings, model=model, run_dir=run_dir,
                                      with_simulator=True),
                             env=env, log_dir=run_dir / "logs")
-    supervisor.start()
+    supervisor.start(stop_on_signals=False)
     return RunningStack(settings=settings, env=env, supervisor=supervisor,
                         phone=SimulatedPhone(env["TWILIO_API_BASE_URL"]), run_dir=run_dir)

@@ -13,9 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from booking import console
 from booking.db import get_engine, session_factory, warm_up
-from booking.gateway import follow_up, messaging_status, missed_call_hook, voice
+from booking.gateway import follow_up, messaging, messaging_status, missed_call_hook, voice
 from booking.gateway.batching import Batches
 from booking.gateway.context import GatewayContext
+from booking.inbox import InboxPolicy
 from booking.outbox import Outbox
 from booking.rasa_client import RasaClient
 from booking.settings import Settings, get_settings
@@ -29,7 +30,9 @@ def build_context(settings: Settings) -> GatewayContext:
     context = GatewayContext(settings=settings,
                              sessions=session_factory(get_engine(settings.database_url)),
                              outbox=Outbox.from_settings(settings),
-                             rasa=RasaClient(base_url=settings.rasa_url))
+                             rasa=RasaClient(base_url=settings.rasa_url,
+                                             token=settings.rasa_token,
+                                             timeout=settings.rasa_timeout_seconds))
     context.outbox.use_executor(context.executor)  # sending never queues before webhooks
     # Each batches what arrives together: a burst of calls is a few transactions, not one each.
     context.missed_calls = Batches(functools.partial(voice.record_calls, context),
@@ -39,6 +42,8 @@ def build_context(settings: Settings) -> GatewayContext:
     context.text_backs = Batches(functools.partial(follow_up.decide_batch, context),
                                  spawn=context.spawn, max_size=BATCH_SIZE,
                                  before_each=context.give_way_to_webhooks)
+    context.inbox = messaging.InboxWorker(context, policy=InboxPolicy.from_settings(settings),
+                                          interval=settings.inbox_sweep_interval_seconds)
     return context
 
 
@@ -56,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = asyncio.create_task(context.outbox.run(), name="outbox sweeper")
         undecided = asyncio.create_task(follow_up.sweep_undecided(context),
                                         name="undecided missed calls")
+        # Patient messages to the dialogue, including those left by a restart.
+        inbox_worker = asyncio.create_task(context.inbox.run(), name="inbox")
         # Re-alerts nobody acknowledged, deferred first alerts, email and webhook alerts.
         alerts = EscalationAlerts(sessions=context.sessions, outbox=context.outbox,
                                   settings=settings)
@@ -67,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             sweeper.cancel()
             undecided.cancel()
+            inbox_worker.cancel()
             realerts.cancel()
+            await context.inbox.aclose()
             await alerts.aclose()
             await context.rasa.aclose()
             await context.outbox.aclose()
@@ -76,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Ringback gateway", lifespan=lifespan)
     app.include_router(voice.router)
     app.include_router(missed_call_hook.router)
+    app.include_router(messaging.router)
     app.include_router(messaging_status.router)
     console.install(app, settings)
 

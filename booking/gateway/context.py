@@ -22,6 +22,7 @@ from booking.settings import Settings
 if TYPE_CHECKING:  # follow_up imports this module
     from booking.gateway.batching import Batches
     from booking.gateway.follow_up import Decided
+    from booking.gateway.messaging import InboxWorker
     from booking.gateway.messaging_status import DeliveryReport
     from booking.recovery import CallReport, RecordedCall
 
@@ -48,6 +49,7 @@ class GatewayContext:
     missed_calls: Batches[CallReport, RecordedCall] = field(init=False)
     delivery_reports: Batches[DeliveryReport, None] = field(init=False)
     text_backs: Batches[int, Decided | None] = field(init=False)
+    inbox: InboxWorker = field(init=False)
     # Number -> (expiry, look-up of its clinic) for the voice webhooks; see
     # voice.clinic_for_number.
     clinic_cache: dict[str, tuple[float, asyncio.Future]] = field(default_factory=dict)

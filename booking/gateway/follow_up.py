@@ -48,9 +48,7 @@ async def follow_up(context: GatewayContext, missed_call_id: int) -> None:
     await context.outbox.deliver(rest)
     try:
         await context.rasa.trigger_intent(
-            sender_id=outcome.sender_id, intent="EXTERNAL_missed_call",
-            channel=outcome.channel.value,
-        )
+            sender_id=outcome.sender_id, intent="EXTERNAL_missed_call")
     except RasaUnavailable:
         # The text-back is out; without this event the dialogue still handles the reply,
         # it only lacks the "you called us" context.

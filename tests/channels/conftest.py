@@ -134,7 +134,7 @@ def fake_twilio() -> Iterator[RunningFake]:
     """The Twilio fake as a real HTTP server on a free port, in a thread of this process."""
     port = free_port()
     config = FakeConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
-                        gateway_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9",
+                        gateway_url="http://127.0.0.1:9",
                         auto_status_callbacks=True)
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
                                           log_level="warning", lifespan="off"))

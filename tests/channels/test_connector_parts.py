@@ -1,5 +1,5 @@
-"""The connector's pieces on their own: per-sender ordering, command neutralising, form parsing
-and signatures, the staff seam, and logs that never carry what patients wrote."""
+"""The inbound pieces on their own: command neutralising, form parsing and signatures, the
+staff seam, and logs that never carry what patients wrote."""
 
 from __future__ import annotations
 
@@ -11,62 +11,30 @@ from sqlalchemy import select
 
 from booking import consent
 from booking.conversations import get_or_create_contact, get_or_create_thread, record_inbound
+from booking.inbox import patient_text, storable
 from booking.models import Channel, Contact, Message
 from booking.outbox import apply_status_callback, enqueue
 from booking.recovery import record_missed_call
 from booking.staff_replies import handle_staff_message
 from booking.twilio_signature import is_valid, parse_form, sign
-from connectors.twilio_channels import InOrder, patient_text
 from tests.channels.conftest import STAFF_PHONE, new_patient
 from tests.channels.test_outbox import make_outbox
 from tests.stack import AUTH_TOKEN
 
 
-async def test_one_senders_jobs_run_in_reservation_order_others_do_not_wait():
-    in_order, done = InOrder(), []
-
-    def job(name: str, delay: float):
-        async def run() -> None:
-            await asyncio.sleep(delay)
-            done.append(name)
-        return run
-
-    tasks = []
-    for name, key, delay in [("a1", "a", 0.05), ("a2", "a", 0.0), ("b1", "b", 0.01),
-                             ("a3", "a", 0.0)]:
-        previous, mine = in_order.reserve(key)
-        tasks.append(asyncio.create_task(in_order.run(key, previous, mine, job(name, delay))))
-    await asyncio.gather(*tasks)
-    assert [n for n in done if n.startswith("a")] == ["a1", "a2", "a3"]
-    assert done.index("b1") < done.index("a1")  # "b" did not queue behind "a"
-    assert in_order._tails == {}  # nothing kept once a sender's queue is empty
-
-
-async def test_a_failed_or_refused_job_does_not_block_the_senders_queue():
-    in_order, done = InOrder(), []
-
-    async def boom() -> None:
-        raise RuntimeError("the dialogue fell over")
-
-    async def after() -> None:
-        done.append("after")
-
-    first = in_order.reserve("a")
-    skipped = in_order.reserve("a")  # a duplicate webhook: holds a place, has no job
-    last = in_order.reserve("a")
-    with pytest.raises(RuntimeError):
-        await in_order.run("a", *first, boom)
-    await in_order.run("a", *skipped, None)
-    await in_order.run("a", *last, after)
-    assert done == ["after"]
-
-
 @pytest.mark.parametrize(("body", "text"), [
     ("/urgent", "urgent"), ('/book{"service":"x"}', 'book{"service":"x"}'),
     ("  // affirm ", "affirm"), ("yes /please", "yes /please"), ("", ""), ("😀", "😀"),
+    ("/ /deny@0.5", "deny@0.5"), ('/ /ask_price{"service":"lip-filler"}',
+                                  'ask_price{"service":"lip-filler"}'),
+    ("\t/\n /  /urgent", "urgent"),
 ])
-def test_command_syntax_is_neutralised(body, text):
+def test_command_syntax_is_neutralised_however_many_slashes_and_spaces_lead(body, text):
     assert patient_text(body) == text
+
+
+def test_a_nul_byte_is_dropped_and_the_rest_of_the_message_kept():
+    assert storable("my tooth\x00 hurts") == "my tooth hurts"
 
 
 def test_parse_form_accepts_twilio_bodies_and_refuses_anything_else():

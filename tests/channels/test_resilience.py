@@ -28,6 +28,8 @@ from stack.supervisor import Service, Supervisor, services, with_backend_tokens
 from tests.channels.conftest import (
     CHANNEL_CLINICS,
     CLOSED_NUMBER,
+    OPEN_NUMBER,
+    STAFF_PHONE,
     new_patient,
     twilio_post,
     wait_until,
@@ -42,6 +44,10 @@ FAST_RETRIES = {
     "OUTBOX_MAX_RETRY_SECONDS": "1",
     "OUTBOX_SWEEP_INTERVAL_SECONDS": "0.2",
     "TWILIO_TIMEOUT_SECONDS": "1",
+    # Rasa is not started here: the dialogue is down for as long as these tests run.
+    "INBOX_MAX_WAIT_SECONDS": "3",
+    "INBOX_FIRST_RETRY_SECONDS": "0.2",
+    "INBOX_MAX_RETRY_SECONDS": "1",
 }
 
 
@@ -97,7 +103,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutageStack]:
             # Its log survives a restart, as Twilio's does.
             service.command += ["--state-file", str(run_dir / "twilio-state.json")]
     supervisor = Supervisor(wanted, env=env, log_dir=run_dir / "logs")
-    supervisor.start(timeout=120)
+    supervisor.start(timeout=120, stop_on_signals=False)
     running = OutageStack(settings=settings, env=env, supervisor=supervisor,
                           phone=SimulatedPhone(env["TWILIO_API_BASE_URL"]),
                           log_dir=run_dir / "logs")
@@ -234,3 +240,19 @@ def test_twilio_errors_are_retried_until_it_takes_the_message(outage, status):
     (row,) = outbound(outage, [caller])
     assert row.attempts == 4
     assert len(outage.phone.sent_to(caller)) == 1
+
+
+def test_a_message_the_dialogue_cannot_take_in_time_goes_to_staff_with_one_holding_reply(
+        outage):
+    patient = new_patient()
+    answer = outage.phone.text(sender=patient, clinic_number=OPEN_NUMBER,
+                               body="can I book a check-up?")
+    assert answer["webhook_status"] == 200
+    outage.phone.text(sender=patient, clinic_number=OPEN_NUMBER, body="hello??")
+    (holding,) = outage.phone.wait_for(patient, count=1, timeout=30)
+    assert "team" in holding["body"]
+    (alert,) = outage.phone.wait_for(STAFF_PHONE, count=1, timeout=30,
+                                     where=lambda m: patient in m["body"])
+    assert "Bot unavailable" in alert["body"]
+    time.sleep(1.5)  # the second message joined the handover: no second holding reply
+    assert len(outage.phone.sent_to(patient)) == 1

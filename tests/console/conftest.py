@@ -106,7 +106,7 @@ def thread_of(db: Session, patient: str) -> Thread:
 
 def rasa_paused(stack, sender_id: str) -> bool:
     # Rasa does not unquote the id in its routes: ':' and '+' go as they are.
-    response = httpx.get(f"{stack.rasa}/conversations/{quote(sender_id, safe=':+')}/tracker",
+    response = httpx.get(stack.rasa_api(f"/conversations/{quote(sender_id, safe=':+')}/tracker"),
                          timeout=30)
     response.raise_for_status()
     return response.json()["paused"]

@@ -90,26 +90,15 @@ class Patient:
         """Text the clinic; return the bot's reply (several joined by a blank line)."""
         before = len(self.received())
         self.stack.phone.text(sender=self.number, clinic_number=self.clinic_number, body=body)
+        # The gateway stores the replies once Rasa has answered, and Rasa answers once the
+        # turn is in its tracker: a reply sent means the turn is over.
         sent = self.stack.phone.wait_for(self.number, count=before + replies)
-        self._settled(body)
         return "\n\n".join(m["body"] for m in sent[before:before + replies])
-
-    def _settled(self, body: str) -> None:
-        """Wait until Rasa has stored the turn: replies go out before the tracker is saved."""
-        deadline = time.monotonic() + 30
-        while True:
-            tracker = self.tracker()
-            last = tracker["events"][-1] if tracker["events"] else {}
-            if (tracker.get("latest_message", {}).get("text") == body.strip()
-                    and (last.get("name") == "action_listen" or tracker.get("paused"))):
-                return
-            assert time.monotonic() < deadline, f"the turn for {body!r} never finished"
-            time.sleep(0.02)
 
     # -- the Rasa tracker, read and written through Rasa's HTTP API --------------------------
 
     def tracker(self) -> dict:
-        response = httpx.get(f"{self.stack.rasa}/conversations/{self.sender_id}/tracker",
+        response = httpx.get(self.stack.rasa_api(f"/conversations/{self.sender_id}/tracker"),
                              timeout=10)
         response.raise_for_status()
         return response.json()
@@ -121,7 +110,7 @@ class Patient:
         return [Slot.from_dict(s) for s in self.slot("offered_slots") or []]
 
     def _missed_call_starts(self) -> int:
-        response = httpx.get(f"{self.stack.rasa}/conversations/{self.sender_id}/tracker",
+        response = httpx.get(self.stack.rasa_api(f"/conversations/{self.sender_id}/tracker"),
                              timeout=10)
         if response.status_code != 200:
             return 0

@@ -208,7 +208,7 @@ def test_a_time_that_passed_while_the_patient_was_away_gets_fresh_offers(patient
     moved = {**stale.to_dict(), "starts_at": an_hour_ago.isoformat(),
              "ends_at": (an_hour_ago + timedelta(minutes=30)).isoformat()}
     # What the tracker would hold had the offer been made the day before.
-    httpx.post(f"{pam.stack.rasa}/conversations/{pam.sender_id}/tracker/events",
+    httpx.post(pam.stack.rasa_api(f"/conversations/{pam.sender_id}/tracker/events"),
                json={"event": "slot", "name": "offered_slots",
                      "value": [moved] + [s.to_dict() for s in pam.offered()[1:]]},
                timeout=10).raise_for_status()

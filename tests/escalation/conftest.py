@@ -56,7 +56,7 @@ def twilio_fake() -> Iterator[FakeTwilio]:
     """The Twilio simulator in a thread: Messages API in, a log of what was sent out."""
     port = free_port()
     app = create_app(FakeConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
-                                gateway_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9",
+                                gateway_url="http://127.0.0.1:9",
                                 auto_status_callbacks=False))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

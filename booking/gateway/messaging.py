@@ -1,0 +1,138 @@
+"""Twilio Messaging: patients' texts in, through the inbox, to the dialogue and back.
+
+`POST /twilio/messaging/sms` and `/twilio/messaging/whatsapp` store each message (once per
+MessageSid) before answering Twilio; `InboxWorker` then hands the inbox to Rasa, one message
+at a time per patient, and stores the replies in the outbox. See `booking.inbox` for the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+
+from booking import inbox
+from booking.gateway.context import GatewayContext, get_context
+from booking.gateway.twilio_auth import TwilioForm, require
+from booking.inbox import Claimed, InboxPolicy
+from booking.models import Channel, utcnow
+from booking.rasa_client import RasaUnavailable
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/twilio/messaging")
+Context = Annotated[GatewayContext, Depends(get_context)]
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+# Patients handled at once by one gateway process; each waits on Rasa, not on this process.
+DELIVERIES_AT_ONCE = 16
+
+
+@router.post("/sms")
+async def sms(params: TwilioForm, context: Context) -> Response:
+    return await _receive(Channel.sms, params, context)
+
+
+@router.post("/whatsapp")
+async def whatsapp(params: TwilioForm, context: Context) -> Response:
+    return await _receive(Channel.whatsapp, params, context)
+
+
+async def _receive(channel: Channel, params: dict[str, str], context: GatewayContext
+                   ) -> Response:
+    require(params, "MessageSid", "From", "To")
+
+    def store() -> inbox.Accepted:
+        with context.sessions() as session, session.begin():
+            return inbox.accept(session, channel=channel, params=params, now=utcnow())
+
+    try:
+        accepted = await asyncio.to_thread(store)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    if accepted.reply_ids:
+        context.spawn(context.outbox.deliver(accepted.reply_ids), name="inbound replies")
+    if accepted.queued:
+        context.inbox.wake()
+    return Response(EMPTY_TWIML, media_type="application/xml")
+
+
+class InboxWorker:
+    """Delivers due inbox items to Rasa and stores its replies; any number of these, in any
+    number of gateway processes, share one inbox."""
+
+    def __init__(self, context: GatewayContext, *, policy: InboxPolicy,
+                 interval: float, at_once: int = DELIVERIES_AT_ONCE):
+        self._context = context
+        self._policy = policy
+        self._interval = interval
+        self._at_once = at_once
+        self._in_flight: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something became due (a new message, a delivery done): look now, not at the tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._claim_and_start()
+            except Exception:  # the database may be down: keep the loop, try next tick
+                logger.exception("inbox: claiming failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+
+    async def _claim_and_start(self) -> None:
+        room = self._at_once - len(self._in_flight)
+        if room <= 0:
+            return
+
+        def claim() -> list[Claimed]:
+            with self._context.sessions() as session, session.begin():
+                return inbox.claim_due(session, now=utcnow(), limit=room, policy=self._policy)
+
+        for claimed in await self._context.in_background(claim):
+            task = asyncio.create_task(self._deliver(claimed), name=f"inbox {claimed.item_id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._delivered)
+
+    def _delivered(self, task: asyncio.Task) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("inbox delivery failed", exc_info=task.exception())
+        self.wake()  # the patient's next message may be due now
+
+    async def _deliver(self, claimed: Claimed) -> None:
+        try:
+            replies = await self._context.rasa.handle_message(
+                sender_id=claimed.sender_id, text=claimed.text,
+                message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata)
+        except RasaUnavailable as exc:
+            error = str(exc)
+            logger.warning("inbox item %s: dialogue unavailable (%s)", claimed.item_id, error)
+
+            def retry() -> tuple[int, ...]:
+                with self._context.sessions() as session, session.begin():
+                    return inbox.retry_later(session, claimed=claimed, now=utcnow(),
+                                             error=error, policy=self._policy)
+
+            to_send = await self._context.in_background(retry)
+        else:
+            def store() -> tuple[int, ...]:
+                with self._context.sessions() as session, session.begin():
+                    return inbox.answered(session, claimed=claimed, replies=replies,
+                                          now=utcnow())
+
+            to_send = await self._context.in_background(store)
+        if to_send:
+            await self._context.outbox.deliver(to_send)
+
+    async def aclose(self) -> None:
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)

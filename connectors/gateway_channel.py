@@ -1,0 +1,143 @@
+"""How Rasa receives patient messages: from the gateway only, and answers in the response.
+
+The gateway's inbox posts one message at a time per patient to `/webhooks/ringback/webhook`
+with the shared secret (`RASA_TOKEN`); Rasa's channel webhooks are outside its `--auth-token`,
+so this channel checks the secret itself. The replies come back in the response, for the
+gateway to store with the message's completion, so a message is answered once or not at all.
+
+Rasa 3.6 logs an action that failed (the action server down, a crash in an action) and
+carries on as if it had run, so a message is not handed to the dialogue while the action
+server is down: the answer is 503 and the gateway delivers it again later. An action failing
+mid-turn all the same is a 503 too, with the turn rewound (a `rewind` event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from booking.inbox import patient_text
+from booking.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+# The words Rasa's processor logs when it swallows an action's failure (rasa 3.6).
+_ACTION_FAILED = "Encountered an exception while running action"
+_failed_actions: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "failed_actions", default=None)
+
+
+class _ActionFailureWatch(logging.Handler):
+    """Notes, for the message being handled in this task, that an action failed."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        failures = _failed_actions.get()
+        if failures is not None and record.getMessage().startswith(_ACTION_FAILED):
+            failures.append(record.getMessage())
+
+
+logging.getLogger("rasa.core.processor").addHandler(_ActionFailureWatch(logging.ERROR))
+
+
+def _authorised(request: Request) -> bool:
+    expected = get_settings().rasa_token
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    # No configured secret refuses everything: the channel is never open by mistake.
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def reply_texts(messages: list[dict[str, Any]]) -> list[str]:
+    """What the patient reads of each bot message: text, numbered buttons, image links."""
+    texts = []
+    for message in messages:
+        parts = [message.get("text") or ""]
+        buttons = message.get("buttons") or []
+        parts += [f"{index}. {button.get('title', '')}"
+                  for index, button in enumerate(buttons, start=1)]
+        if message.get("image"):
+            parts.append(str(message["image"]))
+        text = "\n".join(part for part in parts if part)
+        if text:
+            texts.append(text)
+    return texts
+
+
+_ACTION_SERVER_CHECK = aiohttp.ClientTimeout(total=2)
+
+
+async def _action_server_up() -> bool:
+    """Whether the action server answers its health check (it sits beside Rasa: a few ms)."""
+    health = get_settings().action_server_url.rsplit("/", 1)[0] + "/health"
+    try:
+        async with aiohttp.ClientSession(timeout=_ACTION_SERVER_CHECK) as session, \
+                session.get(health) as answer:
+            return answer.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
+
+
+class GatewayInput(InputChannel):
+    @classmethod
+    def name(cls) -> str:
+        return "ringback"
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
+        # The secret comes from the environment (booking.settings), never credentials.yml.
+        return cls()
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        hook = Blueprint("ringback_webhook", __name__)
+
+        @hook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @hook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            if not _authorised(request):
+                return response.json({"error": "unauthorised"}, status=401)
+            payload = request.json if isinstance(request.json, dict) else {}
+            sender, text = payload.get("sender"), payload.get("text")
+            if not isinstance(sender, str) or not isinstance(text, str) or not sender:
+                return response.json({"error": "sender and text are required"}, status=400)
+            if patient_text(text) != text:
+                return response.json({"error": "text must not start with a command"},
+                                     status=400)
+            if not await _action_server_up():
+                return response.json({"error": "the action server is not answering"},
+                                     status=503)
+            collector = CollectingOutputChannel()
+            failures: list[str] = []
+            _failed_actions.set(failures)
+            await on_new_message(UserMessage(
+                text, collector, sender, input_channel=self.name(),
+                message_id=payload.get("message_id"), metadata=payload.get("metadata") or {}))
+            if failures:
+                await _rewind(request, sender)
+                return response.json({"error": "an action failed", "detail": failures[:3]},
+                                     status=503)
+            return response.json({"replies": reply_texts(collector.messages)})
+
+        return hook
+
+
+async def _rewind(request: Request, sender: str) -> None:
+    """Undo the failed turn in the tracker, so the message is read afresh when it comes back."""
+    from rasa.shared.core.events import UserUtteranceReverted
+
+    agent = request.app.ctx.agent
+    tracker = await agent.tracker_store.retrieve(sender)
+    if tracker is not None:
+        tracker.update(UserUtteranceReverted())
+        await agent.tracker_store.save(tracker)

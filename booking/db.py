@@ -18,6 +18,21 @@ from sqlalchemy.pool import QueuePool
 
 from booking.settings import get_settings
 
+# Every id column is INTEGER, which PostgreSQL holds up to 2**31 - 1: a larger id is no row's.
+MAX_ROW_ID = 2**31 - 1
+
+
+def parse_row_id(text: str) -> int | None:
+    """An id typed into a URL as the id of one of our rows, or None when it cannot be one.
+
+    Checked before any query: SQLite's driver raises on an id beyond 64 bits instead of finding
+    nothing, and int() refuses "²" (which str.isdigit() accepts) and numbers of 4,300+ digits.
+    """
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_ROW_ID)):
+        return None
+    row_id = int(text)
+    return row_id if 1 <= row_id <= MAX_ROW_ID else None
+
 
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):

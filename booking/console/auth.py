@@ -101,7 +101,11 @@ async def check_csrf(request: Request) -> None:
     expected = request.session.get("csrf")
     supplied = request.headers.get(CSRF_HEADER)
     if supplied is None:
-        form = await request.form()
+        try:
+            form = await request.form()
+        except ValueError as exc:
+            # python-multipart's parse errors: starlette makes a 400 only of its own.
+            raise HTTPException(400, "the form could not be read") from exc
         value = form.get(CSRF_FIELD)
         supplied = value if isinstance(value, str) else None
     if not expected or not supplied or not secrets.compare_digest(expected, supplied):

@@ -28,6 +28,7 @@ from booking.console.auth import (
     start_session,
     verify_login,
 )
+from booking.db import MAX_ROW_ID, parse_row_id
 from booking.escalation import acknowledge, resolve
 from booking.gateway.context import GatewayContext, get_context
 from booking.models import StaffMember, ThreadState, utcnow
@@ -52,6 +53,26 @@ async def current_user(request: Request, context: ContextDep) -> ConsoleUser:
 
 UserDep = Annotated[ConsoleUser, Depends(current_user)]
 Csrf = Depends(check_csrf)
+
+
+def _known_id(text: str, what: str) -> int:
+    row_id = parse_row_id(text)
+    if row_id is None:  # "abc" or 99999999999999999999 is as unknown as any other id
+        raise HTTPException(404, f"no such {what}")
+    return row_id
+
+
+def _thread_id(thread_id: str) -> int:
+    return _known_id(thread_id, "thread")
+
+
+def _escalation_id(escalation_id: str) -> int:
+    return _known_id(escalation_id, "escalation")
+
+
+# After UserDep in each route's parameters: signing in comes first, even for a bad id.
+ThreadId = Annotated[int, Depends(_thread_id)]
+EscalationId = Annotated[int, Depends(_escalation_id)]
 
 
 def render(request: Request, name: str, user: ConsoleUser | None, status_code: int = 200,
@@ -148,8 +169,8 @@ async def queue_rows(request: Request, context: ContextDep, user: UserDep,
 
 
 @router.get("/escalations/{escalation_id}")
-async def escalation_page(escalation_id: int, context: ContextDep,
-                          user: UserDep) -> RedirectResponse:
+async def escalation_page(context: ContextDep, user: UserDep,
+                          escalation_id: EscalationId) -> RedirectResponse:
     def find() -> int:
         with context.sessions() as session:
             return views.get_escalation(session, user, escalation_id).thread_id
@@ -172,8 +193,8 @@ def _escalation_action(context: GatewayContext, user: ConsoleUser, escalation_id
 
 
 @router.post("/escalations/{escalation_id}/ack", dependencies=[Csrf])
-async def acknowledge_escalation(request: Request, escalation_id: int, context: ContextDep,
-                                 user: UserDep) -> RedirectResponse:
+async def acknowledge_escalation(request: Request, context: ContextDep, user: UserDep,
+                                 escalation_id: EscalationId) -> RedirectResponse:
     thread_id, changed = await asyncio.to_thread(_escalation_action, context, user,
                                                  escalation_id, "ack")
     request.session["flash"] = (f"Escalation {escalation_id} acknowledged." if changed
@@ -182,8 +203,8 @@ async def acknowledge_escalation(request: Request, escalation_id: int, context: 
 
 
 @router.post("/escalations/{escalation_id}/resolve", dependencies=[Csrf])
-async def resolve_escalation(request: Request, escalation_id: int, context: ContextDep,
-                             user: UserDep) -> RedirectResponse:
+async def resolve_escalation(request: Request, context: ContextDep, user: UserDep,
+                             escalation_id: EscalationId) -> RedirectResponse:
     thread_id, changed = await asyncio.to_thread(_escalation_action, context, user,
                                                  escalation_id, "resolve")
     request.session["flash"] = (f"Escalation {escalation_id} resolved." if changed
@@ -226,15 +247,16 @@ def _panel(session, thread) -> dict:
 
 
 @router.get("/threads/{thread_id}", response_class=HTMLResponse)
-async def thread_page(request: Request, thread_id: int, context: ContextDep,
-                      user: UserDep) -> HTMLResponse:
+async def thread_page(request: Request, context: ContextDep, user: UserDep,
+                      thread_id: ThreadId) -> HTMLResponse:
     page = await asyncio.to_thread(_thread_page, context, user, thread_id)
     return render(request, "thread.html", user, **page)
 
 
 @router.get("/threads/{thread_id}/updates")
-async def thread_updates(request: Request, thread_id: int, context: ContextDep, user: UserDep,
-                         after: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+async def thread_updates(request: Request, context: ContextDep, user: UserDep,
+                         thread_id: ThreadId,
+                         after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0) -> JSONResponse:
     """New messages since `after`, and the status panel, for the page's poller."""
     def load():
         with context.sessions() as session:
@@ -266,8 +288,8 @@ def _sender_id(context: GatewayContext, user: ConsoleUser, thread_id: int) -> st
 
 
 @router.post("/threads/{thread_id}/take-over", dependencies=[Csrf])
-async def take_over(request: Request, thread_id: int, context: ContextDep,
-                    user: UserDep) -> RedirectResponse:
+async def take_over(request: Request, context: ContextDep, user: UserDep,
+                    thread_id: ThreadId) -> RedirectResponse:
     # Pause the bot first: if Rasa cannot be reached, nothing claims the thread is ours.
     await _change_holder(request, context, user, thread_id, tell_rasa=context.rasa.pause,
                          change=handoff.take_over)
@@ -277,8 +299,8 @@ async def take_over(request: Request, thread_id: int, context: ContextDep,
 
 
 @router.post("/threads/{thread_id}/hand-back", dependencies=[Csrf])
-async def hand_back(request: Request, thread_id: int, context: ContextDep,
-                    user: UserDep) -> RedirectResponse:
+async def hand_back(request: Request, context: ContextDep, user: UserDep,
+                    thread_id: ThreadId) -> RedirectResponse:
     await _change_holder(request, context, user, thread_id, tell_rasa=context.rasa.resume,
                          change=handoff.hand_back)
     logger.info("thread %s handed back to the bot by staff member %s", thread_id,
@@ -303,7 +325,7 @@ async def _change_holder(request: Request, context: GatewayContext, user: Consol
 
 
 @router.post("/threads/{thread_id}/reply", dependencies=[Csrf])
-async def reply(request: Request, thread_id: int, context: ContextDep, user: UserDep,
+async def reply(request: Request, context: ContextDep, user: UserDep, thread_id: ThreadId,
                 body: Annotated[str, Form(max_length=1600)] = "") -> RedirectResponse:
     def store() -> list[int]:
         with context.sessions() as session, session.begin():

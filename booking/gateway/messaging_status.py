@@ -10,8 +10,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 
+from booking.db import parse_row_id
 from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.twilio_auth import TwilioForm, require
@@ -31,11 +32,16 @@ class DeliveryReport:
 
 @router.post("/twilio/messaging/status")
 async def message_status(params: TwilioForm, context: Context,
-                         message_id: int | None = None) -> Response:
+                         message_id: str | None = None) -> Response:
     sid, status = require(params, "MessageSid", "MessageStatus")
+    our_message_id = None if message_id is None else parse_row_id(message_id)
+    if message_id is not None and our_message_id is None:
+        # We write message_id into every StatusCallback URL, so this one is not ours: refused
+        # rather than ignored, which costs nothing as Twilio does not retry a 4xx.
+        raise HTTPException(400, "message_id is not the id of a message we sent")
     await context.delivery_reports.submit(DeliveryReport(
         message_sid=sid, status=status, error_code=params.get("ErrorCode"),
-        message_id=message_id))
+        message_id=our_message_id))
     # An unknown SID is answered like a known one, or Twilio would keep retrying it.
     return Response(status_code=204)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
@@ -23,7 +24,7 @@ from booking.clinics import find_clinic_by_number, find_clinic_by_slug
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.follow_up import follow_up
 from booking.gateway.twilio_auth import MAX_WEBHOOK_BYTES, read_limited
-from booking.models import WebhookReplay, utcnow
+from booking.models import MissedCall, WebhookReplay, utcnow
 from booking.phones import to_e164
 from booking.recovery import RecordedCall, register_missed_call
 
@@ -32,6 +33,14 @@ Context = Annotated[GatewayContext, Depends(get_context)]
 
 TIMESTAMP_HEADER = "X-Ringback-Timestamp"
 SIGNATURE_HEADER = "X-Ringback-Signature"
+# Unix seconds need 10 digits until the year 2286. ASCII only: str.isdigit() also accepts "²",
+# which int() refuses, and int() refuses more than 4,300 digits.
+UNIX_SECONDS = re.compile(r"[0-9]{1,10}")
+HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+CALL_SID_PREFIX = "hook:"
+MAX_CALL_ID_LENGTH = MissedCall.call_sid.type.length - len(CALL_SID_PREFIX)
+MAX_STATUS_LENGTH = MissedCall.dial_status.type.length
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class MissedCallHook(BaseModel):
@@ -44,9 +53,15 @@ class MissedCallHook(BaseModel):
 
     @validator("call_id")
     def _call_id_is_reasonable(cls, value: str) -> str:
-        if not value.strip() or len(value) > 64:
-            raise ValueError("call_id must be 1-64 characters")
+        if not value.strip() or len(value.strip()) > MAX_CALL_ID_LENGTH:
+            raise ValueError(f"call_id must be 1-{MAX_CALL_ID_LENGTH} characters")
         return value.strip()
+
+    @validator("status")
+    def _status_fits(cls, value: str) -> str:
+        if len(value) > MAX_STATUS_LENGTH:
+            raise ValueError(f"status must be at most {MAX_STATUS_LENGTH} characters")
+        return value
 
     @validator("occurred_at")
     def _occurred_at_has_offset(cls, value: datetime | None) -> datetime | None:
@@ -62,16 +77,36 @@ def signature_for(*, secret: str, timestamp: str, body: bytes) -> str:
 def _verify(request: Request, body: bytes, context: GatewayContext) -> str:
     timestamp = request.headers.get(TIMESTAMP_HEADER, "")
     signature = request.headers.get(SIGNATURE_HEADER, "")
-    if not timestamp.isdigit() or not signature:
-        raise HTTPException(401, "missing or malformed signature headers")
+    if not timestamp or not signature:
+        raise HTTPException(401, "missing signature headers")
+    if not UNIX_SECONDS.fullmatch(timestamp):
+        raise HTTPException(400, f"{TIMESTAMP_HEADER} must be Unix seconds: "
+                                 "1 to 10 ASCII digits")
     skew = context.settings.missed_call_max_skew_seconds
     if abs(time.time() - int(timestamp)) > skew:
         raise HTTPException(401, "stale request: timestamp outside the allowed window")
     expected = signature_for(secret=context.settings.missed_call_hmac_secret,
                              timestamp=timestamp, body=body)
-    if not hmac.compare_digest(expected, signature.lower()):
+    # compare_digest refuses non-ASCII text with a TypeError, so anything but hex is wrong.
+    if not HEX_SHA256.fullmatch(signature) or not hmac.compare_digest(expected,
+                                                                      signature.lower()):
         raise HTTPException(401, "invalid signature")
     return expected
+
+
+def _check_occurred_at(occurred_at: datetime, skew_seconds: int) -> None:
+    """A call happens between the Unix epoch and the signed request (give or take the skew).
+
+    Far-off dates are not only nonsense: year 1 or 9999 overflows when converted to UTC or to
+    the clinic's time zone, long after the request was answered.
+    """
+    latest = utcnow() + timedelta(seconds=skew_seconds)
+    try:
+        in_utc = occurred_at.astimezone(timezone.utc)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not UNIX_EPOCH <= in_utc <= latest:
+        raise HTTPException(400, "occurred_at must lie between 1970-01-01T00:00:00Z and now")
 
 
 @router.post("/hooks/missed-call", status_code=202)
@@ -84,6 +119,8 @@ async def missed_call_hook(request: Request, context: Context) -> dict:
         raise HTTPException(422, exc.errors()) from exc
     if not hook.clinic and not hook.to:
         raise HTTPException(422, "give the clinic's slug or the number that was called")
+    if hook.occurred_at is not None:
+        _check_occurred_at(hook.occurred_at, context.settings.missed_call_max_skew_seconds)
 
     def record() -> RecordedCall:
         with context.sessions() as session, session.begin():
@@ -99,8 +136,8 @@ async def missed_call_hook(request: Request, context: Context) -> dict:
                 raise HTTPException(422, "caller is not a phone number") from exc
             _refuse_replay(session, signature, context.settings.missed_call_max_skew_seconds)
             return register_missed_call(
-                session, clinic=clinic, caller=caller, call_sid=f"hook:{hook.call_id}",
-                dial_status=hook.status, source="hook",
+                session, clinic=clinic, caller=caller,
+                call_sid=f"{CALL_SID_PREFIX}{hook.call_id}", dial_status=hook.status, source="hook",
                 occurred_at=hook.occurred_at or utcnow(),
             )
 

@@ -1,15 +1,31 @@
 """Every Twilio webhook, on the gateway and on Rasa, refuses bad input with a clear 4xx and
 stores nothing: forged or missing signatures, tampering, wrong encodings, oversized bodies,
-unknown numbers, missing fields. Replays are harmless."""
+unknown numbers, missing fields, numbers and times no database can hold. Replays are harmless."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
 import httpx
 import pytest
+import uvicorn
+from sqlalchemy.orm import Session
 
+from booking.clinic_config import load_clinics_file
+from booking.db import MAX_ROW_ID, get_engine
+from booking.gateway.app import create_app
+from booking.gateway.missed_call_hook import TIMESTAMP_HEADER
+from booking.migrate import upgrade
 from booking.models import Contact, FunnelEvent, Message, MissedCall, MissedCallStatus, Thread
+from booking.settings import Settings
 from booking.twilio_signature import SIGNATURE_HEADER, sign
+from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
 from tests.channels.conftest import (
+    EXAMPLE_FILE,
     OPEN_NUMBER,
     OPEN_WHATSAPP,
     count,
@@ -17,8 +33,52 @@ from tests.channels.conftest import (
     twilio_post,
     wait_until,
 )
+from tests.channels.test_missed_call_hook import post_hook
+from tests.stack import ACCOUNT_SID, AUTH_TOKEN, HMAC_SECRET, free_port
 
 pytestmark = pytest.mark.integration
+
+
+@dataclass
+class GatewayOnly:
+    """The gateway without Rasa, named like `RunningStack` so the stack's helpers work on it."""
+
+    gateway: str
+    database_url: str
+
+    def session(self) -> Session:
+        return Session(get_engine(self.database_url))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def gateway_only(request: pytest.FixtureRequest, tmp_path) -> Iterator[GatewayOnly]:
+    """The real gateway app in this process, on a fresh database of each kind we run on, with
+    the example clinics: SQLite and PostgreSQL fail differently on values they cannot hold.
+    Twilio and Rasa are unreachable, which the gateway survives (it retries later)."""
+    database_url = (f"sqlite:///{tmp_path / 'gateway.db'}" if request.param == "sqlite"
+                    else request.getfixturevalue("postgres_url"))
+    upgrade(database_url)
+    load_clinics_file(database_url=database_url, path=EXAMPLE_FILE)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(database_url=database_url, gateway_public_url=url,
+                        console_public_url=url, twilio_account_sid=ACCOUNT_SID,
+                        twilio_auth_token=AUTH_TOKEN, missed_call_hmac_secret=HMAC_SECRET,
+                        session_secret="test-session-secret",
+                        twilio_api_base_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9")
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                          log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the gateway did not start")
+        time.sleep(0.02)
+    yield GatewayOnly(gateway=url, database_url=database_url)
+    server.should_exit = True
+    thread.join(timeout=30)
+    get_engine(database_url).dispose()  # before PostgreSQL drops the database
 
 # (service, path, a valid form for it)
 WEBHOOKS = [
@@ -146,3 +206,65 @@ def test_a_replayed_dial_status_is_one_missed_call_and_one_text_back(stack, chan
     stack.phone.wait_for(caller, count=1)
     assert count(db, MissedCall, MissedCall.call_sid == form["CallSid"]) == 1
     assert count(db, Message, Message.to_number.in_([caller, f"whatsapp:{caller}"])) == 1
+
+
+def hook_rows(gateway_only: GatewayOnly) -> tuple[int, int, int]:
+    with gateway_only.session() as session:
+        return (count(session, MissedCall), count(session, Contact), count(session, Message))
+
+
+def test_the_missed_call_hook_refuses_timestamps_and_times_that_cannot_be(gateway_only):
+    caller = new_patient()
+    good = {"call_id": f"pbx-impossible-{caller[1:]}", "caller": caller, "clinic": "riverside"}
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    before = hook_rows(gateway_only)
+    # "²" is a digit to str.isdigit() but not to int(); int() refuses 5,000 digits outright.
+    timestamps = {"²": post_hook(gateway_only, good, headers={TIMESTAMP_HEADER: b"\xb2"}),
+                  "5,000 digits": post_hook(gateway_only, good,
+                                            headers={TIMESTAMP_HEADER: "9" * 5000}),
+                  "words": post_hook(gateway_only, good, headers={TIMESTAMP_HEADER: "now"})}
+    # Year 1 and year 9999 overflow when moved to UTC or to the clinic's time zone.
+    times = {occurred_at: post_hook(gateway_only, {**good, "occurred_at": occurred_at})
+             for occurred_at in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00",
+                                 "9999-12-31T23:59:59-05:00", "1969-12-31T23:59:59Z",
+                                 tomorrow)}
+    assert {case: (r.status_code, r.json()["detail"]) for case, r in timestamps.items()} == {
+        case: (400, "X-Ringback-Timestamp must be Unix seconds: 1 to 10 ASCII digits")
+        for case in timestamps}
+    assert {case: (r.status_code, r.json()["detail"]) for case, r in times.items()} == {
+        case: (400, "occurred_at must lie between 1970-01-01T00:00:00Z and now")
+        for case in times}
+    assert hook_rows(gateway_only) == before
+
+
+def test_the_missed_call_hook_refuses_what_its_columns_cannot_hold(gateway_only):
+    caller = new_patient()
+    good = {"call_id": f"pbx-long-{caller[1:]}", "caller": caller, "clinic": "riverside"}
+    before = hook_rows(gateway_only)
+    long_call_id = post_hook(gateway_only, {**good, "call_id": "c" * 60})
+    long_status = post_hook(gateway_only, {**good, "status": "no-answer" * 4})
+    assert long_call_id.status_code == 422, long_call_id.text
+    assert long_call_id.json()["detail"][0]["msg"] == "call_id must be 1-59 characters"
+    assert long_status.status_code == 422, long_status.text
+    assert long_status.json()["detail"][0]["msg"] == "status must be at most 32 characters"
+    assert hook_rows(gateway_only) == before
+    # The longest call_id allowed is stored whole.
+    longest = post_hook(gateway_only, {**good, "call_id": "c" * 59})
+    assert longest.status_code == 202, longest.text
+
+
+def test_a_status_report_naming_no_possible_message_is_refused(gateway_only):
+    form = {"MessageSid": "SMimpossible", "MessageStatus": "delivered"}
+    refused = {message_id: twilio_post(
+        f"{gateway_only.gateway}/twilio/messaging/status?message_id={message_id}", form)
+        for message_id in ("99999999999999999999", str(MAX_ROW_ID + 1), "0", "-1", "abc")}
+    assert {message_id: (r.status_code, r.json()["detail"])
+            for message_id, r in refused.items()} == {
+        message_id: (400, "message_id is not the id of a message we sent")
+        for message_id in refused}
+    # An id that could be ours but is not is answered like an unknown SID.
+    unknown = twilio_post(
+        f"{gateway_only.gateway}/twilio/messaging/status?message_id={MAX_ROW_ID}", form)
+    assert unknown.status_code == 204
+    with gateway_only.session() as session:
+        assert count(session, Message) == 0

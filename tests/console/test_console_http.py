@@ -1,5 +1,6 @@
 """The staff console over plain HTTP against the running stack: sign-in, CSRF, clinic scoping,
-acknowledging, taking over and handing back, and staff acknowledging by text."""
+acknowledging, taking over and handing back, staff acknowledging by text, and ids or forms that
+are no use answered with a 4xx."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from booking.db import MAX_ROW_ID
 from booking.models import (
+    Contact,
     EscalationAlert,
     EscalationStatus,
     Message,
     StaffMember,
+    Thread,
     ThreadState,
 )
+from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
+from tests.channels.conftest import wait_until
+from tests.channels.test_bad_input import gateway_only  # noqa: F401 - a fixture
+from tests.channels.test_missed_call_hook import post_hook
 from tests.console.conftest import (
     CLINIC_NUMBER,
     URGENT,
@@ -212,3 +220,62 @@ def test_the_running_gateway_repeats_an_unacknowledged_alert_to_the_backup(stack
     escalation = db.get(type(escalation), escalation.id)
     assert escalation.alert_count == 2
     assert escalation.next_alert_at > datetime.now(timezone.utc)
+
+
+# Ids no row can have: beyond 64 bits (SQLite's driver raises on it), beyond PostgreSQL's
+# integer, zero, and not a number at all.
+IMPOSSIBLE_IDS = ("99999999999999999999", str(MAX_ROW_ID + 1), "0", "abc")
+
+
+def test_ids_no_row_can_have_are_unknown_ids(gateway_only):  # noqa: F811
+    with httpx.Client(base_url=gateway_only.gateway) as anonymous:
+        # Signing in comes first, whatever the id.
+        assert anonymous.get(f"/console/threads/{IMPOSSIBLE_IDS[0]}").status_code == 303
+    patient = new_patient()
+    assert post_hook(gateway_only, {"call_id": f"console-{patient[1:]}", "caller": patient,
+                                    "clinic": "riverside"}).status_code == 202
+
+    def thread_id() -> int | None:
+        with gateway_only.session() as session:
+            return session.execute(select(Thread.id).join(Contact).where(
+                Contact.phone == patient)).scalar_one_or_none()
+
+    thread = wait_until(thread_id, message="the text-back's thread")
+    staff = sign_in(gateway_only.gateway, "riverside-admin", "riverside-demo")
+    try:
+        pages = {path: staff.http.get(path).status_code for bad in IMPOSSIBLE_IDS for path in (
+            f"/console/threads/{bad}", f"/console/threads/{bad}/updates",
+            f"/console/escalations/{bad}")}
+        actions = {path: staff.post(path, {"body": "hello"}).status_code
+                   for bad in IMPOSSIBLE_IDS for path in (
+                       f"/console/escalations/{bad}/ack", f"/console/escalations/{bad}/resolve",
+                       f"/console/threads/{bad}/take-over", f"/console/threads/{bad}/hand-back",
+                       f"/console/threads/{bad}/reply")}
+        assert pages == {path: 404 for path in pages}
+        assert actions == {path: 404 for path in actions}
+        # The live feed's cursor is a message id too: one past any is refused, not queried.
+        updates = f"/console/threads/{thread}/updates"
+        assert staff.http.get(updates, params={"after": IMPOSSIBLE_IDS[0]}).status_code == 422
+        newest = staff.http.get(updates, params={"after": MAX_ROW_ID})
+        assert newest.status_code == 200 and newest.json()["last_id"] == MAX_ROW_ID
+    finally:
+        staff.http.close()
+
+
+MALFORMED_MULTIPART = [
+    ("multipart/form-data; boundary=x", b"garbage"),
+    ("multipart/form-data", b"csrf_token=x"),  # no boundary
+    ("multipart/form-data; boundary=x", b"--x\r\nnot a header\r\n\r\n--x--\r\n"),
+]
+FORM_ROUTES = ["/console/login", "/console/logout", "/console/escalations/1/ack",
+               "/console/escalations/1/resolve", "/console/threads/1/take-over",
+               "/console/threads/1/hand-back", "/console/threads/1/reply"]
+
+
+def test_a_malformed_multipart_form_is_a_bad_request(stack, riverside_staff):
+    statuses = {(path, content_type, body): riverside_staff.http.post(
+        path, content=body, headers={"Content-Type": content_type}).status_code
+        for path in FORM_ROUTES for content_type, body in MALFORMED_MULTIPART}
+    assert statuses == {key: 400 for key in statuses}
+    # Nothing was done: not even the sign-out.
+    assert riverside_staff.http.get("/console/escalations").status_code == 200

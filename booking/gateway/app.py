@@ -42,6 +42,8 @@ def build_context(settings: Settings) -> GatewayContext:
     context.text_backs = Batches(functools.partial(follow_up.decide_batch, context),
                                  spawn=context.spawn, max_size=BATCH_SIZE,
                                  before_each=context.give_way_to_webhooks)
+    context.inbound = Batches(functools.partial(messaging.store_batch, context),
+                              spawn=context.spawn, max_size=BATCH_SIZE)
     context.inbox = messaging.InboxWorker(context, policy=InboxPolicy.from_settings(settings),
                                           interval=settings.inbox_sweep_interval_seconds)
     return context

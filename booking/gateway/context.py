@@ -22,8 +22,9 @@ from booking.settings import Settings
 if TYPE_CHECKING:  # follow_up imports this module
     from booking.gateway.batching import Batches
     from booking.gateway.follow_up import Decided
-    from booking.gateway.messaging import InboxWorker
+    from booking.gateway.messaging import Inbound, InboxWorker
     from booking.gateway.messaging_status import DeliveryReport
+    from booking.inbox import Accepted
     from booking.recovery import CallReport, RecordedCall
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class GatewayContext:
     missed_calls: Batches[CallReport, RecordedCall] = field(init=False)
     delivery_reports: Batches[DeliveryReport, None] = field(init=False)
     text_backs: Batches[int, Decided | None] = field(init=False)
+    inbound: Batches[Inbound, Accepted] = field(init=False)
     inbox: InboxWorker = field(init=False)
     # Number -> (expiry, look-up of its clinic) for the voice webhooks; see
     # voice.clinic_for_number.

@@ -1,8 +1,10 @@
 """Twilio Messaging: patients' texts in, through the inbox, to the dialogue and back.
 
 `POST /twilio/messaging/sms` and `/twilio/messaging/whatsapp` store each message (once per
-MessageSid) before answering Twilio; `InboxWorker` then hands the inbox to Rasa, one message
-at a time per patient, and stores the replies in the outbox. See `booking.inbox` for the rules.
+MessageSid) before answering Twilio; messages arriving together are stored together
+(`context.inbound`), so a burst costs a few commits. `InboxWorker` then hands the inbox to
+Rasa, one message at a time per patient, and stores the replies in the outbox. See
+`booking.inbox` for the rules.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
 from booking import inbox
+from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.twilio_auth import TwilioForm, require
 from booking.inbox import Claimed, InboxPolicy
@@ -39,16 +44,18 @@ async def whatsapp(params: TwilioForm, context: Context) -> Response:
     return await _receive(Channel.whatsapp, params, context)
 
 
+@dataclass(frozen=True)
+class Inbound:
+    channel: Channel
+    params: dict[str, str]
+    received_at: datetime
+
+
 async def _receive(channel: Channel, params: dict[str, str], context: GatewayContext
                    ) -> Response:
     require(params, "MessageSid", "From", "To")
-
-    def store() -> inbox.Accepted:
-        with context.sessions() as session, session.begin():
-            return inbox.accept(session, channel=channel, params=params, now=utcnow())
-
     try:
-        accepted = await asyncio.to_thread(store)
+        accepted = await context.inbound.submit(Inbound(channel, params, utcnow()))
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from exc
     except ValueError as exc:
@@ -58,6 +65,17 @@ async def _receive(channel: Channel, params: dict[str, str], context: GatewayCon
     if accepted.queued:
         context.inbox.wake()
     return Response(EMPTY_TWIML, media_type="application/xml")
+
+
+async def store_batch(context: GatewayContext, batch: list[Inbound]
+                      ) -> list[inbox.Accepted | Exception]:
+    """One batch of `context.inbound`, in one transaction when it can be."""
+    def store(messages: list[Inbound]) -> list[inbox.Accepted]:
+        with context.sessions() as session, session.begin():
+            return [inbox.accept(session, channel=m.channel, params=m.params, now=m.received_at)
+                    for m in messages]
+
+    return await asyncio.to_thread(together_or_one_by_one, store, batch)
 
 
 class InboxWorker:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from booking.clinic_config import load_clinics_file
@@ -20,7 +21,15 @@ from booking.db import MAX_ROW_ID, get_engine
 from booking.gateway.app import create_app
 from booking.gateway.missed_call_hook import TIMESTAMP_HEADER
 from booking.migrate import upgrade
-from booking.models import Contact, FunnelEvent, Message, MissedCall, MissedCallStatus, Thread
+from booking.models import (
+    Contact,
+    FunnelEvent,
+    InboxItem,
+    Message,
+    MissedCall,
+    MissedCallStatus,
+    Thread,
+)
 from booking.settings import Settings
 from booking.twilio_signature import SIGNATURE_HEADER, sign
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
@@ -80,27 +89,25 @@ def gateway_only(request: pytest.FixtureRequest, tmp_path) -> Iterator[GatewayOn
     thread.join(timeout=30)
     get_engine(database_url).dispose()  # before PostgreSQL drops the database
 
-# (service, path, a valid form for it)
+# (path, a valid form for it): every webhook is the gateway's
 WEBHOOKS = [
-    ("gateway", "/twilio/voice", {"CallSid": "CAbad", "From": "+447700900999",
+    ("/twilio/voice", {"CallSid": "CAbad", "From": "+447700900999",
                                   "To": OPEN_NUMBER, "CallStatus": "ringing"}),
-    ("gateway", "/twilio/voice/dial-status", {"CallSid": "CAbad", "From": "+447700900999",
+    ("/twilio/voice/dial-status", {"CallSid": "CAbad", "From": "+447700900999",
                                               "To": OPEN_NUMBER, "DialCallStatus": "busy"}),
-    ("gateway", "/twilio/voice/call-status", {"CallSid": "CAbad", "From": "+447700900999",
+    ("/twilio/voice/call-status", {"CallSid": "CAbad", "From": "+447700900999",
                                               "To": OPEN_NUMBER, "CallStatus": "completed"}),
-    ("gateway", "/twilio/messaging/status", {"MessageSid": "SMbad", "MessageStatus": "failed",
+    ("/twilio/messaging/status", {"MessageSid": "SMbad", "MessageStatus": "failed",
                                              "ErrorCode": "30003"}),
-    ("rasa", "/webhooks/twilio_sms/webhook", {"MessageSid": "SMbadin", "From": "+447700900999",
+    ("/twilio/messaging/sms", {"MessageSid": "SMbadin", "From": "+447700900999",
                                               "To": OPEN_NUMBER, "Body": "book me in"}),
-    ("rasa", "/webhooks/twilio_whatsapp/webhook", {
+    ("/twilio/messaging/whatsapp", {
         "MessageSid": "SMbadwa", "From": "whatsapp:+447700900999",
         "To": f"whatsapp:{OPEN_WHATSAPP}", "Body": "book me in"}),
 ]
-IDS = [path for _, path, _ in WEBHOOKS]
+IDS = [path for path, _ in WEBHOOKS]
 
 
-def url_of(stack, service: str, path: str) -> str:
-    return f"{stack.gateway if service == 'gateway' else stack.rasa}{path}"
 
 
 def snapshot(db) -> tuple[int, ...]:
@@ -117,10 +124,10 @@ def raw_post(url: str, content: bytes, *, content_type="application/x-www-form-u
                       headers={"Content-Type": content_type, SIGNATURE_HEADER: signature})
 
 
-@pytest.mark.parametrize(("service", "path", "form"), WEBHOOKS, ids=IDS)
+@pytest.mark.parametrize(("path", "form"), WEBHOOKS, ids=IDS)
 def test_forged_missing_or_misdirected_signatures_are_refused(stack, channel_clinics, db,
-                                                               service, path, form):
-    url = url_of(stack, service, path)
+                                                               path, form):
+    url = f"{stack.gateway}{path}"
     before = snapshot(db)
     forged = sign(auth_token="not-our-token", url=url, params=form)
     responses = [
@@ -137,10 +144,9 @@ def test_forged_missing_or_misdirected_signatures_are_refused(stack, channel_cli
     assert snapshot(db) == before
 
 
-@pytest.mark.parametrize(("service", "path", "form"), WEBHOOKS, ids=IDS)
-def test_malformed_or_oversized_bodies_are_refused(stack, channel_clinics, db, service, path,
-                                                   form):
-    url = url_of(stack, service, path)
+@pytest.mark.parametrize(("path", "form"), WEBHOOKS, ids=IDS)
+def test_malformed_or_oversized_bodies_are_refused(stack, channel_clinics, db, path, form):
+    url = f"{stack.gateway}{path}"
     before = snapshot(db)
     assert raw_post(url, b'{"From": "+447700900999"}',
                     content_type="application/json").status_code == 415
@@ -151,37 +157,37 @@ def test_malformed_or_oversized_bodies_are_refused(stack, channel_clinics, db, s
     assert snapshot(db) == before
 
 
-@pytest.mark.parametrize(("service", "path", "form", "status"), [
-    ("gateway", "/twilio/voice", {"CallSid": "CAnum", "From": "+447700900999",
+@pytest.mark.parametrize(("path", "form", "status"), [
+    ("/twilio/voice", {"CallSid": "CAnum", "From": "+447700900999",
                                   "To": "+441632960999"}, 404),
-    ("gateway", "/twilio/voice/dial-status", {"CallSid": "CAnum", "From": "+447700900999",
+    ("/twilio/voice/dial-status", {"CallSid": "CAnum", "From": "+447700900999",
                                               "To": "+441632960999",
                                               "DialCallStatus": "busy"}, 404),
-    ("gateway", "/twilio/voice/call-status", {"CallSid": "CAnum", "From": "+447700900999",
+    ("/twilio/voice/call-status", {"CallSid": "CAnum", "From": "+447700900999",
                                               "To": "+441632960999",
                                               "CallStatus": "completed"}, 404),
     # The clinic's WhatsApp sender is not a voice number.
-    ("gateway", "/twilio/voice", {"CallSid": "CAnum", "From": "+447700900999",
+    ("/twilio/voice", {"CallSid": "CAnum", "From": "+447700900999",
                                   "To": OPEN_WHATSAPP}, 404),
-    ("rasa", "/webhooks/twilio_sms/webhook", {"MessageSid": "SMnum", "From": "+447700900999",
+    ("/twilio/messaging/sms", {"MessageSid": "SMnum", "From": "+447700900999",
                                               "To": "+441632960999", "Body": "hi"}, 404),
     # A WhatsApp number reached over the SMS webhook (or the other way round) is no clinic's.
-    ("rasa", "/webhooks/twilio_sms/webhook", {"MessageSid": "SMnum2", "From": "+447700900999",
+    ("/twilio/messaging/sms", {"MessageSid": "SMnum2", "From": "+447700900999",
                                               "To": OPEN_WHATSAPP, "Body": "hi"}, 404),
-    ("rasa", "/webhooks/twilio_whatsapp/webhook", {
+    ("/twilio/messaging/whatsapp", {
         "MessageSid": "SMnum3", "From": "whatsapp:+447700900999",
         "To": f"whatsapp:{OPEN_NUMBER}", "Body": "hi"}, 404),
-    ("rasa", "/webhooks/twilio_sms/webhook", {"MessageSid": "SMnum4", "From": "not-a-phone",
+    ("/twilio/messaging/sms", {"MessageSid": "SMnum4", "From": "not-a-phone",
                                               "To": OPEN_NUMBER, "Body": "hi"}, 400),
-    ("gateway", "/twilio/voice/dial-status", {"CallSid": "CAmissing", "To": OPEN_NUMBER}, 400),
-    ("gateway", "/twilio/messaging/status", {"MessageSid": "SMmissing"}, 400),
-    ("rasa", "/webhooks/twilio_sms/webhook", {"From": "+447700900999", "To": OPEN_NUMBER,
+    ("/twilio/voice/dial-status", {"CallSid": "CAmissing", "To": OPEN_NUMBER}, 400),
+    ("/twilio/messaging/status", {"MessageSid": "SMmissing"}, 400),
+    ("/twilio/messaging/sms", {"From": "+447700900999", "To": OPEN_NUMBER,
                                               "Body": "no sid"}, 400),
 ])
-def test_unknown_numbers_and_missing_fields_are_refused(stack, channel_clinics, db, service,
-                                                        path, form, status):
+def test_unknown_numbers_and_missing_fields_are_refused(stack, channel_clinics, db, path, form,
+                                                        status):
     before = snapshot(db)
-    response = twilio_post(url_of(stack, service, path), form)
+    response = twilio_post(f"{stack.gateway}{path}", form)
     assert response.status_code == status, response.text
     assert snapshot(db) == before
 
@@ -268,3 +274,18 @@ def test_a_status_report_naming_no_possible_message_is_refused(gateway_only):
     assert unknown.status_code == 204
     with gateway_only.session() as session:
         assert count(session, Message) == 0
+
+
+def test_a_nul_byte_in_a_text_is_dropped_and_the_message_kept(gateway_only):
+    """PostgreSQL cannot store NUL in text; the patient's message must not be lost for it."""
+    form = {"MessageSid": "SMnul", "From": "+447700900998", "To": "+441632960001",
+            "Body": "my tooth\x00 hurts"}
+    response = twilio_post(f"{gateway_only.gateway}/twilio/messaging/sms", form)
+    assert response.status_code == 200, response.text
+    with gateway_only.session() as session:
+        message = session.execute(select(Message).where(Message.twilio_sid == "SMnul")
+                                  ).scalar_one()
+        assert message.body == "my tooth hurts"
+        (item,) = session.execute(select(InboxItem).where(InboxItem.message_id == message.id)
+                                  ).scalars().all()
+        assert item.text == "my tooth hurts"

@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 RASA := $(BIN)/rasa
 
 .DEFAULT_GOAL := help
-.PHONY: help install train migrate run demo test test-unit bench nlu-report lint validate clean
+.PHONY: help install train migrate run demo test test-unit test-stress bench nlu-report lint validate clean
 
 help:
 	@echo "make run         start Rasa, the action server, the gateway and the Twilio simulator"
 	@echo "make demo        play a missed call through the running stack and book it"
 	@echo "make test        the whole test suite (unit, integration, browser)"
+	@echo "make test-stress the whole suite with every core busy (AT=\"2026-12-05 23:30\": London clock)"
 	@echo "make train       retrain the model when data/, domain.yml or config.yml changed"
 	@echo "make nlu-report  5-fold cross-validation report in reports/"
 	@echo "make bench       speed benchmarks (BENCH=\"slots nlu_parse\" for some)"
@@ -50,6 +51,11 @@ test: install
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m "not integration and not browser"
+
+# The whole suite with every core kept busy, optionally from a chosen moment in Europe/London:
+# make test-stress AT="2026-12-05 23:30". See scripts/test_stress.sh.
+test-stress: install
+	scripts/test_stress.sh "$(AT)"
 
 bench: train
 	$(BIN)/python -m bench $(BENCH)

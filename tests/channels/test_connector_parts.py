@@ -3,7 +3,6 @@ staff seam, and logs that never carry what patients wrote."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
@@ -12,13 +11,13 @@ from sqlalchemy import select
 from booking import consent
 from booking.conversations import get_or_create_contact, get_or_create_thread, record_inbound
 from booking.inbox import patient_text, storable
-from booking.models import Channel, Contact, Message
+from booking.models import Channel, Contact, Message, MessageStatus
 from booking.outbox import apply_status_callback, enqueue
 from booking.recovery import record_missed_call
 from booking.staff_replies import handle_staff_message
 from booking.twilio_signature import is_valid, parse_form, sign
 from tests.channels.conftest import STAFF_PHONE, new_patient
-from tests.channels.test_outbox import make_outbox
+from tests.channels.test_outbox import drain, make_outbox, rows
 from tests.stack import AUTH_TOKEN
 
 
@@ -104,16 +103,15 @@ async def test_nothing_patients_write_reaches_the_logs_at_info_or_above(sessions
     outbox = make_outbox(sessions, fake_twilio.url)
     try:
         await outbox.deliver(ids)
-        await outbox.deliver_due()
-        await asyncio.sleep(0.3)
-        await outbox.deliver_due()
+        await drain(outbox, until=lambda: all(
+            row.status == MessageStatus.queued for row in rows(sessions, ids)))
     finally:
         fake_twilio.phone.control()
         await outbox.aclose()
     with sessions() as session, session.begin():
         for message_id in ids:
-            sid = session.get(Message, message_id).twilio_sid or "SMnone"
-            apply_status_callback(session, message_sid=sid, status="failed", error_code="30003")
+            apply_status_callback(session, message_sid=session.get(Message, message_id).twilio_sid,
+                                  status="failed", error_code="30003")
     loud = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert loud, "expected some logging to inspect"
     assert not [r.getMessage() for r in loud if "SECRET-7731" in r.getMessage()]

@@ -2,9 +2,10 @@
 
 Each round a new patient rings Riverside and has a whole booking conversation: "yes", the
 treatment, a question mid-booking, a pick, a name. Both ends are timed by the Twilio simulator
-on one clock: from just before it posts the signed Messaging webhook to Rasa, to the moment
-Ringback's Messages API call for the reply reaches it. That covers the webhook, NLU, the
-policies, the action server (free slots, booking, database) and the outbox. Target: p95 < 300 ms.
+on one clock: from just before it posts the signed Messaging webhook to the gateway, to the
+moment Ringback's Messages API call for the reply reaches it. That covers the webhook, the
+inbox, NLU, the policies, the action server (free slots, booking, database) and the outbox.
+Target: p95 < 300 ms.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _reply_latency_ms(phone, patient: str, body: str) -> float:
 
 
 def _settle(stack, patient: str) -> None:
-    """Let Rasa store the turn before the next message, as a patient's typing time would."""
+    """Let Rasa finish the missed-call turn before the first reply, as a patient's typing time
+    would (a reply itself comes back only once its turn is stored)."""
     import httpx
 
     url = stack.rasa_api(f"/conversations/riverside:{patient}/tracker")
@@ -63,7 +65,6 @@ def run() -> dict:
                 _settle(stack, patient)
                 for body in CONVERSATION:
                     elapsed = _reply_latency_ms(stack.phone, patient, body)
-                    _settle(stack, patient)
                     if round_ >= WARM_UP:
                         by_step[body].append(elapsed)
         finally:

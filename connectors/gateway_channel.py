@@ -86,6 +86,14 @@ async def _action_server_up() -> bool:
         return False
 
 
+class WholeMessages(CollectingOutputChannel):
+    """Collects each bot message as one text: Rasa's collector splits at blank lines, and an
+    answer with the booking question after it is one SMS, as the actions wrote it."""
+
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+        await self._persist_message(self._message(recipient_id, text=text.strip()))
+
+
 class GatewayInput(InputChannel):
     @classmethod
     def name(cls) -> str:
@@ -117,7 +125,7 @@ class GatewayInput(InputChannel):
             if not await _action_server_up():
                 return response.json({"error": "the action server is not answering"},
                                      status=503)
-            collector = CollectingOutputChannel()
+            collector = WholeMessages()
             failures: list[str] = []
             _failed_actions.set(failures)
             await on_new_message(UserMessage(

@@ -23,7 +23,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking.clinics import find_clinic_by_slug
 from booking.conversations import get_or_create_contact, sender_id_for
-from booking.models import Appointment, AppointmentStatus, Contact, Escalation, FunnelEvent
+from booking.models import (
+    Appointment,
+    AppointmentStatus,
+    Contact,
+    Escalation,
+    FunnelEvent,
+    InboxItem,
+    InboxState,
+    Thread,
+)
 from booking.scheduling.base import Slot
 from booking.scheduling.registry import get_adapter
 
@@ -135,6 +144,13 @@ class Patient:
             for row in rows:  # loaded for use after the session closes
                 _ = row.service, row.provider
             return list(rows)
+
+    def inbox_states(self) -> list[InboxState]:
+        """What became of each of this patient's messages on its way to the dialogue."""
+        with self.sessions() as session:
+            return list(session.execute(
+                select(InboxItem.state).join(Thread, Thread.id == InboxItem.thread_id)
+                .where(Thread.sender_id == self.sender_id).order_by(InboxItem.id)).scalars())
 
     def escalations(self) -> list[Escalation]:
         with self.sessions() as session:

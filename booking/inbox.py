@@ -320,6 +320,9 @@ def retry_later(session: Session, *, claimed: Claimed, error: str, now: datetime
     if item is None:
         return ()
     item.last_error = error[:MAX_ERROR_CHARS]
+    if item.thread.state == ThreadState.handed_off:  # staff took the thread meanwhile
+        _finish(item, InboxState.held, now)
+        return ()
     if now - item.received_at >= policy.max_wait:
         return hand_to_staff(session, item=item, now=now)
     item.claim_token = item.claimed_until = None

@@ -63,7 +63,8 @@ class RasaClient:
         try:
             replies = json.loads(body)["replies"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise RasaUnavailable(f"unreadable answer from Rasa: {body[:200]!r}") from exc
+            # Not the body itself: it holds what the bot told a patient.
+            raise RasaUnavailable(f"unreadable answer from Rasa ({len(body)} bytes)") from exc
         return [str(reply) for reply in replies]
 
     async def trigger_intent(self, *, sender_id: str, intent: str,

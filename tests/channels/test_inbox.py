@@ -209,3 +209,19 @@ def test_racing_workers_on_postgres_take_each_message_once_in_each_patients_orde
     assert all(turns == [0, 1, 2, 3, 4] for turns in seen.values()) and len(seen) == 10
     for patient in patients:
         assert bodies_to(sessions, patient) == [f"reply {turn}" for turn in range(5)]
+
+
+def test_a_thread_staff_take_while_the_dialogue_is_down_is_theirs_without_a_second_handover(
+        sessions):
+    text(sessions, "can I book?", sid="SMtaken")
+    (claimed,) = claim(sessions)
+    with sessions() as session, session.begin():
+        session.execute(select(Thread)).scalar_one().state = ThreadState.handed_off
+    later = NOW + timedelta(seconds=120)  # past the longest wait: it would have gone to staff
+    with sessions() as session, session.begin():
+        assert inbox.retry_later(session, claimed=claimed, error="timeout", now=later,
+                                 policy=POLICY) == ()
+    with sessions() as session:
+        assert session.execute(select(InboxItem.state)).scalar_one() == InboxState.held
+        assert session.execute(select(Escalation)).scalars().all() == []
+    assert bodies_to(sessions, "+447700900501") == []

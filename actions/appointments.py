@@ -3,28 +3,16 @@
 The patient's upcoming appointments are found by their number (the thread's contact); with
 several, the bot asks which. Nothing changes until the patient confirms, and the confirmation
 question carries the clinic's late-cancellation terms when the appointment is within its notice
-period. The wording and the policy live in booking.appointment_changes.
+period. The wording and the policy live in booking.dialogue.appointment_changes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
-from rasa_sdk.executor import CollectingDispatcher
-
-from actions.booking import (
-    BOOKING_STEPS,
-    CALENDAR_DOWN,
-    CHANGE_STEPS,
-    JUST_BOOKED,
-    OFFERED_TO_BOOK,
-    Conversation,
-    conversation_turn,
-)
-from booking.appointment_booking import confirmation_text
-from booking.appointment_changes import (
+from actions.steps import BOOKING_STEPS, CALENDAR_DOWN, JUST_BOOKED, OFFERED_TO_BOOK
+from booking.dialogue.appointment_booking import confirmation_text
+from booking.dialogue.appointment_changes import (
     answer_is_yes,
     cancel_question,
     cancelled_text,
@@ -37,6 +25,9 @@ from booking.appointment_changes import (
 )
 from booking.models import Appointment, Service
 from booking.scheduling.base import CalendarUnavailable, InvalidRequest, Slot, SlotUnavailable
+
+if TYPE_CHECKING:  # the conversation calls this module; this module only reads it
+    from actions.booking import Conversation
 
 yes_or_no = answer_is_yes
 
@@ -232,24 +223,3 @@ def _confirm_reschedule(conversation: Conversation) -> None:
         conversation.missed(reschedule_question(appointment, new_slot.starts_at,
                                                 clinic=conversation.clinic,
                                                 now=conversation.now))
-
-
-class ActionChangeAppointment(Action):
-    """'I need to reschedule' / 'cancel my appointment'."""
-
-    def name(self) -> str:
-        return "action_change_appointment"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: dict[str, Any]) -> list[EventType]:
-        kind = "cancel" if (tracker.latest_message or {}).get("intent", {}).get(
-            "name") == "cancel" else "reschedule"
-
-        def handle(conversation: Conversation) -> None:
-            # "Yes, cancel it" to "cancel your check-up?" is a confirmation, not a new request.
-            if conversation.awaiting in CHANGE_STEPS and conversation.understands():
-                continue_change(conversation)
-            else:
-                start_change(conversation, kind)
-
-        return conversation_turn(tracker, dispatcher, handle)

@@ -22,9 +22,17 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
+from actions import appointments
 from actions.runtime import adapter_for, thread_session
-from booking import patient_details
-from booking.appointment_booking import (
+from actions.steps import (
+    CALENDAR_DOWN,
+    CHANGE_STEPS,
+    JUST_BOOKED,
+    OFFERED_TO_BOOK,
+)
+from booking.clinics.lookups import match_service
+from booking.dialogue import cues, patient_details
+from booking.dialogue.appointment_booking import (
     MAX_OFFER_ROUNDS,
     confirmation_text,
     describe,
@@ -39,13 +47,9 @@ from booking.appointment_booking import (
     service_question,
     still_free,
 )
-from booking.appointment_changes import answer_is_yes
-from booking.clinics import match_service
-from booking.conversations import record_event
-from booking.faq import answer_topic
-from booking.models import Clinic, Contact, Provider, Service, Thread, utcnow
-from booking.scheduling.base import CalendarUnavailable, Slot, SlotUnavailable
-from booking.slot_choice import (
+from booking.dialogue.appointment_changes import answer_is_yes
+from booking.dialogue.faq import answer_topic
+from booking.dialogue.slot_choice import (
     Preference,
     date_order_for,
     declines,
@@ -53,13 +57,10 @@ from booking.slot_choice import (
     preference,
     warm_up,
 )
+from booking.messaging.conversations import record_event
+from booking.models import Clinic, Contact, Provider, Service, Thread, utcnow
+from booking.scheduling.base import CalendarUnavailable, Slot, SlotUnavailable
 
-BOOKING_STEPS = ("service", "pick", "details")
-CHANGE_STEPS = ("which_appointment", "confirm_cancel", "confirm_reschedule")
-# After a booking a bare "ok"/"great" is an acknowledgement, not a new booking.
-JUST_BOOKED = "booked"
-# "Would you like to book one? Reply YES": a yes starts a booking, a no closes.
-OFFERED_TO_BOOK = "offer_to_book"
 # Slots of one booking attempt, cleared when it ends.
 BOOKING_SLOTS = ("awaiting", "offered_slots", "declined_slots", "offer_rounds", "chosen_slot",
                  "wish", "provider", "change_kind", "change_candidates", "change_target")
@@ -69,25 +70,6 @@ CLOSE_POLITELY = "No problem. If you need us later, just reply here."
 CLARIFY = ("Sorry, I didn't quite get that. You can reply YES to book, \"move my appointment\" "
            "or \"cancel my appointment\", ask about our hours, prices or address, or say "
            "\"talk to someone\" to reach the team. If it's urgent, say so.")
-CALENDAR_DOWN = ("Sorry, our booking calendar isn't responding right now. Please try again in a "
-                 "few minutes, or say \"talk to someone\" and the team will book you in.")
-_DONE_FOR_NOW = re.compile(
-    r"\b(?:no thanks?|no thank you|not now|not at the moment|leave it|forget it|never ?mind|"
-    r"don'?t worry|i'?m (?:fine|ok|good)|i'?ll (?:call|ring)|maybe later|not interested|"
-    r"all good|that'?s all|no need)\b", re.IGNORECASE)
-# Relative to the times just offered.
-_LATER = re.compile(r"\b(?:later|after th(?:at|ose|em)|further (?:out|ahead))\b", re.IGNORECASE)
-_EARLIER = re.compile(r"\b(?:earlier|sooner|before th(?:at|ose|em))\b", re.IGNORECASE)
-_BOOKING_WORDS = re.compile(r"\b(?:book|booking|appointment|come in|see someone|slot)\b",
-                            re.IGNORECASE)
-# Questions worth answering even when the message is mainly about booking.
-_SIDE_QUESTIONS = {
-    "price": re.compile(r"\b(?:how much|what(?:'s| is| does) (?:the |it )?cost|price)\b", re.I),
-    "location": re.compile(r"\b(?:where are you|your address|where is the clinic)\b", re.I),
-    "insurance": re.compile(r"\b(?:insurance|denplan|in[- ]network)\b", re.I),
-    "parking": re.compile(r"\bparking\b", re.I),
-}
-
 warm_up()
 
 
@@ -249,21 +231,18 @@ class Conversation:
         return next((p for p in service.providers if p.slug == wanted), None), ""
 
     def wants_to_book(self) -> bool:
-        return bool(re.search(r"\b(?:book|booking)\b|\bcan i (?:come in|get an appointment)\b",
-                              self.text, re.IGNORECASE))
+        return cues.wants_to_book(self.text)
 
     def done_for_now(self) -> bool:
-        return bool(_DONE_FOR_NOW.search(self.text))
+        return cues.done_for_now(self.text)
 
     def understands(self) -> bool:
         """Whether the message answers what the bot is waiting for, whatever its intent."""
-        from actions import appointments  # the change flow builds on this class
-
         if self.awaiting in CHANGE_STEPS:
             return appointments.understands(self)
         if self.awaiting == "pick":
             return bool(self.offer_matches() or self.wish() or self.named_service()
-                        or _LATER.search(self.text) or _EARLIER.search(self.text)
+                        or cues.asks_for_later(self.text) or cues.asks_for_earlier(self.text)
                         or find_provider(list(self.clinic.providers), self.text))
         if self.awaiting == "details":
             return self.detail_answer() is not None
@@ -272,19 +251,17 @@ class Conversation:
         if self.awaiting == OFFERED_TO_BOOK:
             return appointments.yes_or_no(self.text) is not None
         return bool(self.named_service() or answer_is_yes(self.text)
-                    or (self.wish() and _BOOKING_WORDS.search(self.text)))
+                    or (self.wish() and cues.mentions_booking(self.text)))
 
     def side_answers(self) -> None:
         """Answer a clear question asked alongside a booking step ("yes, how much is it?")."""
-        for topic, cue in _SIDE_QUESTIONS.items():
-            if cue.search(self.text) and not self.replies:
+        for topic in cues.side_questions(self.text):
+            if not self.replies:
                 self.say(answer_topic(topic, clinic=self.clinic, now=self.now,
                                       service=self.named_service() or self.current_service()))
 
     def resume_prompt(self) -> str | None:
         """The pending question, asked again after an interruption; None when nothing pends."""
-        from actions import appointments
-
         if self.awaiting == "service":
             return service_question(self.services, opening="Back to your booking:")
         if self.awaiting == "pick" and self.offered:
@@ -301,8 +278,6 @@ class Conversation:
     # -- the turn --------------------------------------------------------------------------
 
     def handle(self) -> None:
-        from actions import appointments
-
         if self.awaiting in CHANGE_STEPS:
             appointments.continue_change(self)
             return
@@ -347,8 +322,6 @@ class Conversation:
         self.say("Great, see you then! Reply here any time if you need anything.")
 
     def answer_offer_to_book(self) -> None:
-        from actions import appointments
-
         answer = appointments.yes_or_no(self.text)
         if answer is False or self.done_for_now():
             self.close()
@@ -459,11 +432,11 @@ class Conversation:
             self.offer(service, wish=wish, lead_in="No problem." if declining else "")
         elif self.done_for_now():  # before "later": "maybe later" closes
             self.close()
-        elif _LATER.search(self.text):
+        elif cues.asks_for_later(self.text):
             self.offer(service, after=max(s.starts_at for s in self.offered),
                        avoid=self.declined + self.offered,
                        lead_in="Sure, here are some later times.")
-        elif _EARLIER.search(self.text):
+        elif cues.asks_for_earlier(self.text):
             self.earlier_than_offered(service)
         elif declining:  # other times, still on the day or at the time asked for earlier
             self.offer(service, wish=self.stored_wish(),
@@ -491,8 +464,6 @@ class Conversation:
                      + pick_reminder(self.offered, clinic=self.clinic))
 
     def chosen_slot(self, slot: Slot, service: Service) -> None:
-        from actions import appointments
-
         if slot.starts_at <= self.now:
             self.offer(service, avoid=[slot], lead_in="Sorry, that time has passed now.")
             return
@@ -619,4 +590,26 @@ class ActionBookingTurn(Action):
         return conversation_turn(tracker, dispatcher, Conversation.handle)
 
 
-__all__ = ["ActionBookingTurn", "Conversation", "conversation_turn"]
+class ActionChangeAppointment(Action):
+    """'I need to reschedule' / 'cancel my appointment'. The change flow is
+    `actions.appointments`; this is its entry point, beside the booking's."""
+
+    def name(self) -> str:
+        return "action_change_appointment"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[EventType]:
+        kind = "cancel" if (tracker.latest_message or {}).get("intent", {}).get(
+            "name") == "cancel" else "reschedule"
+
+        def handle(conversation: Conversation) -> None:
+            # "Yes, cancel it" to "cancel your check-up?" is a confirmation, not a new request.
+            if conversation.awaiting in CHANGE_STEPS and conversation.understands():
+                appointments.continue_change(conversation)
+            else:
+                appointments.start_change(conversation, kind)
+
+        return conversation_turn(tracker, dispatcher, handle)
+
+
+__all__ = ["ActionBookingTurn", "ActionChangeAppointment", "Conversation", "conversation_turn"]

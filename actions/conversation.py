@@ -13,8 +13,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.booking import BOOKING_SLOTS, CLARIFY, Conversation, conversation_turn
 from actions.runtime import outbox, thread_session
-from booking import consent
-from booking.faq import answer, topics_in
+from booking.dialogue.faq import answer, topics_in
+from booking.messaging import consent
 from booking.models import utcnow
 
 GREETING = "Hi! Reply YES to book an appointment, or tell me what you need."

@@ -10,7 +10,7 @@ from rasa_sdk.events import ConversationPaused, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.runtime import outbox, thread_session
-from booking.escalation import hand_over
+from booking.escalation.escalations import hand_over
 from booking.models import EscalationReason, utcnow
 
 logger = logging.getLogger(__name__)

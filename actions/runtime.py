@@ -7,12 +7,12 @@ from functools import lru_cache
 
 from sqlalchemy.orm import sessionmaker
 
-from booking.conversations import find_thread
 from booking.db import get_engine, session_factory
+from booking.messaging.conversations import find_thread
+from booking.messaging.outbox import Outbox
 from booking.models import Clinic
 from booking.scheduling.base import SchedulingAdapter
 from booking.scheduling.registry import get_adapter
-from booking.outbox import Outbox
 from booking.settings import get_settings
 
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from bench.missed_calls import _database, _floor, _open_connections, _percentile, _session
-from booking.twilio_signature import SIGNATURE_HEADER, sign
+from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
 
 CLINIC_NUMBER = "+441632960001"
 QUESTION = "what time do you open?"

@@ -37,7 +37,7 @@ import aiohttp
 import httpx
 import yaml
 
-from booking.twilio_signature import SIGNATURE_HEADER, sign
+from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CALLS = 50

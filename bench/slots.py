@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from booking.clinic_config import load_clinics
+from booking.clinics.config import load_clinics
 from booking.db import make_engine, session_factory
 from booking.models import Base, Contact
 from booking.scheduling.base import SlotUnavailable

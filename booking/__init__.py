@@ -1,1 +1,4 @@
-"""Ringback's domain: clinics, contacts, threads, messages, missed calls, appointments, escalations."""
+"""Ringback's domain, framework-free, in rooms by capability: `calls/`, `messaging/`,
+`dialogue/`, `escalation/`, `clinics/`, `scheduling/`, `reports/`, with the web layer in
+`gateway/` and `console/`; `models`, `db`, `settings` and `migrate` are shared by all and import
+no room. Nothing in `booking/` imports Rasa or the actions. See docs/architecture.md."""

@@ -26,7 +26,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from booking.inbox import patient_text
+from booking.messaging.inbox import patient_text
 from booking.settings import get_settings
 
 logger = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel
 
-from booking.twilio_signature import SIGNATURE_HEADER, sign
+from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
 
 _templates = Environment(loader=PackageLoader("simulator", "templates"),
                          autoescape=select_autoescape())

@@ -21,7 +21,7 @@ def migrate(_: argparse.Namespace) -> int:
 
 
 def load_clinics(args: argparse.Namespace) -> int:
-    from booking.clinic_config import ClinicConfigError, load_clinics_file
+    from booking.clinics.config import ClinicConfigError, load_clinics_file
 
     path = Path(args.file or get_settings().clinics_file)
     try:
@@ -83,10 +83,10 @@ def simulator(args: argparse.Namespace) -> int:
 def funnel(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from booking.clinics import find_clinic_by_slug
+    from booking.clinics.lookups import find_clinic_by_slug
     from booking.db import session_scope
-    from booking.funnel import funnel as clinic_funnel
     from booking.models import utcnow
+    from booking.reports.funnel import funnel as clinic_funnel
 
     until = utcnow()
     with session_scope() as session:

@@ -14,8 +14,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from booking.db import session_scope
-from booking.funnel import funnel
 from booking.models import Appointment, Clinic, Contact, Escalation, utcnow
+from booking.reports.funnel import funnel
 from simulator.client import SimulatedPhone
 
 CLINIC_NUMBER = "+441632960001"

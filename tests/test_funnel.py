@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy.orm import Session
 
 from booking.db import make_engine
-from booking.funnel import funnel
 from booking.migrate import upgrade
 from booking.models import Clinic, FunnelEvent
+from booking.reports.funnel import funnel
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 

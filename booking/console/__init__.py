@@ -1,5 +1,8 @@
 """The staff console: escalation queue, live thread view, take over / reply / hand back.
 
+It is mounted in the gateway and shares its context (`gateway.context`), and works through
+`escalation/` and `messaging/`; it must not import `dialogue/`, `calls/`, nor Rasa.
+
 `install(app, settings)` adds it to the gateway: routes, static files, the signed session
 cookie, security headers and the sign-in throttle.
 """

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from booking import handoff
 from booking.console import views
 from booking.console.auth import (
     ConsoleUser,
@@ -29,10 +28,11 @@ from booking.console.auth import (
     verify_login,
 )
 from booking.db import MAX_ROW_ID, parse_row_id
-from booking.escalation import acknowledge, resolve
+from booking.escalation import handoff
+from booking.escalation.escalations import acknowledge, resolve
 from booking.gateway.context import GatewayContext, get_context
+from booking.messaging.rasa_client import RasaUnavailable
 from booking.models import StaffMember, ThreadState, utcnow
-from booking.rasa_client import RasaUnavailable
 
 logger = logging.getLogger(__name__)
 

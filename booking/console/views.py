@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from booking.console.auth import ConsoleUser
+from booking.escalation.staff_alerts import LABEL, clip
 from booking.models import (
     Clinic,
     Escalation,
@@ -22,7 +23,6 @@ from booking.models import (
     Thread,
     ThreadState,
 )
-from booking.staff_alerts import LABEL, clip
 
 STATUS_FILTERS = {
     "active": (EscalationStatus.open, EscalationStatus.acknowledged),

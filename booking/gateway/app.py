@@ -13,14 +13,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from booking import console
 from booking.db import get_engine, session_factory, warm_up
+from booking.escalation.staff_alerts import EscalationAlerts
 from booking.gateway import follow_up, messaging, messaging_status, missed_call_hook, voice
 from booking.gateway.batching import Batches
 from booking.gateway.context import GatewayContext
-from booking.inbox import InboxPolicy
-from booking.outbox import Outbox
-from booking.rasa_client import RasaClient
+from booking.messaging.inbox import InboxPolicy
+from booking.messaging.outbox import Outbox
+from booking.messaging.rasa_client import RasaClient
 from booking.settings import Settings, get_settings
-from booking.staff_alerts import EscalationAlerts
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 50

@@ -10,22 +10,18 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy.orm import sessionmaker
 
-from booking.outbox import Outbox
-from booking.rasa_client import RasaClient
+from booking.calls.recovery import CallReport, RecordedCall
+from booking.gateway.batching import Batches
+from booking.gateway.work import Decided, DeliveryReport, Inbound, InboxDelivery
+from booking.messaging.inbox import Accepted
+from booking.messaging.outbox import Outbox
+from booking.messaging.rasa_client import RasaClient
 from booking.settings import Settings
-
-if TYPE_CHECKING:  # follow_up imports this module
-    from booking.gateway.batching import Batches
-    from booking.gateway.follow_up import Decided
-    from booking.gateway.messaging import Inbound, InboxWorker
-    from booking.gateway.messaging_status import DeliveryReport
-    from booking.inbox import Accepted
-    from booking.recovery import CallReport, RecordedCall
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +47,7 @@ class GatewayContext:
     delivery_reports: Batches[DeliveryReport, None] = field(init=False)
     text_backs: Batches[int, Decided | None] = field(init=False)
     inbound: Batches[Inbound, Accepted] = field(init=False)
-    inbox: InboxWorker = field(init=False)
+    inbox: InboxDelivery = field(init=False)
     # Number -> (expiry, look-up of its clinic) for the voice webhooks; see
     # voice.clinic_for_number.
     clinic_cache: dict[str, tuple[float, asyncio.Future]] = field(default_factory=dict)

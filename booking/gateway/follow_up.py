@@ -13,24 +13,22 @@ import functools
 import logging
 from datetime import timedelta
 
-from booking.gateway.batching import together_or_one_by_one
-from booking.gateway.context import GatewayContext
-from booking.models import utcnow
-from booking.outbox import Claim
-from booking.rasa_client import RasaUnavailable
-from booking.recovery import (
+from booking.calls.recovery import (
     AlreadyDecided,
-    MissedCallOutcome,
     decide_text_backs,
     undecided_missed_calls,
 )
+from booking.gateway.batching import together_or_one_by_one
+from booking.gateway.context import GatewayContext
+from booking.gateway.work import Decided
+from booking.messaging.rasa_client import RasaUnavailable
+from booking.models import utcnow
 
 logger = logging.getLogger(__name__)
 
 # A call is left to its own follow-up this long before the sweeper takes it as abandoned.
 UNDECIDED_GRACE = timedelta(seconds=10)
 SWEEP_INTERVAL_SECONDS = 2.0
-Decided = tuple[MissedCallOutcome, Claim | None]
 
 
 async def follow_up(context: GatewayContext, missed_call_id: int) -> None:

@@ -4,7 +4,7 @@
 MessageSid) before answering Twilio; messages arriving together are stored together
 (`context.inbound`), so a burst costs a few commits. `InboxWorker` then hands the inbox to
 Rasa, one message at a time per patient, and stores the replies in the outbox. See
-`booking.inbox` for the rules.
+`booking.messaging.inbox` for the rules.
 """
 
 from __future__ import annotations
@@ -12,19 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
-from booking import inbox
 from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.twilio_auth import TwilioForm, require
-from booking.inbox import Claimed, InboxPolicy
+from booking.gateway.work import Inbound
+from booking.messaging import inbox
+from booking.messaging.inbox import Claimed, InboxPolicy
+from booking.messaging.rasa_client import RasaUnavailable
 from booking.models import Channel, utcnow
-from booking.rasa_client import RasaUnavailable
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio/messaging")
@@ -42,13 +41,6 @@ async def sms(params: TwilioForm, context: Context) -> Response:
 @router.post("/whatsapp")
 async def whatsapp(params: TwilioForm, context: Context) -> Response:
     return await _receive(Channel.whatsapp, params, context)
-
-
-@dataclass(frozen=True)
-class Inbound:
-    channel: Channel
-    params: dict[str, str]
-    received_at: datetime
 
 
 async def _receive(channel: Channel, params: dict[str, str], context: GatewayContext

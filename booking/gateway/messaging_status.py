@@ -7,7 +7,6 @@ by a burst of reports: those arriving together are stored together (`context.del
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
@@ -16,18 +15,11 @@ from booking.db import parse_row_id
 from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.twilio_auth import TwilioForm, require
-from booking.outbox import apply_status_callback
+from booking.gateway.work import DeliveryReport
+from booking.messaging.outbox import apply_status_callback
 
 router = APIRouter()
 Context = Annotated[GatewayContext, Depends(get_context)]
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    message_sid: str
-    status: str
-    error_code: str | None
-    message_id: int | None  # ours, from the StatusCallback URL
 
 
 @router.post("/twilio/messaging/status")

@@ -20,13 +20,13 @@ from pydantic import BaseModel, ValidationError, validator
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from booking.clinics import find_clinic_by_number, find_clinic_by_slug
+from booking.calls.recovery import RecordedCall, register_missed_call
+from booking.clinics.lookups import find_clinic_by_number, find_clinic_by_slug
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.follow_up import follow_up
 from booking.gateway.twilio_auth import MAX_WEBHOOK_BYTES, read_limited
+from booking.messaging.phones import to_e164
 from booking.models import MissedCall, WebhookReplay, utcnow
-from booking.phones import to_e164
-from booking.recovery import RecordedCall, register_missed_call
 
 router = APIRouter()
 Context = Annotated[GatewayContext, Depends(get_context)]

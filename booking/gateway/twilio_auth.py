@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from booking.gateway.context import GatewayContext, get_context
-from booking.twilio_signature import SIGNATURE_HEADER, is_valid, parse_form
+from booking.messaging.twilio_signature import SIGNATURE_HEADER, is_valid, parse_form
 
 # Twilio's largest webhook (a 1600-character message with ten media URLs) is a few KiB.
 MAX_WEBHOOK_BYTES = 64 * 1024

@@ -16,20 +16,20 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Response
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from booking.clinics import find_clinic_by_number
-from booking.gateway.context import GatewayContext, get_context
-from booking.gateway.follow_up import follow_up
-from booking.gateway.twilio_auth import TwilioForm, require
-from booking.models import Clinic, utcnow
-from booking.opening_hours import is_open_at, next_opening
-from booking.phones import try_e164
-from booking.recovery import (
+from booking.calls.recovery import (
     CallReport,
     RecordedCall,
     record_answered_call,
     register_missed_calls,
 )
-from booking.text_back import describe_opening
+from booking.calls.text_back import describe_opening
+from booking.clinics.lookups import find_clinic_by_number
+from booking.clinics.opening_hours import is_open_at, next_opening
+from booking.gateway.context import GatewayContext, get_context
+from booking.gateway.follow_up import follow_up
+from booking.gateway.twilio_auth import TwilioForm, require
+from booking.messaging.phones import try_e164
+from booking.models import Clinic, utcnow
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio/voice")

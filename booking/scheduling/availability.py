@@ -8,17 +8,17 @@ with whatever is busy (appointments, external calendar events) supplied by the a
 from __future__ import annotations
 
 from bisect import bisect_right
-from math import ceil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from math import ceil
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from booking.clinics.opening_hours import closed_days, open_intervals, weekly_table
 from booking.models import Clinic, Provider, Service
-from booking.opening_hours import closed_days, open_intervals, weekly_table
 from booking.scheduling.base import InvalidRequest, Slot
 
 # Claims and busy times are counted in cells of this size; durations, buffers and slot steps

@@ -12,7 +12,7 @@ import yaml
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from booking.clinic_config import load_clinics
+from booking.clinics.config import load_clinics
 from booking.db import make_engine, session_factory
 from booking.models import Base, Clinic, Contact
 

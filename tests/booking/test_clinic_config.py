@@ -8,7 +8,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
-from booking.clinic_config import ClinicConfigError, load_clinics, parse_clinic_file
+from booking.clinics.config import ClinicConfigError, load_clinics, parse_clinic_file
 from booking.migrate import upgrade
 from booking.models import (
     Appointment,

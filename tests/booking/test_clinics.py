@@ -1,6 +1,6 @@
 import pytest
 
-from booking.clinics import (
+from booking.clinics.lookups import (
     find_clinic_by_number,
     find_clinic_by_slug,
     find_service_mention,

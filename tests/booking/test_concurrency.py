@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.pool import NullPool
 
-from booking.clinic_config import load_clinics
+from booking.clinics.config import load_clinics
 from booking.db import make_engine, session_factory
 from booking.migrate import upgrade
 from booking.models import Appointment, Clinic, Contact, SlotClaim

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from booking.opening_hours import current_closing, is_open_at, local_at, next_opening
+from booking.clinics.opening_hours import current_closing, is_open_at, local_at, next_opening
 from tests.booking.conftest import utc
 
 LONDON = ZoneInfo("Europe/London")

@@ -1,6 +1,6 @@
 import pytest
 
-from booking.phones import is_fictional, strip_address_prefix, to_e164, try_e164
+from booking.messaging.phones import is_fictional, strip_address_prefix, to_e164, try_e164
 
 
 @pytest.mark.parametrize(

@@ -19,10 +19,10 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking.clinic_config import load_clinics, load_clinics_file
+from booking.clinics.config import load_clinics, load_clinics_file
 from booking.db import make_engine, session_factory
+from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
 from booking.models import Base, Clinic
-from booking.twilio_signature import SIGNATURE_HEADER, sign
 from simulator.client import SimulatedPhone
 from simulator.twilio_fake import FakeConfig, create_app
 from tests.stack import ACCOUNT_SID, AUTH_TOKEN, free_port

@@ -16,10 +16,11 @@ import uvicorn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from booking.clinic_config import load_clinics_file
+from booking.clinics.config import load_clinics_file
 from booking.db import MAX_ROW_ID, get_engine
 from booking.gateway.app import create_app
 from booking.gateway.missed_call_hook import TIMESTAMP_HEADER
+from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
 from booking.migrate import upgrade
 from booking.models import (
     Contact,
@@ -31,7 +32,6 @@ from booking.models import (
     Thread,
 )
 from booking.settings import Settings
-from booking.twilio_signature import SIGNATURE_HEADER, sign
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
 from tests.channels.conftest import (
     EXAMPLE_FILE,

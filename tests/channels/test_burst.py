@@ -16,12 +16,17 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from booking.clinic_config import load_clinics_file
-from booking.clinics import find_clinic_by_slug
+from booking.calls.recovery import (
+    AlreadyDecided,
+    CallReport,
+    decide_text_backs,
+    register_missed_calls,
+)
+from booking.clinics.config import load_clinics_file
+from booking.clinics.lookups import find_clinic_by_slug
 from booking.db import make_engine, session_factory
 from booking.migrate import upgrade
 from booking.models import Contact, FunnelEvent, Message, MissedCall, MissedCallStatus
-from booking.recovery import AlreadyDecided, CallReport, decide_text_backs, register_missed_calls
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
 from tests.channels.conftest import (
     CHANNEL_CLINICS,

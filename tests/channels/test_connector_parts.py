@@ -8,14 +8,18 @@ import logging
 import pytest
 from sqlalchemy import select
 
-from booking import consent
-from booking.conversations import get_or_create_contact, get_or_create_thread, record_inbound
-from booking.inbox import patient_text, storable
+from booking.calls.recovery import record_missed_call
+from booking.escalation.staff_replies import handle_staff_message
+from booking.messaging import consent
+from booking.messaging.conversations import (
+    get_or_create_contact,
+    get_or_create_thread,
+    record_inbound,
+)
+from booking.messaging.inbox import patient_text, storable
+from booking.messaging.outbox import apply_status_callback, enqueue
+from booking.messaging.twilio_signature import is_valid, parse_form, sign
 from booking.models import Channel, Contact, Message, MessageStatus
-from booking.outbox import apply_status_callback, enqueue
-from booking.recovery import record_missed_call
-from booking.staff_replies import handle_staff_message
-from booking.twilio_signature import is_valid, parse_form, sign
 from tests.channels.conftest import STAFF_PHONE, new_patient
 from tests.channels.test_outbox import drain, make_outbox, rows
 from tests.stack import AUTH_TOKEN
@@ -61,7 +65,7 @@ def test_staff_are_recognised_by_phone_within_their_clinic_only(sessions, clinic
         allday, nightowl = session.merge(clinics["allday"]), session.merge(clinics["nightowl"])
         replies = handle_staff_message(session, clinic=allday, from_number=STAFF_PHONE,
                                        body="ACK 12", twilio_sid="SMstaff1")
-        assert isinstance(replies, list)  # staff: what to answer is booking.staff_replies' call
+        assert isinstance(replies, list)  # staff: staff_replies' call
         again = handle_staff_message(session, clinic=allday, from_number=STAFF_PHONE,
                                      body="ACK 12", twilio_sid="SMstaff1")
         assert again == []  # Twilio retrying: logged once

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from booking import consent
-from booking.consent import Keyword, keyword_in
-from booking.conversations import get_or_create_contact, get_or_create_thread
+from booking.messaging import consent
+from booking.messaging.consent import Keyword, keyword_in
+from booking.messaging.conversations import get_or_create_contact, get_or_create_thread
+from booking.messaging.outbox import enqueue
 from booking.models import Channel, Consent, MessageStatus
-from booking.outbox import enqueue
 from tests.channels.conftest import new_patient
 
 OPT_OUT = ["STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CANCEL"]

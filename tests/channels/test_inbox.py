@@ -12,10 +12,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from booking import inbox
-from booking.clinic_config import load_clinics_file
+from booking.clinics.config import load_clinics_file
 from booking.db import make_engine, session_factory
-from booking.inbox import InboxPolicy
+from booking.messaging import inbox
+from booking.messaging.inbox import InboxPolicy
 from booking.migrate import upgrade
 from booking.models import (
     Channel,

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from booking.conversations import sender_id_for
+from booking.messaging.conversations import sender_id_for
 from booking.models import Direction, InboxItem, InboxState, Message
 from booking.settings import PROJECT_ROOT
 from simulator.client import SimulatedPhone

@@ -7,8 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from booking.models import Channel, Consent, Contact, Message, MessageStatus, Thread, utcnow
-from booking.outbox import (
+from booking.messaging.outbox import (
     IN_DOUBT,
     Backoff,
     Outbox,
@@ -17,7 +16,8 @@ from booking.outbox import (
     split_body,
     text_length,
 )
-from booking.twilio_rest import TwilioMessagesClient
+from booking.messaging.twilio_rest import TwilioMessagesClient
+from booking.models import Channel, Consent, Contact, Message, MessageStatus, Thread, utcnow
 from tests.channels.conftest import new_patient
 from tests.stack import ACCOUNT_SID, AUTH_TOKEN, free_port
 

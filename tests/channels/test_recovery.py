@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from booking.calls.recovery import choose_channel, record_missed_call
+from booking.calls.text_back import compose, describe_opening
 from booking.models import (
     Channel,
     Consent,
@@ -18,8 +20,6 @@ from booking.models import (
     MissedCall,
     MissedCallStatus,
 )
-from booking.recovery import choose_channel, record_missed_call
-from booking.text_back import compose, describe_opening
 from tests.channels.conftest import new_patient
 
 # Riverside (Europe/London): Mon-Fri 08:00-18:00 (Thu to 20:00), Sat 09:00-13:00, Sun shut.
@@ -32,7 +32,7 @@ BST_TUESDAY_7PM = datetime(2026, 7, 14, 18, 0, tzinfo=timezone.utc)  # 19:00 in 
 def missed(sessions, slug: str, caller: str, *, at: datetime, call_sid: str | None = None,
            contact: dict | None = None):
     with sessions() as session, session.begin():
-        from booking.clinics import find_clinic_by_slug
+        from booking.clinics.lookups import find_clinic_by_slug
 
         clinic = find_clinic_by_slug(session, slug)
         if contact:

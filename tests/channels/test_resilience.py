@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from booking.clinics import find_clinic_by_number
+from booking.calls.recovery import register_missed_call
+from booking.clinics.lookups import find_clinic_by_number
 from booking.models import Direction, Message, MessageStatus, utcnow
-from booking.recovery import register_missed_call
 from booking.settings import PROJECT_ROOT, Settings
 from simulator.client import SimulatedPhone
 from stack.supervisor import Service, Supervisor, services, with_backend_tokens

@@ -26,7 +26,7 @@ import yaml
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from booking.clinic_config import load_clinics
+from booking.clinics.config import load_clinics
 from booking.db import make_engine, session_factory
 from booking.models import Base, Clinic, Contact
 from booking.scheduling.base import SchedulingAdapter, Slot

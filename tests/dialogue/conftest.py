@@ -21,8 +21,8 @@ import yaml
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking.clinics import find_clinic_by_slug
-from booking.conversations import get_or_create_contact, sender_id_for
+from booking.clinics.lookups import find_clinic_by_slug
+from booking.messaging.conversations import get_or_create_contact, sender_id_for
 from booking.models import (
     Appointment,
     AppointmentStatus,
@@ -257,7 +257,7 @@ class FixedClock:
 @pytest.fixture
 def diary_clinics(tmp_path) -> Iterator[tuple[sessionmaker, dict]]:
     """The example clinics loaded into a fresh SQLite database: (sessions, {slug: clinic})."""
-    from booking.clinic_config import load_clinics
+    from booking.clinics.config import load_clinics
     from booking.db import make_engine, session_factory
     from booking.models import Base
 

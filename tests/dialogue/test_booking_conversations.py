@@ -146,7 +146,7 @@ def test_a_patient_the_clinic_knows_is_not_asked_their_name_again(patient):
 
 
 def test_a_clinic_that_needs_more_details_asks_for_each_once(patient, booking_sessions):
-    from booking.clinics import find_clinic_by_slug
+    from booking.clinics.lookups import find_clinic_by_slug
 
     required = ["first_name", "last_name", "date_of_birth"]
     with booking_sessions() as session, session.begin():

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from booking.appointment_changes import (
+from booking.dialogue.appointment_changes import (
     answer_is_yes,
     cancel_question,
     choose_appointment,
@@ -15,8 +15,8 @@ from booking.appointment_changes import (
     reschedule_question,
     which_question,
 )
-from booking.faq import answer, hours_answer, topics_in
-from booking.patient_details import missing_fields, parse_name, question, read_answer
+from booking.dialogue.faq import answer, hours_answer, topics_in
+from booking.dialogue.patient_details import missing_fields, parse_name, question, read_answer
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # Monday 09:00 in London
 
@@ -174,7 +174,7 @@ def test_opening_hours_today_in_clinic_time(diary_clinics):
 def test_date_of_birth_and_email_when_a_clinic_requires_them():
     from datetime import date
 
-    from booking.slot_choice import DAY_FIRST, MONTH_FIRST
+    from booking.dialogue.slot_choice import DAY_FIRST, MONTH_FIRST
 
     required = clinic(["email", "first_name", "date_of_birth"])
     assert missing_fields(required, contact()) == ["first_name", "email", "date_of_birth"]

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from booking.appointment_booking import (
+from booking.dialogue.appointment_booking import (
     confirmation_text,
     describe,
     describe_wish,
@@ -19,10 +19,10 @@ from booking.appointment_booking import (
     propose,
     spread,
 )
+from booking.dialogue.slot_choice import DAY_FIRST, MONTH_FIRST, Preference, preference
 from booking.models import Contact
 from booking.scheduling.base import Slot
 from booking.scheduling.registry import get_adapter
-from booking.slot_choice import DAY_FIRST, MONTH_FIRST, Preference, preference
 from tests.dialogue.conftest import FixedClock
 
 LONDON = ZoneInfo("Europe/London")
@@ -211,7 +211,7 @@ def test_preference_distance_is_zero_inside_the_wish():
     ("dr someone", None),
 ])
 def test_find_provider_by_the_name_patients_use(riverside, text, slug):
-    from booking.appointment_booking import find_provider
+    from booking.dialogue.appointment_booking import find_provider
 
     _, clinic = riverside
     found = find_provider(list(clinic.providers), text)

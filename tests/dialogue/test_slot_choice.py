@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from booking.slot_choice import (
+from booking.dialogue.slot_choice import (
     DAY_FIRST,
     MONTH_FIRST,
     Preference,

@@ -20,11 +20,15 @@ import yaml
 from aiosmtpd.controller import Controller
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking.clinic_config import load_clinics
-from booking.conversations import get_or_create_contact, get_or_create_thread, record_inbound
+from booking.clinics.config import load_clinics
 from booking.db import make_engine, session_factory
+from booking.messaging.conversations import (
+    get_or_create_contact,
+    get_or_create_thread,
+    record_inbound,
+)
+from booking.messaging.outbox import Outbox
 from booking.models import Base, Channel, Clinic, Thread
-from booking.outbox import Outbox
 from booking.settings import Settings
 from simulator.client import SimulatedPhone
 from simulator.twilio_fake import FakeConfig, create_app

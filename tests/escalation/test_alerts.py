@@ -10,15 +10,15 @@ from email import message_from_bytes, policy
 from sqlalchemy import select
 
 from booking.db import make_engine, session_factory
-from booking.escalation import acknowledge, hand_over
+from booking.escalation.escalations import acknowledge, hand_over
+from booking.escalation.staff_alerts import EscalationAlerts
+from booking.messaging.outbox import Outbox
 from booking.models import (
     Escalation,
     EscalationAlert,
     EscalationReason,
     StaffMember,
 )
-from booking.outbox import Outbox
-from booking.staff_alerts import EscalationAlerts
 from tests.escalation.conftest import CONSOLE_URL, RIVERSIDE_CLOSED, RIVERSIDE_OPEN, start_thread
 
 DR_PATEL, DR_HUGHES = "+447700900111", "+447700900222"

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from booking.escalation import acknowledge, hand_over, resolve
+from booking.escalation.escalations import acknowledge, hand_over, resolve
+from booking.escalation.on_call import alert_recipients, realert_recipients
 from booking.models import (
     Appointment,
     Clinic,
@@ -20,7 +21,6 @@ from booking.models import (
     StaffMember,
     ThreadState,
 )
-from booking.on_call import alert_recipients, realert_recipients
 from tests.escalation.conftest import (
     CONSOLE_URL,
     RIVERSIDE_CLOSED,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from booking.escalation import hand_over
+from booking.escalation.escalations import hand_over
+from booking.escalation.staff_replies import handle_staff_message
 from booking.models import (
     Channel,
     Clinic,
@@ -15,7 +16,6 @@ from booking.models import (
     Message,
     StaffMember,
 )
-from booking.staff_replies import handle_staff_message
 from tests.escalation.conftest import RIVERSIDE_OPEN, start_thread
 
 DR_PATEL, DR_HUGHES = "+447700900111", "+447700900222"

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from booking.messaging.phones import to_e164
 from booking.models import (
     Appointment,
     Channel,
@@ -38,7 +39,6 @@ from booking.models import (
     Service,
     StaffMember,
 )
-from booking.phones import to_e164
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class WhatsAppSettings(BaseModel):
 
 
 class EscalationSettings(BaseModel):
-    """Staff alerts and what the patient is told on a handover (booking.escalation)."""
+    """Staff alerts and what the patient is told on a handover (booking.escalation.escalations)."""
 
     # An alert nobody acknowledged is repeated after this long, to the backup contact too.
     ack_timeout_minutes: conint(ge=1) = 10
@@ -245,7 +245,7 @@ class EscalationSettings(BaseModel):
     max_alerts: conint(ge=1, le=20) = 6  # the first alert plus re-alerts
     urgent_callback_minutes: conint(ge=1) = 30  # "will call you back within ..."
     billing_reply_within: str = "within one working day"
-    # Wording overrides for the patient's message (defaults in booking.escalation).
+    # Wording overrides for the patient's message (defaults in booking.escalation.escalations).
     urgent_callback: str | None = None
     billing_reply: str | None = None
     human_reply: str | None = None
@@ -265,7 +265,7 @@ class ClinicSettings(BaseModel):
     booking: BookingSettings = BookingSettings()
     cancellation: CancellationSettings = CancellationSettings()
     required_patient_fields: list[str] = ["first_name"]
-    # Jinja2 message templates, e.g. text_back_open / text_back_closed (booking.text_back).
+    # Jinja2 message templates, e.g. text_back_open / text_back_closed (booking.calls.text_back).
     templates: dict[str, str] = {}
     # Answers to frequent questions by topic: insurance, payment, parking, ...
     faq: dict[str, str] = {}

@@ -7,10 +7,10 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from booking.appointment_booking import change_instructions, describe
-from booking.clinics import match_service
+from booking.clinics.lookups import match_service
+from booking.dialogue.appointment_booking import change_instructions, describe
+from booking.dialogue.slot_choice import DAY_FIRST, matching_offers
 from booking.models import Appointment, Clinic
-from booking.slot_choice import DAY_FIRST, matching_offers
 
 DEFAULT_NOTICE_HOURS = 24
 

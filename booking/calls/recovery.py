@@ -23,9 +23,10 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from booking import text_back as wording
-from booking.conversations import get_or_create_contact, record_event, sender_id_for
+from booking.calls import text_back as wording
 from booking.db import insert_ignoring_duplicates
+from booking.messaging.conversations import get_or_create_contact, record_event, sender_id_for
+from booking.messaging.outbox import enqueue
 from booking.models import (
     Channel,
     ChannelPolicy,
@@ -40,7 +41,6 @@ from booking.models import (
     Thread,
     utcnow,
 )
-from booking.outbox import enqueue
 
 logger = logging.getLogger(__name__)
 

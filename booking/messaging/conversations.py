@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from booking.outbox import enqueue
+from booking.messaging.outbox import enqueue
 from booking.models import (
     Channel,
     Clinic,

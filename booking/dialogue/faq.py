@@ -11,9 +11,8 @@ import re
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from booking.clinics import match_service
-from booking.models import Clinic, Service, utcnow
-from booking.opening_hours import (
+from booking.clinics.lookups import match_service
+from booking.clinics.opening_hours import (
     closed_days,
     current_closing,
     is_closed_on,
@@ -21,6 +20,7 @@ from booking.opening_hours import (
     next_opening,
     weekly_table,
 )
+from booking.models import Clinic, Service, utcnow
 
 DAY_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 CURRENCY_SYMBOLS = {"GBP": "£", "USD": "$", "EUR": "€"}

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from booking.clinics import match_service, normalise_phrase, service_phrases
+from booking.clinics.lookups import match_service, normalise_phrase, service_phrases
+from booking.dialogue.slot_choice import Preference
 from booking.models import Appointment, Clinic, Provider, Service
 from booking.scheduling.base import SchedulingAdapter, Slot
-from booking.slot_choice import Preference
 
 OFFER_COUNT = 3
 # Offers are looked for in growing windows: three days usually hold three half-days to choose

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from booking.clinics.opening_hours import is_open_at, next_opening
 from booking.models import Clinic, Contact
-from booking.opening_hours import is_open_at, next_opening
 
 DEFAULT_TEMPLATES = {
     "text_back_open": (

@@ -12,8 +12,8 @@ from datetime import date, datetime, time
 
 import dateparser
 
+from booking.dialogue.slot_choice import DAY_FIRST, MONTH_FIRST
 from booking.models import Clinic, Contact
-from booking.slot_choice import DAY_FIRST, MONTH_FIRST
 
 logger = logging.getLogger(__name__)
 

@@ -31,6 +31,12 @@ from sqlalchemy import case, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from booking.db import get_engine, session_factory
+from booking.messaging.twilio_rest import (
+    UNSUBSCRIBED_RECIPIENT,
+    OutgoingMessage,
+    TwilioMessagesClient,
+    TwilioSendError,
+)
 from booking.models import (
     Channel,
     ChannelPolicy,
@@ -44,12 +50,6 @@ from booking.models import (
     utcnow,
 )
 from booking.settings import Settings
-from booking.twilio_rest import (
-    UNSUBSCRIBED_RECIPIENT,
-    OutgoingMessage,
-    TwilioMessagesClient,
-    TwilioSendError,
-)
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from booking.conversations import record_event, transcript
+from booking.calls.text_back import describe_opening
+from booking.clinics.opening_hours import is_open_at, next_opening
+from booking.escalation.on_call import alert_recipients, billing_contacts, staff_on_call
+from booking.escalation.staff_alerts import (
+    LABEL,
+    alert_text,
+    clip,
+    escalation_policy,
+    queue_alerts,
+    schedule_next_alert,
+)
+from booking.messaging.conversations import record_event, transcript
 from booking.models import (
     Appointment,
     AppointmentStatus,
@@ -28,18 +39,7 @@ from booking.models import (
     Thread,
     ThreadState,
 )
-from booking.on_call import alert_recipients, billing_contacts, staff_on_call
-from booking.opening_hours import is_open_at, next_opening
 from booking.settings import Settings
-from booking.staff_alerts import (
-    LABEL,
-    alert_text,
-    clip,
-    escalation_policy,
-    queue_alerts,
-    schedule_next_alert,
-)
-from booking.text_back import describe_opening
 
 PRIORITY = {EscalationReason.urgent: 1, EscalationReason.human: 2,
             EscalationReason.not_understood: 2, EscalationReason.bot_unavailable: 2,

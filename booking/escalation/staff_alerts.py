@@ -24,7 +24,9 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking.clinic_config import EscalationSettings
+from booking.clinics.config import EscalationSettings
+from booking.escalation.on_call import alert_recipients, realert_recipients
+from booking.messaging.outbox import Outbox, enqueue
 from booking.models import (
     Channel,
     Clinic,
@@ -36,8 +38,6 @@ from booking.models import (
     Thread,
     utcnow,
 )
-from booking.on_call import alert_recipients, realert_recipients
-from booking.outbox import Outbox, enqueue
 from booking.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Staff and the bot taking turns on a thread: take over, reply, hand back.
 
 These are the database halves; the caller pauses or resumes the Rasa conversation first
-(booking.rasa_client), so the bot never answers a thread a person holds.
+(booking.messaging.rasa_client), so the bot never answers a thread a person holds.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from booking.conversations import record_event
-from booking.escalation import acknowledge, open_escalations
+from booking.escalation.escalations import acknowledge, open_escalations
+from booking.messaging.conversations import record_event
+from booking.messaging.outbox import enqueue
 from booking.models import Message, StaffMember, Thread, ThreadState
-from booking.outbox import enqueue
 
 
 class NotHandedOff(Exception):

@@ -27,15 +27,18 @@ from functools import lru_cache
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from booking import consent, staff_replies
-from booking.clinics import find_clinic_by_number
-from booking.conversations import (
+from booking.clinics.lookups import find_clinic_by_number
+from booking.escalation import staff_replies
+from booking.escalation.escalations import hand_over, open_escalations
+from booking.messaging import consent
+from booking.messaging.conversations import (
     get_or_create_contact,
     get_or_create_thread,
     record_inbound,
     store_bot_reply,
 )
-from booking.escalation import hand_over, open_escalations
+from booking.messaging.outbox import enqueue
+from booking.messaging.phones import to_e164
 from booking.models import (
     Channel,
     Clinic,
@@ -48,8 +51,6 @@ from booking.models import (
     Thread,
     ThreadState,
 )
-from booking.outbox import enqueue
-from booking.phones import to_e164
 from booking.settings import PROJECT_ROOT, Settings
 from nlu_components.red_flag_rules import Firing, RedFlagRules
 

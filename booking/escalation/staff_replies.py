@@ -16,7 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from booking.escalation import acknowledge
+from booking.escalation.escalations import acknowledge
+from booking.escalation.staff_alerts import thread_link
+from booking.messaging.outbox import enqueue
 from booking.models import (
     Channel,
     Clinic,
@@ -30,9 +32,7 @@ from booking.models import (
     ThreadState,
     utcnow,
 )
-from booking.outbox import enqueue
 from booking.settings import get_settings
-from booking.staff_alerts import thread_link
 
 logger = logging.getLogger(__name__)
 

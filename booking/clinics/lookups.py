@@ -8,8 +8,8 @@ import unicodedata
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from booking.messaging.phones import strip_address_prefix, to_e164
 from booking.models import Clinic, Service
-from booking.phones import strip_address_prefix, to_e164
 
 
 def find_clinic_by_slug(session: Session, slug: str) -> Clinic | None:

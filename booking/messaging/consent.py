@@ -12,9 +12,9 @@ import enum
 
 from sqlalchemy.orm import Session
 
-from booking.conversations import record_event
+from booking.messaging.conversations import record_event
+from booking.messaging.outbox import enqueue
 from booking.models import Clinic, Consent, Contact, Message, Thread, utcnow
-from booking.outbox import enqueue
 
 OPT_OUT_KEYWORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CANCEL"})

@@ -60,9 +60,11 @@ def test_a_burst_stores_each_call_once_and_texts_each_caller_once(stack, channel
     assert [response.status_code for response in responses] == [200] * len(forms)
     assert all("sending you a text message" in response.text for response in responses)
     call_sids = {form["CallSid"] for form in forms}
+    # Under make test-stress deciding the burst has taken over 20 s; this test is about each
+    # call decided once (make bench is about how fast).
     wait_until(lambda: count(db, MissedCall, MissedCall.call_sid.in_(call_sids),
                              MissedCall.status == MissedCallStatus.pending) == 0,
-               message="every call decided")
+               timeout=60, message="every call decided")
     statuses = Counter(status for (status,) in db.execute(
         select(MissedCall.status).where(MissedCall.call_sid.in_(call_sids))))
     assert statuses == {MissedCallStatus.texted: CALLERS, MissedCallStatus.duplicate: 1}

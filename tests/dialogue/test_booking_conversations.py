@@ -1,7 +1,8 @@
 """From the text-back to a booking, through the real Twilio webhook, Rasa and the database.
 
 The clock is real, so every expectation about days is worked out from today in the clinic's
-timezone (Riverside: London, open Mon-Sat; Northside: New York, open Mon-Fri).
+timezone (Riverside: London, open Mon-Sat; Northside: New York, open Mon-Fri), and a date asked
+for by number is never one of the clinic's holidays.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import re
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
+import yaml
 
 from booking.models import AppointmentStatus
+from tests.dialogue.conftest import EXAMPLE_CLINICS
 
 pytestmark = pytest.mark.integration
 
-THANKSGIVING_CLOSURE = {date(2026, 11, 26), date(2026, 11, 27)}  # clinics/example.yml
 WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
@@ -28,10 +30,24 @@ def today_in(zone) -> date:
     return datetime.now(timezone.utc).astimezone(zone).date()
 
 
-def coming_day(zone, *, at_least: int, weekdays: set[int]) -> date:
-    """The first day at least `at_least` days ahead that falls on one of `weekdays`."""
+def holidays(clinic: str) -> set[date]:
+    """The days the clinic is closed in clinics/example.yml (Christmas, Thanksgiving...)."""
+    (found,) = [c for c in yaml.safe_load(EXAMPLE_CLINICS.read_text())["clinics"]
+                if c["slug"] == clinic]
+    days = set()
+    for closure in found.get("closures", []):
+        first = date.fromisoformat(closure["from"])
+        last = date.fromisoformat(closure.get("to", closure["from"]))
+        days |= {first + timedelta(days=n) for n in range((last - first).days + 1)}
+    return days
+
+
+def coming_day(zone, *, at_least: int, weekdays: set[int], avoiding: set[date] = frozenset()
+               ) -> date:
+    """The first day at least `at_least` days ahead that falls on one of `weekdays`, and not
+    on one of the days `avoiding`."""
     day = today_in(zone) + timedelta(days=at_least)
-    while day.weekday() not in weekdays:
+    while day.weekday() not in weekdays or day in avoiding:
         day += timedelta(days=1)
     return day
 
@@ -291,7 +307,8 @@ def test_a_uk_date_is_read_day_first(patient):
     pat.ring()
     pat.says("yes")
     pat.says("check up")
-    day = coming_day(pat.zone, at_least=9, weekdays={0, 1, 2, 3, 4})
+    day = coming_day(pat.zone, at_least=9, weekdays={0, 1, 2, 3, 4},
+                     avoiding=holidays("riverside"))
     pat.says(f"could I do {day.day}/{day.month} instead")
     starts = local_starts(pat)
     assert starts and all(s.date() == day for s in starts)
@@ -302,11 +319,8 @@ def test_a_us_date_is_read_month_first(patient):
     al.ring()
     al.says("yes")
     al.says("follow up")
-    ahead = 9
-    day = coming_day(al.zone, at_least=ahead, weekdays={0, 1, 2, 3})
-    while day in THANKSGIVING_CLOSURE:
-        ahead += 1
-        day = coming_day(al.zone, at_least=ahead, weekdays={0, 1, 2, 3})
+    day = coming_day(al.zone, at_least=9, weekdays={0, 1, 2, 3},
+                     avoiding=holidays("northside"))
     al.says(f"how about {day.month}/{day.day}")
     starts = local_starts(al)
     assert starts and all(s.date() == day for s in starts)
@@ -317,10 +331,11 @@ def test_a_date_with_a_month_name_and_a_bare_day_of_month(patient):
     roz.ring()
     roz.says("yes")
     roz.says("check up")
-    day = coming_day(roz.zone, at_least=10, weekdays={0, 1, 2, 3, 4})
+    closed = holidays("riverside")
+    day = coming_day(roz.zone, at_least=10, weekdays={0, 1, 2, 3, 4}, avoiding=closed)
     roz.says(f"none of those. {day:%b} {day.day} maybe?")
     assert {s.date() for s in local_starts(roz)} == {day}
-    later = coming_day(roz.zone, at_least=16, weekdays={0, 1, 2, 3, 4})
+    later = coming_day(roz.zone, at_least=16, weekdays={0, 1, 2, 3, 4}, avoiding=closed)
     suffix = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}.get(
         later.day, "th")
     roz.says(f"or the {later.day}{suffix}?")

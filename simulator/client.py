@@ -43,7 +43,7 @@ class SimulatedPhone:
         """Messages Ringback sent to this number, oldest first."""
         return self.messages(number, direction="outbound-api")
 
-    def wait_for(self, number: str, *, count: int, timeout: float = 30.0,
+    def wait_for(self, number: str, *, count: int, timeout: float = 60.0,
                  where: Callable[[dict], bool] = lambda message: True) -> list[dict]:
         """Wait until Ringback has sent at least `count` matching messages to this number."""
         deadline = time.monotonic() + timeout

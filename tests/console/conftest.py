@@ -112,7 +112,7 @@ def rasa_paused(stack, sender_id: str) -> bool:
     return response.json()["paused"]
 
 
-def bot_answer(stack, db: Session, patient: str, body: str, *, timeout: float = 30.0) -> str:
+def bot_answer(stack, db: Session, patient: str, body: str, *, timeout: float = 60.0) -> str:
     """Text the clinic, then wait for the bot's own reply in the thread and on the phone."""
     thread = thread_of(db, patient)
     newest = db.execute(select(Message.id).where(Message.thread_id == thread.id)

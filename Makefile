@@ -10,7 +10,7 @@ RASA := $(BIN)/rasa
 
 help:
 	@echo "make run         start Rasa, the action server, the gateway and the Twilio simulator"
-	@echo "make demo        play a missed call through the running stack and book it"
+	@echo "make demo        seed synthetic history, play a missed call through the running stack"
 	@echo "make test        the whole test suite (unit, integration, browser)"
 	@echo "make test-stress the whole suite with every core busy (AT=\"2026-12-05 23:30\": London clock)"
 	@echo "make train       retrain the model when data/, domain.yml or config.yml changed"
@@ -43,7 +43,9 @@ validate: install
 run: train
 	$(BIN)/ringback run
 
+# Ninety days of clearly marked synthetic history first (once), so the dashboard has a shape.
 demo: install
+	$(BIN)/ringback seed-history --clinic riverside --days 90
 	$(BIN)/ringback demo
 
 test: install

@@ -22,7 +22,7 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
-from actions import appointments
+from actions import appointments, family
 from actions.runtime import adapter_for, thread_session
 from actions.steps import (
     CALENDAR_DOWN,
@@ -30,8 +30,9 @@ from actions.steps import (
     JUST_BOOKED,
     OFFERED_TO_BOOK,
 )
-from booking.clinics.lookups import match_service
+from booking.clinics.lookups import match_service, service_phrases
 from booking.dialogue import cues, patient_details
+from booking.dialogue import family as people
 from booking.dialogue.appointment_booking import (
     MAX_OFFER_ROUNDS,
     confirmation_text,
@@ -39,8 +40,11 @@ from booking.dialogue.appointment_booking import (
     describe_wish,
     find_provider,
     find_service,
+    local_day,
     nearest_to,
     nearest_to_wish,
+    normalise_phrase,
+    not_offered,
     offer_text,
     pick_reminder,
     propose,
@@ -58,12 +62,15 @@ from booking.dialogue.slot_choice import (
     warm_up,
 )
 from booking.messaging.conversations import record_event
-from booking.models import Clinic, Contact, Provider, Service, Thread, utcnow
+from booking.models import Clinic, Contact, Patient, Provider, Service, Thread, utcnow
+from booking.outreach import jobs
 from booking.scheduling.base import CalendarUnavailable, Slot, SlotUnavailable
 
 # Slots of one booking attempt, cleared when it ends.
 BOOKING_SLOTS = ("awaiting", "offered_slots", "declined_slots", "offer_rounds", "chosen_slot",
-                 "wish", "provider", "change_kind", "change_candidates", "change_target")
+                 "wish", "provider", "change_kind", "change_candidates", "change_target",
+                 "booking_for", "booked_together", "who_options",
+                 "change_other_day")
 
 CLOSE_POLITELY = "No problem. If you need us later, just reply here."
 # Never suggest a bare "CANCEL" or "STOP": carriers read those single words as an opt-out.
@@ -83,6 +90,9 @@ class Conversation:
         self.text: str = latest.get("text") or ""
         self.entities: list[dict] = latest.get("entities") or []
         self.session, self.thread = session, thread
+        # Changes wait for the commit: the adapter books in its own transaction, which must
+        # find SQLite's one write lock free (a person's new name is set before booking).
+        session.autoflush = False
         self.clinic: Clinic = thread.clinic
         self.contact: Contact = thread.contact
         self.sender_id = tracker.sender_id
@@ -106,6 +116,8 @@ class Conversation:
         self.missed_this_turn = False
         self.funnel: list[tuple[str, dict]] = []
         self._own_times: list[tuple[datetime, datetime]] | None = None
+        self._household: list[Patient] | None = None
+        self._booking_for: list[Patient] | None = None
 
     # -- replies and state -------------------------------------------------------------------
 
@@ -116,6 +128,8 @@ class Conversation:
         self.slot_changes.update(slots)
         if "awaiting" in slots:
             self.awaiting = slots["awaiting"]
+        if "booking_for" in slots or "booked_together" in slots:
+            self._booking_for, self._own_times = None, None
 
     def slot(self, name: str) -> Any:
         return self.slot_changes.get(name, self.tracker.get_slot(name))
@@ -171,6 +185,15 @@ class Conversation:
             return find_service(self.services, self.text)
         return match_service(services=self.services, text=self.text)
 
+    def unoffered_treatment(self) -> str | None:
+        """A treatment named as the patient wrote it ("facials") that the clinic does not list."""
+        if self.named_service(forgiving=True) is not None:
+            return None
+        for entity in self.entities:
+            if entity.get("entity") == "service" and entity.get("start") is not None:
+                return self.text[entity["start"]:entity["end"]]
+        return None
+
     def current_service(self) -> Service | None:
         """The treatment being booked, or else the one just booked ("what should I bring?")."""
         slug = self.slot("service")
@@ -180,15 +203,64 @@ class Conversation:
             slug = booked.service.slug if booked else None
         return next((s for s in self.services if s.slug == slug), None)
 
+    # -- who it is for ----------------------------------------------------------------------
+
+    def household(self) -> list[Patient]:
+        """Everyone this phone has booked for."""
+        if self._household is None:
+            self._household = people.household(self.session, self.contact)
+        return self._household
+
+    def people_named(self) -> list[people.Person]:
+        """Who the message says the appointment is for ("for my daughter Emma")."""
+        clinic_words = {word for service in self.services for phrase in service_phrases(service)
+                        for word in phrase.split()}
+        clinic_words |= {word for provider in self.clinic.providers
+                         for word in normalise_phrase(provider.name).split()}
+        return people.read_people(self.text, not_names=clinic_words,
+                                  known_names=[p.first_name for p in self.household()])
+
+    def booking_for(self) -> list[Patient]:
+        """The people of the booking in progress, the one being booked first."""
+        if self._booking_for is None:
+            stored = [people.from_slot(value, session=self.session, contact=self.contact)
+                      for value in self.slot("booking_for") or []]
+            self._booking_for = [p for p in stored if p is not None] or [
+                people.owner_of(self.session, self.contact)]
+        return self._booking_for
+
+    def person(self) -> Patient:
+        """Who is being booked now."""
+        return self.booking_for()[0]
+
     def own_times(self) -> list[tuple[datetime, datetime]]:
-        """When the patient is already booked (but for the appointment being moved): offers
-        must not clash with their own diary."""
+        """When the person being booked or moved already has appointments (but the one being
+        moved), and what was booked together with them: offers must not clash with these."""
         if self._own_times is None:
             moving = (self.slot("change_target") if self.slot("change_kind") == "reschedule"
                       else None)
-            self._own_times = [(a.starts_at, a.ends_at)
-                               for a in self.adapter.upcoming_for_contact(contact=self.contact)
-                               if a.id != moving]
+            upcoming = self.adapter.upcoming_for_contact(contact=self.contact)
+            owner = next((p.id for p in self.household() if p.relation == people.SELF),
+                         people.SELF)
+
+            def whose(patient_id: int | None) -> object:
+                return owner if patient_id is None else patient_id  # keyed in: the owner's
+
+            target = next((a for a in upcoming if a.id == moving), None)
+            person = self.person()
+            if target is not None:
+                key = whose(target.patient_id)
+            else:
+                key = person.id if person.id is not None else (
+                    owner if person.relation == people.SELF else object())
+            together = [(datetime.fromisoformat(start), datetime.fromisoformat(end))
+                        for start, end in self.slot("booked_together") or []]
+            self._own_times = [(a.starts_at, a.ends_at) for a in upcoming
+                               if a.id != moving and whose(a.patient_id) == key] + together
+            if moving is not None and self.slot("change_other_day"):
+                # "To a different day": the whole local day it is on now is out.
+                self._own_times += [local_day(a.starts_at, self.zone)
+                                    for a in upcoming if a.id == moving]
         return self._own_times
 
     def idempotency_key(self, *parts: object) -> str:
@@ -246,6 +318,8 @@ class Conversation:
                         or find_provider(list(self.clinic.providers), self.text))
         if self.awaiting == "details":
             return self.detail_answer() is not None
+        if self.awaiting == "who":
+            return family.understands(self)
         if self.awaiting == "service":
             return bool(self.named_service(forgiving=True) or self.numbered_service())
         if self.awaiting == OFFERED_TO_BOOK:
@@ -262,6 +336,8 @@ class Conversation:
 
     def resume_prompt(self) -> str | None:
         """The pending question, asked again after an interruption; None when nothing pends."""
+        if self.awaiting == "who":
+            return people.who_question(family.options(self))
         if self.awaiting == "service":
             return service_question(self.services, opening="Back to your booking:")
         if self.awaiting == "pick" and self.offered:
@@ -291,24 +367,34 @@ class Conversation:
             self.offer(switched, wish=self.wish() or self.stored_wish(),
                        lead_in=f"Sure, {switched.name} instead.")
             return
-        if self.awaiting == "details" and self.chosen is not None:
+        if (self.awaiting in ("pick", "details") and self.slot("change_kind") != "reschedule"
+                and family.switch(self)):
+            self.for_someone_else()
+        elif self.awaiting == "details" and self.chosen is not None:
             self.take_details()
         elif self.awaiting == "pick" and self.offered:
             self.pick()
         elif self.awaiting == "service":
             self.take_service()
+        elif self.awaiting == "who":
+            family.take_answer(self)
         elif self.awaiting == OFFERED_TO_BOOK:
             self.answer_offer_to_book()
         elif self.awaiting == JUST_BOOKED and not (switched or self.wish()
-                                                   or self.intent == "book"):
+                                                   or self.intent == "book"
+                                                   or family.asks_for_someone(self)):
             self.acknowledge_booking()
         elif self.intent == "deny" or self.done_for_now():
             self.close()
         elif (self.intent == "inform" and not answer_is_yes(self.text)
-              and not (switched or self.wish() or self.named_service(forgiving=True))):
+              and not (switched or self.wish() or self.named_service(forgiving=True)
+                       or family.asks_for_someone(self))):
             self.missed(CLARIFY)  # a "detail" with nothing in progress is not a request
         else:
-            self.start(service=switched or self.named_service(forgiving=True))
+            # "And one for my dad too" right after a booking: the same treatment.
+            same_again = (self.current_service() if self.awaiting == JUST_BOOKED
+                          and family.asks_for_someone(self) else None)
+            self.start(service=switched or self.named_service(forgiving=True) or same_again)
 
     def close(self) -> None:
         self.end_booking()
@@ -319,6 +405,8 @@ class Conversation:
             self.close()
             return
         self.set(awaiting=None)
+        if family.rename(self, self.slot("appointment_id")):
+            return
         self.say("Great, see you then! Reply here any time if you need anything.")
 
     def answer_offer_to_book(self) -> None:
@@ -331,21 +419,40 @@ class Conversation:
             self.missed("Would you like to book an appointment? Reply YES or NO.")
 
     def start(self, *, service: Service | None) -> None:
-        """A booking begins: ask the treatment only when it is not obvious, then offer times."""
+        """A booking begins: ask who it is for and the treatment only when they are not
+        obvious, then offer times."""
+        carried = self.slot("booking_for") if self.awaiting == OFFERED_TO_BOOK else None
         self.end_booking(service=None, misses=0)
         if service is None and len(self.services) == 1:
             service = self.services[0]
         wish = self.wish()
+        if not family.settle_who(self, carried=carried):
+            self.set(service=service.slug if service else None,
+                     wish=wish.to_dict() if wish else None)
+            return
+        self.continue_booking(service=service, wish=wish)
+
+    def continue_booking(self, *, service: Service | None = None,
+                         wish: Preference | None = None) -> None:
+        """Who it is for is settled: ask the treatment if still unknown, else offer times."""
+        service = service or next((s for s in self.services if s.slug == self.slot("service")),
+                                  None)
+        wish = wish or self.stored_wish()
         if service is None:
             self.set(awaiting="service", wish=wish.to_dict() if wish else None)
-            self.say(service_question(self.services))
+            unoffered = self.unoffered_treatment()
+            self.say(service_question(self.services) if unoffered is None else " ".join([
+                not_offered(unoffered, clinic=self.clinic),
+                service_question(self.services, opening="Can I book you in for something else?"),
+                "Or say \"talk to someone\"."]))
             return
-        self.offer(service, wish=wish)
+        self.offer(service, wish=wish, lead_in=family.whose_times(self))
 
     def take_service(self) -> None:
         service = self.named_service(forgiving=True) or self.numbered_service()
         if service is not None:
-            self.offer(service, wish=self.wish() or self.stored_wish())
+            self.offer(service, wish=self.wish() or self.stored_wish(),
+                       lead_in=family.whose_times(self))
         elif self.intent == "deny" or self.done_for_now():
             self.close()
         elif self.wish():
@@ -357,10 +464,24 @@ class Conversation:
                         f"{names}. Reply with the number or the name, or say \"talk to "
                         "someone\".")
 
+    def for_someone_else(self) -> None:
+        """The booking in progress is now for someone else: their times, or their details."""
+        service = self.current_service() or self._service(self.offered[0].service)
+        missing = self.missing_details()
+        if self.awaiting == "details" and self.chosen is not None and missing:
+            self.say(f"Sure, for {people.label(self.person())}. "
+                     + self.detail_question(missing))
+        elif self.awaiting == "details" and self.chosen is not None:
+            self.book(self.chosen, self._service(self.chosen.service))
+        else:
+            self.offer(service, wish=self.stored_wish(),
+                       lead_in=f"Sure, for {people.label(self.person())}.")
+
     def offer(self, service: Service, *, wish: Preference | None = None, lead_in: str = "",
-              avoid: list[Slot] | None = None, after: datetime | None = None) -> None:
+              avoid: list[Slot] | None = None, after: datetime | None = None,
+              near: datetime | None = None) -> None:
         """Offer two or three real free times, within the wish if there is one, or `after`
-        a time ("anything later?")."""
+        a time ("anything later?"), or `near` one (the next person of a family booking)."""
         avoid = self.declined if avoid is None else avoid
         provider, note = self.clinician_for(service)
         lead_in = " ".join(filter(None, [lead_in, note]))
@@ -371,9 +492,14 @@ class Conversation:
             self.handover()
             return
         try:
-            slots = propose(self.adapter, clinic=self.clinic, service=service,
-                            now=max(self.now, after or self.now), wish=wish, avoid=avoid,
-                            provider=by, busy=self.own_times())
+            if near is not None:
+                slots = nearest_to(self.adapter, clinic=self.clinic, service=service,
+                                   now=self.now, target=near, avoid=avoid, provider=by,
+                                   busy=self.own_times())
+            else:
+                slots = propose(self.adapter, clinic=self.clinic, service=service,
+                                now=max(self.now, after or self.now), wish=wish, avoid=avoid,
+                                provider=by, busy=self.own_times())
             if not slots and wish is not None:
                 slots = nearest_to_wish(self.adapter, clinic=self.clinic, service=service,
                                         now=self.now, wish=wish, avoid=avoid, provider=by,
@@ -488,7 +614,7 @@ class Conversation:
         self.book(slot, service)
 
     def missing_details(self) -> list[str]:
-        return patient_details.missing_fields(self.clinic, self.contact)
+        return patient_details.missing_fields(self.clinic, self.person(), self.contact)
 
     def detail_answer(self) -> dict[str, str] | None:
         return patient_details.read_answer(self.missing_details(), self.text,
@@ -496,7 +622,8 @@ class Conversation:
                                            today=self.now.astimezone(self.zone).date())
 
     def detail_question(self, missing: list[str]) -> str:
-        return patient_details.question(missing, date_order=self.date_order)
+        return patient_details.question(missing, date_order=self.date_order,
+                                        whose=people.possessive(self.person()))
 
     def take_details(self) -> None:
         details = self.detail_answer()
@@ -516,20 +643,34 @@ class Conversation:
                 self.missed("Sorry, I didn't catch that. "
                             + self.detail_question(self.missing_details()))
             return
-        still_missing = [field for field in self.missing_details() if field not in details]
+        self.note_details(details)  # kept even if the time is taken meanwhile
+        still_missing = self.missing_details()
         if still_missing:
             self.say("Thanks. " + self.detail_question(still_missing))
         else:
             self.book(self.chosen, self._service(self.chosen.service))
-        # Stored after the booking, in this turn's transaction: writing first would hold
-        # SQLite's one write lock while the adapter books. Kept even if the time was taken.
+
+    def note_details(self, details: dict[str, Any]) -> None:
+        """The person's name and date of birth, the phone owner's email; the owner's own name
+        is the contact's too (staff see it on the thread)."""
+        person = self.person()
         for field, value in details.items():
-            setattr(self.contact, field, value)
+            if field in patient_details.CONTACT_FIELDS:
+                setattr(self.contact, field, value)
+                continue
+            setattr(person, field, value)
+            if person.relation == people.SELF:
+                setattr(self.contact, field, value)
+        if person.id is None:  # not stored until booked: the slot remembers it meanwhile
+            current = self.booking_for()
+            self.set(booking_for=[people.to_slot(p) for p in current])
+            self._booking_for = current
 
     def book(self, slot: Slot, service: Service) -> None:
+        patient = self.person()
         try:
             appointment = self.adapter.book(
-                slot=slot, contact=self.contact, service=service,
+                slot=slot, patient=patient, service=service,
                 idempotency_key=self.idempotency_key("book", service.slug, slot.starts_at),
             )
         except SlotUnavailable:
@@ -541,7 +682,13 @@ class Conversation:
         self.say(confirmation_text(appointment, clinic=self.clinic, service=service))
         self.funnel.append(("booked", {"appointment_id": appointment.id,
                                        "service": service.slug}))
+        jobs.cancel_pending(self.session, contact_ids=[self.contact.id], now=self.now,
+                            reason="the patient booked", kinds=jobs.FOLLOW_UPS_AND_OFFERS)
+        rest = (self.slot("booking_for") or [])[1:]
+        together = self.slot("booked_together") or []
         self.end_booking(service=None, awaiting=JUST_BOOKED, appointment_id=appointment.id)
+        if rest:
+            family.next_person(self, appointment, service, rest, together)
 
     def slot_taken(self, slot: Slot, service: Service) -> None:
         """Someone else took the time between our offer and the patient's pick."""

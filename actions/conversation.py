@@ -13,9 +13,13 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.booking import BOOKING_SLOTS, CLARIFY, Conversation, conversation_turn
 from actions.runtime import outbox, thread_session
+from booking.dialogue import cues
+from booking.dialogue.appointment_booking import not_offered_text
+from actions.steps import OFFERED_TO_BOOK, REMINDED
 from booking.dialogue.faq import answer, topics_in
 from booking.messaging import consent
-from booking.models import utcnow
+from booking.models import Appointment, JobKind, utcnow
+from booking.outreach import jobs
 
 GREETING = "Hi! Reply YES to book an appointment, or tell me what you need."
 YOU_ARE_WELCOME = "You're welcome! Reply here any time if you need us."
@@ -42,8 +46,51 @@ class ActionStartFromMissedCall(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
-        return [SlotSet(name, None) for name in (*BOOKING_SLOTS, "service")] + [
-            SlotSet("offer_rounds", 0), SlotSet("misses", 0)]
+        return _fresh_start()
+
+
+def _fresh_start(**slots: Any) -> list[EventType]:
+    return [SlotSet(name, None) for name in (*BOOKING_SLOTS, "service")
+            if name not in slots] + [SlotSet("offer_rounds", 0), SlotSet("misses", 0)] + [
+        SlotSet(name, value) for name, value in slots.items()]
+
+
+class ActionStartFromReminder(Action):
+    """The gateway is sending a reminder: the patient's next words answer it (confirm, move,
+    cancel). Like the missed-call start, it only sets the scene: the gateway stored the reminder
+    before telling the dialogue, and sends it after."""
+
+    def name(self) -> str:
+        return "action_start_from_reminder"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[EventType]:
+        with thread_session(tracker.sender_id) as (session, thread):
+            reminded = jobs.reminded_together(session, contact_id=thread.contact_id)
+        if not reminded:
+            return []
+        if len(reminded) == 1:
+            return _fresh_start(awaiting=REMINDED, change_kind="reminder",
+                                change_target=reminded[0])
+        return _fresh_start(awaiting=REMINDED, change_kind="reminder",
+                            change_candidates=reminded)
+
+
+class ActionStartFromRebookingOffer(Action):
+    """The gateway offered a new time after a no-show or a cancellation: "yes" books the same
+    treatment."""
+
+    def name(self) -> str:
+        return "action_start_from_rebooking_offer"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: dict[str, Any]) -> list[EventType]:
+        with thread_session(tracker.sender_id) as (session, thread):
+            job = jobs.latest_sent(session, contact_id=thread.contact_id,
+                                   kind=JobKind.rebooking_offer)
+            appointment = session.get(Appointment, job.appointment_id) if job else None
+            service = appointment.service.slug if appointment is not None else None
+        return _fresh_start(awaiting=OFFERED_TO_BOOK, service=service)
 
 
 def answer_questions(conversation: Conversation) -> None:
@@ -130,7 +177,8 @@ class ActionOptOut(Action):
                            .get("confidence") or 0)
         with thread_session(tracker.sender_id) as (session, thread):
             conversation = Conversation(tracker, session=session, thread=thread, now=utcnow())
-            if not _OPT_OUT_WORDS.search(conversation.text):
+            not_a_patient = cues.wrong_number(conversation.text)
+            if not (not_a_patient or _OPT_OUT_WORDS.search(conversation.text)):
                 if conversation.understands():
                     conversation.handle()
                     return conversation.finish(dispatcher)
@@ -138,7 +186,7 @@ class ActionOptOut(Action):
                     conversation.missed(CLARIFY)
                     return conversation.finish(dispatcher)
             confirmation = consent.opt_out(session, clinic=thread.clinic, contact=thread.contact,
-                                           thread=thread)
+                                           thread=thread, wrong_number=not_a_patient)
         await outbox().deliver([m.id for m in confirmation])
         return [SlotSet(name, None) for name in BOOKING_SLOTS]
 
@@ -157,6 +205,11 @@ class ActionClarify(Action):
                 conversation.handle()
             elif topics_in(conversation.text):  # a question the classifier was unsure of
                 answer_questions(conversation)
+            elif conversation.unoffered_treatment():
+                with_resume(conversation, not_offered_text(
+                    conversation.unoffered_treatment(), clinic=conversation.clinic,
+                    services=conversation.services))
+                conversation.missed_this_turn = True  # answered, neither progress nor a miss
             elif conversation.intent == "out_of_scope":
                 with_resume(conversation, OUT_OF_SCOPE)
                 conversation.missed_this_turn = True  # neither progress nor a miss

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.missed_calls import _database, _floor, _open_connections, _percentile, _session
+from bench.missed_calls import _floor, _open_connections, _percentile, _session, bench_database
 from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
 
 CLINIC_NUMBER = "+441632960001"
@@ -111,7 +111,7 @@ def run() -> dict:
 
     model = train_model()
     with tempfile.TemporaryDirectory(prefix="bench-inbound-") as tmp, \
-            _database(Path(tmp)) as database_url:
+            bench_database(Path(tmp)) as database_url:
         stack = start_stack(Path(tmp) / "stack", model=model, database_url=database_url)
         try:
             warm = [_patient() for _ in range(5)]

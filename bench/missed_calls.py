@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -85,7 +84,7 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
-def _summary(seconds: list[float]) -> dict[str, float]:
+def summary(seconds: list[float]) -> dict[str, float]:
     ms = [s * 1000 for s in seconds]
     return {"p50_ms": round(statistics.median(ms), 1), "p99_ms": round(_percentile(ms, 0.99), 1),
             "max_ms": round(max(ms), 1)}
@@ -105,7 +104,7 @@ def _wait_healthy(url: str, process: subprocess.Popen, deadline: float) -> None:
 
 
 @contextlib.contextmanager
-def _database(run_dir: Path):
+def bench_database(run_dir: Path):
     """BENCH_DATABASE_URL, or a throw-away PostgreSQL database, or SQLite in run_dir."""
     if os.environ.get("BENCH_DATABASE_URL"):
         yield os.environ["BENCH_DATABASE_URL"]
@@ -118,16 +117,11 @@ def _database(run_dir: Path):
     except Exception:  # no PostgreSQL here: the embedded default it is
         yield f"sqlite:///{run_dir / 'bench.db'}"
         return
-    name = f"ringback_bench_{uuid.uuid4().hex[:8]}"
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    admin.close()
+    from tests.postgres import throwaway_database
+
+    with throwaway_database("ringback_bench") as url:
+        yield url
 
 
 def _workers() -> int:
@@ -135,10 +129,12 @@ def _workers() -> int:
     return max(1, min(wanted, os.cpu_count() or 1))
 
 
-def _start(run_dir: Path, database_url: str) -> tuple[dict[str, str], list[subprocess.Popen]]:
+def start_gateway(run_dir: Path, database_url: str, *, more_clinics: list[dict] = (),
+                  extra_env: dict[str, str] | None = None
+                  ) -> tuple[dict[str, str], list[subprocess.Popen]]:
     gateway_port, fake_port, closed_port = _free_port(), _free_port(), _free_port()
     clinics = run_dir / "clinics.yml"
-    clinics.write_text(yaml.safe_dump({"clinics": [CLINIC, _closed_clinic()]},
+    clinics.write_text(yaml.safe_dump({"clinics": [CLINIC, _closed_clinic(), *more_clinics]},
                                       sort_keys=False))
     env = {
         **os.environ, "ENVIRONMENT": "development", "PYTHONPATH": str(PROJECT_ROOT),
@@ -149,6 +145,7 @@ def _start(run_dir: Path, database_url: str) -> tuple[dict[str, str], list[subpr
         "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
         # No Rasa here: telling it about the call fails fast, after the text-back is sent.
         "RASA_URL": f"http://127.0.0.1:{closed_port}",
+        **(extra_env or {}),
     }
     ringback = str(Path(sys.executable).parent / "ringback")
     for command in (["migrate"], ["load-clinics"]):
@@ -209,7 +206,7 @@ async def _floor(env: dict[str, str], n: int = CALLS) -> list[float]:
         return list(await asyncio.gather(*tasks))
 
 
-def _dial_callback(caller: str) -> tuple[str, dict[str, str]]:
+def dial_callback(caller: str) -> tuple[str, dict[str, str]]:
     """The Dial's action after the front desk did not answer."""
     return "/twilio/voice/dial-status", {
         "CallSid": f"CA{caller[1:]}{time.time_ns()}", "From": caller, "To": CLINIC_NUMBER,
@@ -224,8 +221,8 @@ def _after_hours_call(caller: str) -> tuple[str, dict[str, str]]:
         "CallStatus": "ringing", "AccountSid": ACCOUNT_SID}
 
 
-async def _burst(env: dict[str, str], callers: list[str],
-                 webhook=_dial_callback) -> dict[str, tuple[float, float]]:
+async def burst(env: dict[str, str], callers: list[str],
+                 webhook=dial_callback) -> dict[str, tuple[float, float]]:
     """Send one webhook per caller, all at once; {caller: (sent at, answer seconds)}."""
     requests = {}
     for caller in callers:
@@ -254,7 +251,7 @@ async def _burst(env: dict[str, str], callers: list[str],
     return {caller: (sent, answer) for caller, sent, answer in results}
 
 
-def _sent_at(env: dict[str, str], callers: list[str], timeout: float = 60) -> dict[str, float]:
+def texted_at(env: dict[str, str], callers: list[str], timeout: float = 60) -> dict[str, float]:
     """When the fake stored each caller's text-back (epoch seconds)."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=env["TWILIO_API_BASE_URL"], timeout=10) as fake:
@@ -273,10 +270,10 @@ def _sent_at(env: dict[str, str], callers: list[str], timeout: float = 60) -> di
 
 
 def _measure(env: dict[str, str], callers: list[str], webhook) -> dict:
-    answers = asyncio.run(_burst(env, callers, webhook))
-    sent = _sent_at(env, callers)
-    answer = _summary([seconds for _, seconds in answers.values()])
-    to_twilio = _summary([sent[c] - answers[c][0] for c in callers if c in sent])
+    answers = asyncio.run(burst(env, callers, webhook))
+    sent = texted_at(env, callers)
+    answer = summary([seconds for _, seconds in answers.values()])
+    to_twilio = summary([sent[c] - answers[c][0] for c in callers if c in sent])
     return {"text_backs_sent": len(sent), "webhook_answer": answer, "to_twilio": to_twilio,
             "answer_p99_under_200ms": answer["p99_ms"] < 200,
             "to_twilio_p99_under_1s": to_twilio["p99_ms"] < 1000}
@@ -284,15 +281,15 @@ def _measure(env: dict[str, str], callers: list[str], webhook) -> dict:
 
 def run() -> dict:
     with (tempfile.TemporaryDirectory(prefix="ringback-bench-") as directory,
-          _database(Path(directory)) as database_url):
-        env, processes = _start(Path(directory), database_url)
+          bench_database(Path(directory)) as database_url):
+        env, processes = start_gateway(Path(directory), database_url)
         try:
             warm = [f"+4477009009{i:02d}" for i in range(WARM_UP)]
-            asyncio.run(_burst(env, warm))
-            _sent_at(env, warm)
+            asyncio.run(burst(env, warm))
+            texted_at(env, warm)
             floor = asyncio.run(_floor(env))
             dial = _measure(env, [f"+447700900{i:03d}" for i in range(100, 100 + CALLS)],
-                            _dial_callback)
+                            dial_callback)
             time.sleep(SETTLE_SECONDS)
             closed = _measure(env, [f"+447700900{i:03d}" for i in range(200, 200 + CALLS)],
                               _after_hours_call)
@@ -309,7 +306,7 @@ def run() -> dict:
         "database": "sqlite" if env["DATABASE_URL"].startswith("sqlite") else "postgresql",
         "gateway_workers": _workers(),
         # What 50 concurrent requests to an endpoint doing nothing take on this machine now.
-        "health_floor": _summary(floor),
+        "health_floor": summary(floor),
         # The desk did not answer: the Dial's action callback reports the missed call.
         "dial_no_answer": dial,
         # Before opening time: the voice webhook itself records the call and says so.

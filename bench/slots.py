@@ -15,7 +15,7 @@ import yaml
 
 from booking.clinics.config import load_clinics
 from booking.db import make_engine, session_factory
-from booking.models import Base, Contact
+from booking.models import Base, Contact, Patient
 from booking.scheduling.base import SlotUnavailable
 from booking.scheduling.registry import get_adapter
 
@@ -63,7 +63,9 @@ def _seed(sessions, clinic, rng: random.Random):
     adapter = get_adapter(clinic, sessions, clock=lambda: NOW)
     with sessions() as session:
         contact = Contact(clinic_id=clinic.id, phone="+447700900998", first_name="Bench")
-        session.add(contact)
+        patient = Patient(clinic_id=clinic.id, contact=contact, relation="self",
+                          first_name="Bench")
+        session.add(patient)
         session.commit()
     booked = 0
     while booked < EXISTING_APPOINTMENTS:
@@ -74,7 +76,7 @@ def _seed(sessions, clinic, rng: random.Random):
             raise RuntimeError(f"the bench clinic is full after {booked} appointments")
         for slot in rng.sample(free, min(25, len(free), EXISTING_APPOINTMENTS - booked)):
             try:
-                adapter.book(slot=slot, contact=contact, service=service,
+                adapter.book(slot=slot, patient=patient, service=service,
                              idempotency_key=uuid.uuid4().hex)
                 booked += 1
             except SlotUnavailable:  # an overlapping pick from this same batch

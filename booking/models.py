@@ -152,6 +152,9 @@ class Service(Base):
     price_min = Column(Integer)
     price_max = Column(Integer)
     currency = Column(String(3))
+    # What one appointment is worth to the clinic, for the dashboard's recovered-revenue
+    # estimate; without it the price range's midpoint is used.
+    value = Column(Integer)
     preparation_notes = Column(Text, nullable=False, default="")
 
     providers = relationship("Provider", secondary=service_providers, back_populates="services",
@@ -248,6 +251,29 @@ class Contact(Base):
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
 
+class Patient(Base):
+    """The person an appointment is for; a contact (one phone) may book for several, such as
+    a parent for their children. The phone's owner, when they book for themselves, is the
+    patient whose relation is "self"."""
+
+    __tablename__ = "patients"
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False)
+    contact_id = Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False,
+                        index=True)
+    # To the phone's owner: "self", "daughter", "mother"...; null when they only gave a name.
+    relation = Column(String(32))
+    first_name = Column(String(120))
+    last_name = Column(String(120))
+    # Asked before booking only when the clinic requires it (settings.required_patient_fields).
+    date_of_birth = Column(Date)
+    is_known_patient = Column(Boolean, nullable=False, default=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    contact = relationship("Contact")
+
+
 class AppointmentStatus(str, enum.Enum):
     booked = "booked"
     cancelled = "cancelled"
@@ -261,11 +287,17 @@ class Appointment(Base):
     __table_args__ = (
         UniqueConstraint("clinic_id", "idempotency_key"),
         Index("ix_appointments_clinic_start", "clinic_id", "starts_at"),
+        # The dashboard's bookings of a period.
+        Index("ix_appointments_clinic_created", "clinic_id", "created_at"),
     )
 
     id = Column(Integer, primary_key=True)
     clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False)
     contact_id = Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True)
+    # Who the appointment is for; the contact is the phone that booked it. Every booking the
+    # bot makes names one; null only for a row keyed in elsewhere without a person (then it is
+    # the contact's own), and a null column needs no table rebuild on SQLite.
+    patient_id = Column(ForeignKey("patients.id"), index=True)
     service_id = Column(ForeignKey("services.id"), nullable=False)
     provider_id = Column(ForeignKey("providers.id"))
     starts_at = Column(UTCDateTime, nullable=False)
@@ -276,10 +308,13 @@ class Appointment(Base):
     external_id = Column(String(255))
     idempotency_key = Column(String(128), nullable=False)
     rescheduled_from_id = Column(ForeignKey("appointments.id"))
+    # The patient said they will come, answering a reminder.
+    confirmed_at = Column(UTCDateTime)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
     contact = relationship("Contact")
+    patient = relationship("Patient")
     service = relationship("Service")
     provider = relationship("Provider")
 
@@ -354,6 +389,8 @@ class Message(Base):
         # The outbox's per-recipient ordering, and a contact's latest message (channel choice).
         Index("ix_messages_recipient", "to_number", "from_number", "status"),
         Index("ix_messages_sender", "from_number", "clinic_id"),
+        # The dashboard's period counts (undeliverable messages).
+        Index("ix_messages_clinic_time", "clinic_id", "created_at"),
     )
 
     id = Column(Integer, primary_key=True)
@@ -425,7 +462,11 @@ class MissedCallStatus(str, enum.Enum):
 
 class MissedCall(Base):
     __tablename__ = "missed_calls"
-    __table_args__ = (UniqueConstraint("clinic_id", "call_sid"),)
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "call_sid"),
+        # The dashboard's calls of a period.
+        Index("ix_missed_calls_clinic_time", "clinic_id", "occurred_at"),
+    )
 
     id = Column(Integer, primary_key=True)
     clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -511,6 +552,78 @@ class EscalationAlert(Base):
     sent_at = Column(UTCDateTime)
 
 
+class JobKind(str, enum.Enum):
+    follow_up = "follow_up"  # the patient did not answer the text-back
+    reminder = "reminder"  # an appointment is coming up
+    rebooking_offer = "rebooking_offer"  # after a no-show or a cancellation
+
+
+class JobState(str, enum.Enum):
+    scheduled = "scheduled"  # due at due_at (perhaps deferred there by the compliance gate)
+    sent = "sent"
+    dropped = "dropped"  # the gate or the situation ruled it out; last_reason says why
+    cancelled = "cancelled"  # the patient answered, booked, opted out, called again, ...
+
+
+class ScheduledJob(Base):
+    """A message Ringback will start itself, at a time: one row, claimed by one gateway once.
+
+    `subject` names what it is about ("call:17", "appointment:42"); with `kind` and `step` it is
+    unique, so planning the same job twice (two gateways, a restart) adds nothing."""
+
+    __tablename__ = "scheduled_jobs"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject", "step"),
+        Index("ix_scheduled_jobs_due", "state", "due_at"),
+        Index("ix_scheduled_jobs_contact", "contact_id", "state"),
+        Index("ix_scheduled_jobs_appointment", "appointment_id", "kind"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False)
+    contact_id = Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    thread_id = Column(ForeignKey("threads.id", ondelete="CASCADE"))
+    appointment_id = Column(ForeignKey("appointments.id", ondelete="CASCADE"))
+    kind = Column(_enum(JobKind, "job_kind"), nullable=False)
+    subject = Column(String(64), nullable=False)
+    step = Column(Integer, nullable=False, default=0)
+    # When the subject was as planned for (the call's text-back, the appointment's start): a
+    # moved appointment makes its old reminders moot.
+    subject_at = Column(UTCDateTime, nullable=False)
+    due_at = Column(UTCDateTime, nullable=False)
+    # Past this the message makes no sense any more (a reminder after the visit).
+    expires_at = Column(UTCDateTime, nullable=False)
+    state = Column(_enum(JobState, "job_state"), nullable=False, default=JobState.scheduled)
+    channel = Column(_enum(Channel, "job_channel"))  # as sent
+    message_id = Column(ForeignKey("messages.id", ondelete="SET NULL"))
+    last_reason = Column(String(300), nullable=False, default="")
+    deferrals = Column(Integer, nullable=False, default=0)
+    # The dialogue was told (EXTERNAL_reminder, ...) so the patient's answer is read in context.
+    dialogue_told_at = Column(UTCDateTime)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    finished_at = Column(UTCDateTime)
+
+    contact = relationship("Contact")
+    clinic = relationship("Clinic")
+    thread = relationship("Thread")
+    appointment = relationship("Appointment")
+
+
+class JobDecision(Base):
+    """Each thing that happened to a scheduled job (sent, deferred until when, dropped or
+    cancelled and why), for the thread's timeline and the clinic's records."""
+
+    __tablename__ = "job_decisions"
+
+    id = Column(Integer, primary_key=True)
+    job_id = Column(ForeignKey("scheduled_jobs.id", ondelete="CASCADE"), nullable=False,
+                    index=True)
+    outcome = Column(String(16), nullable=False)  # sent, deferred, dropped, cancelled
+    reason = Column(String(300), nullable=False, default="")
+    until = Column(UTCDateTime)
+    decided_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
 class FunnelEvent(Base):
     """State changes the clinic measures: missed, texted, replied, booked, escalated, opted out."""
 
@@ -539,7 +652,8 @@ class WebhookReplay(Base):
 __all__ = [
     "Appointment", "AppointmentStatus", "Base", "Channel", "ChannelPolicy", "Clinic", "Closure",
     "Consent", "Contact", "Direction", "Escalation", "EscalationAlert", "EscalationReason",
-    "EscalationStatus", "FunnelEvent", "Message", "MessageStatus", "MissedCall",
-    "MissedCallStatus", "OnCallShift", "OpeningHours", "Provider", "ProviderHours", "Service",
-    "SlotClaim", "StaffMember", "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
+    "EscalationStatus", "FunnelEvent", "JobDecision", "JobKind", "JobState", "Message",
+    "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours", "Patient",
+    "Provider", "ProviderHours", "ScheduledJob", "Service", "SlotClaim", "StaffMember",
+    "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
 ]

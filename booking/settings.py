@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     inbox_sweep_interval_seconds: float = 0.5
     rasa_timeout_seconds: float = 30.0
 
+    # Follow-ups, reminders and rebooking offers (booking.outreach): how often a gateway looks
+    # for due jobs, and for new ones to plan.
+    outreach_interval_seconds: float = 5.0
+    outreach_plan_interval_seconds: float = 30.0
+    # The compliance gate's rules (quiet hours, caps, state laws); see the file's header.
+    outreach_rules_file: Path = PROJECT_ROOT / "data" / "outreach_rules.yml"
+
     missed_call_hmac_secret: str = DEVELOPMENT_PLACEHOLDER
     missed_call_max_skew_seconds: int = 300
     session_secret: str = DEVELOPMENT_PLACEHOLDER

@@ -7,7 +7,9 @@ Runs `rasa test nlu --cross-validation --folds 5` (with a fixed seed, so the fol
 every run) into reports/nlu/current/: Rasa's intent_report.json, intent_confusion_matrix.png,
 intent_histogram.png, intent_errors.json and the entity reports. Then writes summary.md and
 summary.json next to them and prints the per-intent precision / recall / F1 table with the
-change since the previous run, which is kept in reports/nlu/previous/.
+change since the previous run, which is kept in reports/nlu/previous/. Beside it, the model
+trained on all of data/nlu is scored on the unseen-phrasing set (tests/nlu/unseen_phrasing.yml,
+never trained on) into unseen_phrasing.md / .json, with the thresholds `make test` checks.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports" / "nlu"
+UNSEEN = ROOT / "tests" / "nlu" / "unseen_phrasing.yml"
 SEED = 42
 
 # Rasa shuffles the folds with numpy's global generator; seed it so runs are comparable.
@@ -145,6 +148,30 @@ def worst_confusions(run_dir: Path, limit: int = 12) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unseen_phrasing(run_dir: Path, *, config: Path, nlu: Path) -> str:
+    """The full model (config.yml on data/nlu) scored on the unseen-phrasing set, as Markdown."""
+    from nlu_components.evaluation import misses, predict, score, table
+    from nlu_components.nlu_model import nlu_model
+
+    if (config.resolve(), nlu.resolve()) != ((ROOT / "config.yml").resolve(),
+                                             (ROOT / "data" / "nlu").resolve()):
+        return ""  # the cached model is trained from config.yml on data/nlu only
+    predictions = predict(nlu_model().path, UNSEEN, synonyms_from=nlu)
+    scores = score(predictions)
+    (run_dir / "unseen_phrasing.json").write_text(json.dumps({
+        "accuracy": round(scores.accuracy, 4), "urgent_recall": round(scores.urgent_recall, 4),
+        "false_urgent": scores.false_urgent, "messages": scores.messages,
+        "intents": scores.per_intent,
+        "misses": [{"text": p.text, "intent": p.intent, "predicted": p.predicted,
+                    "confidence": round(p.confidence, 3)}
+                   for p in predictions if p.intent != p.predicted]}, indent=2))
+    text = (f"\n## Unseen phrasing ({UNSEEN.relative_to(ROOT)}, never trained on)\n\n"
+            f"{table(scores)}thresholds (make test): accuracy >= 0.90, urgent recall 1.00, "
+            f"false urgent 0\n\nmisses (true -> predicted):\n{misses(predictions)}\n")
+    (run_dir / "unseen_phrasing.md").write_text(text)
+    return text
+
+
 def report(args: argparse.Namespace) -> int:
     current, previous = REPORTS / "current", REPORTS / "previous"
     if (current / "summary.json").exists():
@@ -155,7 +182,8 @@ def report(args: argparse.Namespace) -> int:
     summary = summarise(current, seconds=seconds, config=args.config)
     before = (json.loads((previous / "summary.json").read_text())
               if (previous / "summary.json").exists() else None)
-    text = table(summary, before) + worst_confusions(current)
+    text = (table(summary, before) + worst_confusions(current)
+            + unseen_phrasing(current, config=args.config, nlu=args.nlu))
     (current / "summary.json").write_text(json.dumps(summary, indent=2))
     (current / "summary.md").write_text(f"# NLU cross-validation ({args.folds} folds)\n\n{text}")
     print(text)

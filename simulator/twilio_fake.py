@@ -51,6 +51,10 @@ DEFAULT_CONTENT = {
     "HX00000000000000000000000000000001": (
         "Sorry we missed your call at {{1}}. Hi {{2}}, reply YES to book an appointment, or "
         "tell us what you need. Reply STOP to opt out."),
+    "HX00000000000000000000000000000002": (
+        "Sorry we missed your call at {{1}}. Hi {{2}}, we're closed now and open again at "
+        "{{3}}. Reply YES to book an appointment, or tell us what you need. Reply STOP to opt "
+        "out."),
 }
 
 

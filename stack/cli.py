@@ -1,4 +1,4 @@
-"""`ringback` command line: migrate, load-clinics, run, simulator, demo."""
+"""`ringback` command line: migrate, load-clinics, run, simulator, funnel, seed-history, demo."""
 
 from __future__ import annotations
 
@@ -21,10 +21,20 @@ def migrate(_: argparse.Namespace) -> int:
 
 
 def load_clinics(args: argparse.Namespace) -> int:
-    from booking.clinics.config import ClinicConfigError, load_clinics_file
+    from booking.clinics.config import ClinicConfigError, load_clinics_file, parse_clinic_file
+    from booking.outreach.gate import OutreachRulesError, check_clinic_rules
 
     path = Path(args.file or get_settings().clinics_file)
     try:
+        # The gate's overrides are the gate's to read (clinics/ cannot import it): a typo there
+        # must stop the load, not silently turn a rule off.
+        for clinic in parse_clinic_file(path):
+            try:
+                check_clinic_rules(clinic.settings.outreach.compliance)
+            except OutreachRulesError as exc:
+                print(f"error: {path}: clinic {clinic.slug}: settings.outreach.compliance: "
+                      f"{exc}", file=sys.stderr)
+                return 2
         clinics = load_clinics_file(database_url=get_settings().database_url, path=path)
     except ClinicConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,30 +91,61 @@ def simulator(args: argparse.Namespace) -> int:
 
 
 def funnel(args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
     from booking.clinics.lookups import find_clinic_by_slug
     from booking.db import session_scope
     from booking.models import utcnow
-    from booking.reports.funnel import funnel as clinic_funnel
+    from booking.reports.metrics import clinic_figures
+    from booking.reports.periods import last_days
+    from booking.reports.summary import summary_lines
 
-    until = utcnow()
     with session_scope() as session:
         clinic = find_clinic_by_slug(session, args.clinic)
         if clinic is None:
             print(f"error: no clinic {args.clinic!r}", file=sys.stderr)
             return 2
-        result = clinic_funnel(session, clinic_id=clinic.id,
-                               since=until - timedelta(days=args.days), until=until)
-    print(f"{clinic.name}, last {args.days} day(s):")
-    print("\n".join(result.lines()))
+        period = last_days(args.days, now=utcnow(), zone=clinic.timezone)
+        now = clinic_figures(session, clinic_id=clinic.id, period=period)
+        before = clinic_figures(session, clinic_id=clinic.id, period=period.previous())
+    print(f"{clinic.name}, last {args.days} day(s) (the {args.days} before in brackets):")
+    print("\n".join(summary_lines(now, before)))
+    return 0
+
+
+def seed_history(args: argparse.Namespace) -> int:
+    from booking.db import session_scope
+    from booking.models import utcnow
+    from stack.seed_history import AlreadySeeded
+    from stack.seed_history import seed_history as seed
+
+    if get_settings().is_production:
+        print("error: seed-history makes up patients; it never runs with "
+              "ENVIRONMENT=production", file=sys.stderr)
+        return 2
+    if not 1 <= args.days <= 1000:
+        print("error: --days must be between 1 and 1000", file=sys.stderr)
+        return 2
+    try:
+        with session_scope() as session:
+            made = seed(session, clinic_slug=args.clinic, days=args.days, end=utcnow(),
+                        missed_per_day=args.missed_per_day)
+    except LookupError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except AlreadySeeded as exc:
+        # `make demo` runs this every time: seeding once is enough.
+        print(f"{exc.args[0]}; nothing added")
+        return 0
+    print(f"{args.clinic}: {args.days} days of SYNTHETIC history: {made.calls} calls "
+          f"({made.missed} missed), {made.messages} messages, {made.appointments} "
+          f"appointments, {made.escalations} escalations")
     return 0
 
 
 def demo(args: argparse.Namespace) -> int:
     from stack.demo import main as demo_main
 
-    return demo_main(simulator_url=args.simulator_url)
+    return demo_main(simulator_url=args.simulator_url,
+                     gateway_url=get_settings().gateway_public_url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--clinic", default="riverside")
     report.add_argument("--days", type=int, default=7)
     report.set_defaults(handler=funnel)
+    seeder = commands.add_parser(
+        "seed-history", help="fill a development database with SYNTHETIC history")
+    seeder.add_argument("--clinic", default="riverside")
+    seeder.add_argument("--days", type=int, default=90)
+    seeder.add_argument("--missed-per-day", type=float, default=8.0)
+    seeder.set_defaults(handler=seed_history)
     player = commands.add_parser("demo", help="play a missed call through the running stack")
     player.add_argument("--simulator-url",
                         default=f"http://127.0.0.1:{get_settings().twilio_fake_port}")

@@ -104,7 +104,9 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
         Service("rasa",
                 [str(Path(sys.executable).parent / "rasa"), "run", "--enable-api",
                  "--interface", settings.rasa_host, "--port", str(settings.rasa_port),
-                 "--auth-token", settings.rasa_token, "--model", str(model),
+                 # One argument: a token may start with "-" (token_urlsafe's alphabet has it),
+                 # which as a separate word Rasa's parser reads as an option and refuses.
+                 f"--auth-token={settings.rasa_token}", "--model", str(model),
                  "--credentials", str(PROJECT_ROOT / "credentials.yml"),
                  "--endpoints", str(rasa_endpoints(settings, run_dir))],
                 f"http://{settings.rasa_host}:{settings.rasa_port}/status?{rasa_status}"),

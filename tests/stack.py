@@ -92,6 +92,9 @@ def stack_environment(run_dir: Path, *, database_url: str | None = None,
         "ACTION_SERVER_URL": f"http://127.0.0.1:{ports['actions']}/webhook",
         "MISSED_CALL_HMAC_SECRET": HMAC_SECRET,
         "SESSION_SECRET": "test-session-secret",
+        # Follow-ups, reminders and rebooking offers planned and run within a second or two.
+        "OUTREACH_INTERVAL_SECONDS": "0.5",
+        "OUTREACH_PLAN_INTERVAL_SECONDS": "1",
         "PYTHONPATH": str(PROJECT_ROOT),
         **(extra or {}),
     }

@@ -25,7 +25,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from booking.calls import text_back as wording
 from booking.db import insert_ignoring_duplicates
-from booking.messaging.conversations import get_or_create_contact, record_event, sender_id_for
+from booking.messaging.conversations import (
+    get_or_create_contact,
+    record_event,
+    threads_for,
+)
 from booking.messaging.outbox import enqueue
 from booking.models import (
     Channel,
@@ -41,6 +45,7 @@ from booking.models import (
     Thread,
     utcnow,
 )
+from booking.outreach import jobs
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +219,9 @@ def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[Miss
         .order_by(MissedCall.occurred_at, MissedCall.id)).scalars())
     if not calls:
         return []
+    # A new call supersedes the follow-ups of the last one (its own are planned afresh).
+    jobs.cancel_pending(session, contact_ids=contact_ids, reason="the patient called again",
+                        kinds=jobs.FOLLOW_UPS_AND_OFFERS)
     clinics = _clinics_with_hours(session, {call.clinic_id for call in calls})
     last_texted = _last_texted(session, contact_ids=list(contacts),
                                since=calls[0].occurred_at - REPEAT_CALL_WINDOW)
@@ -238,15 +246,18 @@ def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[Miss
             continue
         outcomes[call.id] = _outcome(call, message_ids=(), is_new=True)
 
-    threads = _threads_for(session, [(clinic, contact, channel)
+    threads = threads_for(session, [(clinic, contact, channel)
                                      for _, clinic, contact, channel in texting])
     for call, clinic, contact, channel in texting:
         thread = threads[contact.id]
         template = _whatsapp_template(clinic=clinic, contact=contact, channel=channel,
                                       now=call.occurred_at)
-        body = wording.compose(clinic=clinic, contact=contact, now=call.occurred_at)
+        body = (template.body if template else
+                wording.compose(clinic=clinic, contact=contact, now=call.occurred_at))
         messages = enqueue(session, clinic=clinic, channel=channel, to_number=contact.phone,
-                           body=body, author="bot", thread=thread, contact=contact, **template)
+                           body=body, author="bot", thread=thread, contact=contact,
+                           content_sid=template.content_sid if template else None,
+                           content_variables=template.content_variables if template else None)
         _settle(session, call, MissedCallStatus.texted, texted_at=call.occurred_at,
                 thread_id=thread.id)
         outcomes[call.id] = _outcome(call, message_ids=tuple(m.id for m in messages),
@@ -303,33 +314,6 @@ def _last_inbound_channels(session: Session, contacts: list[Contact]) -> dict[in
     return {contact_id: channel for contact_id, (_, channel) in channels.items()}
 
 
-def _threads_for(session: Session, wanted: list[tuple[Clinic, Contact, Channel]]
-                 ) -> dict[int, Thread]:
-    """Each contact's thread (created when new), switched to the channel we now text on."""
-    if not wanted:
-        return {}
-    sender_ids = {sender_id_for(clinic_slug=clinic.slug, phone=contact.phone): contact
-                  for clinic, contact, _ in wanted}
-
-    def existing() -> dict[int, Thread]:
-        return {sender_ids[thread.sender_id].id: thread for thread in session.execute(
-            select(Thread).where(Thread.sender_id.in_(sender_ids))).scalars()}
-
-    threads = existing()
-    missing = [(clinic, contact, channel) for clinic, contact, channel in wanted
-               if contact.id not in threads]
-    if missing:
-        # A racing reply may create the same thread: the unique sender id settles it.
-        session.execute(insert_ignoring_duplicates(session, Thread, ("sender_id",)), [
-            {"clinic_id": clinic.id, "contact_id": contact.id, "channel": channel,
-             "sender_id": sender_id_for(clinic_slug=clinic.slug, phone=contact.phone)}
-            for clinic, contact, channel in missing])
-        threads = existing()
-    for _, contact, channel in wanted:
-        threads[contact.id].channel = channel
-    return threads
-
-
 def record_missed_call(
     session: Session,
     *,
@@ -382,6 +366,8 @@ def record_answered_call(
     if _find(session, clinic=clinic, call_sid=call_sid) is not None:
         return
     contact = get_or_create_contact(session, clinic=clinic, phone=caller)
+    jobs.cancel_pending(session, contact_ids=[contact.id], reason="the patient's call was answered",
+                        kinds=jobs.FOLLOW_UPS_AND_OFFERS)
     session.add(MissedCall(clinic_id=clinic.id, contact_id=contact.id, call_sid=call_sid,
                            source="twilio", dial_status="completed",
                            status=MissedCallStatus.answered, occurred_at=occurred_at))
@@ -395,8 +381,8 @@ def choose_channel(*, clinic: Clinic, contact: Contact, now: datetime,
     - `sms` policy, or no WhatsApp number: SMS.
     - WhatsApp failed to reach this contact before, or (`whatsapp_then_sms`) they last wrote to
       us by SMS: SMS, if the clinic has an SMS number.
-    - WhatsApp outside the 24-hour window needs the clinic's approved template; without one,
-      SMS if there is an SMS number.
+    - WhatsApp outside the 24-hour window needs the clinic's approved template for the moment
+      (open, or closed with when it opens); without one, SMS if there is an SMS number.
     - otherwise WhatsApp.
     """
     if clinic.channel_policy == ChannelPolicy.sms or not clinic.whatsapp_number:
@@ -407,7 +393,8 @@ def choose_channel(*, clinic: Clinic, contact: Contact, now: datetime,
         return Channel.sms
     if clinic.channel_policy == ChannelPolicy.whatsapp_then_sms and last_inbound == Channel.sms:
         return Channel.sms
-    if not in_whatsapp_window(contact, now) and not _template_sid(clinic):
+    if not in_whatsapp_window(contact, now) and wording.whatsapp_template(
+            clinic=clinic, contact=contact, now=now) is None:
         return Channel.sms
     return Channel.whatsapp
 
@@ -418,22 +405,16 @@ def in_whatsapp_window(contact: Contact, now: datetime) -> bool:
     return last is not None and timedelta(0) <= now - last < WHATSAPP_SESSION_WINDOW
 
 
-def _template_sid(clinic: Clinic) -> str | None:
-    return (clinic.settings or {}).get("whatsapp", {}).get("text_back_content_sid")
-
-
 def _whatsapp_template(*, clinic: Clinic, contact: Contact, channel: Channel,
-                       now: datetime) -> dict:
+                       now: datetime) -> wording.WhatsAppTemplate | None:
     """Outside the 24-hour window WhatsApp only delivers an approved template (Content API)."""
     if channel != Channel.whatsapp or in_whatsapp_window(contact, now):
-        return {}
-    content_sid = _template_sid(clinic)
-    if not content_sid:
+        return None
+    template = wording.whatsapp_template(clinic=clinic, contact=contact, now=now)
+    if template is None:
         raise ValueError(f"clinic {clinic.slug} sends WhatsApp but has no approved text-back "
-                         "template (settings.whatsapp.text_back_content_sid)")
-    first_name = contact.first_name if contact.is_known_patient else ""
-    return {"content_sid": content_sid,
-            "content_variables": {"1": clinic.name, "2": first_name or "there"}}
+                         "template for now (settings.whatsapp)")
+    return template
 
 
 def _find(session: Session, *, clinic: Clinic, call_sid: str) -> MissedCall | None:

@@ -20,7 +20,15 @@ import phonenumbers
 import yaml
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, Field, ValidationError, conint, constr, validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    conint,
+    constr,
+    root_validator,
+    validator,
+)
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -161,6 +169,7 @@ class ServiceConfig(_Strict):
     duration_minutes: conint(gt=0, le=720)
     buffer_minutes: conint(ge=0, le=240) = 0
     price: Price | None = None
+    value: conint(ge=0) | None = None  # worth to the clinic, for the dashboard's estimate
     preparation_notes: str = ""
     providers: list[str] = []
 
@@ -229,11 +238,30 @@ class BookingSettings(BaseModel):
 class CancellationSettings(BaseModel):
     notice_hours: conint(ge=0) = 24
     late_fee: str = ""
+    # An appointment booked less than this long ago changes without the late-notice terms.
+    grace_minutes: conint(ge=0) = 60
 
 
 class WhatsAppSettings(BaseModel):
-    # Approved template for the first message outside WhatsApp's 24-hour window.
+    """Approved templates for the first message outside WhatsApp's 24-hour window, each with
+    its approved text, so the database and the console show what the patient received.
+
+    Variables: {{1}} the clinic's name, {{2}} the patient's first name or "there"; in the
+    closed one also {{3}}, when the clinic opens ("8:00 tomorrow").
+    """
+
     text_back_content_sid: str | None = None
+    text_back_body: str | None = None
+    text_back_closed_content_sid: str | None = None
+    text_back_closed_body: str | None = None
+
+    @root_validator(skip_on_failure=True)
+    def _approved_text_given(cls, values: dict) -> dict:
+        for key in ("text_back", "text_back_closed"):
+            if values.get(f"{key}_content_sid") and not values.get(f"{key}_body"):
+                raise ValueError(f"{key}_content_sid needs {key}_body, the template's approved "
+                                 "text: it is what the patient reads")
+        return values
 
 
 class EscalationSettings(BaseModel):
@@ -259,6 +287,46 @@ class EscalationSettings(BaseModel):
         extra = "forbid"  # a misspelt alert setting must not silently turn alerts off
 
 
+class OtherLanguageSettings(BaseModel):
+    """A message wholly in another language (Spanish): a short reply, or a person takes over."""
+
+    hand_over: bool = False  # pass the thread to staff (someone there speaks it)
+    reply: str | None = None  # the wording; defaults in booking.dialogue.languages
+
+
+class FollowUpStep(BaseModel):
+    """One no-reply follow-up, counted from the text-back."""
+
+    after_minutes: conint(ge=1, le=14 * 24 * 60)
+    # same: the text-back's channel; sms: always SMS; sms_if_unread: SMS when the message
+    # before went by WhatsApp and was not read.
+    channel: constr(regex=r"^(same|sms|sms_if_unread)$") = "same"
+
+    class Config:
+        extra = "forbid"
+
+
+class OutreachSettings(BaseModel):
+    """Messages Ringback starts itself (booking.outreach): follow-ups, reminders, rebooking."""
+
+    follow_ups: list[FollowUpStep] = [FollowUpStep(after_minutes=30),
+                                      FollowUpStep(after_minutes=24 * 60,
+                                                   channel="sms_if_unread")]
+    max_follow_ups: conint(ge=0, le=5) = 2
+    # Hours before the appointment; per service slug where a service needs other ones.
+    reminder_hours: list[conint(ge=1, le=30 * 24)] = [48, 24]
+    service_reminder_hours: dict[str, list[conint(ge=1, le=30 * 24)]] = {}
+    # A no-show gets one rebooking offer the next day at this local time; a cancellation
+    # without a new booking, one this many hours later.
+    no_show_offer_at: constr(regex=r"^([01]\d|2[0-3]):[0-5]\d$") = "10:00"
+    cancellation_offer_after_hours: conint(ge=1, le=14 * 24) = 24
+    # Overrides of the compliance gate's rules for this clinic (data/outreach_rules.yml).
+    compliance: dict[str, Any] = {}
+
+    class Config:
+        extra = "forbid"  # a misspelt setting must not silently change what patients get
+
+
 class ClinicSettings(BaseModel):
     """Clinic.settings: typed where the code relies on a key, open for the rest."""
 
@@ -271,6 +339,8 @@ class ClinicSettings(BaseModel):
     faq: dict[str, str] = {}
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     escalation: EscalationSettings = EscalationSettings()
+    outreach: OutreachSettings = OutreachSettings()
+    other_language: OtherLanguageSettings = OtherLanguageSettings()
 
     class Config:
         extra = "allow"
@@ -654,7 +724,7 @@ def _apply_services(session: Session, clinic: Clinic, config: ClinicConfig,
         _assign(service, name=item.name, synonyms=list(item.synonyms),
                 duration_minutes=item.duration_minutes, buffer_minutes=item.buffer_minutes,
                 price_min=price.min, price_max=price.max, currency=price.currency,
-                preparation_notes=item.preparation_notes.strip())
+                value=item.value, preparation_notes=item.preparation_notes.strip())
         linked = list(item.providers) + [p.slug for p in config.providers
                                          if item.slug in p.services]
         wanted_providers = [providers[slug] for slug in dict.fromkeys(linked)]
@@ -765,7 +835,6 @@ def load_clinics_file(*, database_url: str, path: str | Path,
 
 
 __all__ = [
-    "ClinicConfig", "ClinicConfigError", "ClinicSettings", "load_clinics", "load_clinics_file",
-    "parse_clinic_file",
-    "parse_clock", "parse_interval",
+    "ClinicConfig", "ClinicConfigError", "ClinicSettings", "OutreachSettings", "load_clinics",
+    "load_clinics_file", "parse_clinic_file", "parse_clock", "parse_interval",
 ]

@@ -1,7 +1,8 @@
-"""The staff console: escalation queue, live thread view, take over / reply / hand back.
+"""The staff console: escalation queue, live thread view, take over / reply / hand back, and the
+clinic's dashboard (figures from `reports/`).
 
 It is mounted in the gateway and shares its context (`gateway.context`), and works through
-`escalation/` and `messaging/`; it must not import `dialogue/`, `calls/`, nor Rasa.
+`escalation/`, `messaging/` and `reports/`; it must not import `dialogue/`, `calls/`, nor Rasa.
 
 `install(app, settings)` adds it to the gateway: routes, static files, the signed session
 cookie, security headers and the sign-in throttle.
@@ -41,10 +42,12 @@ def _wants_fragment(request: Request) -> bool:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
+    from booking.console import appointments
     from booking.console.routes import render, router
 
     app.state.console_throttle = LoginThrottle(limit=settings.console_login_attempts)
     app.include_router(router)
+    app.include_router(appointments.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     app.add_middleware(ConsoleOnlyMiddleware, settings=settings)
 

@@ -9,6 +9,7 @@ CSRF token.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -16,8 +17,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
-from booking.console import views
+from booking.console import dashboard, views
 from booking.console.auth import (
     ConsoleUser,
     LoginThrottle,
@@ -33,6 +35,8 @@ from booking.escalation.escalations import acknowledge, resolve
 from booking.gateway.context import GatewayContext, get_context
 from booking.messaging.rasa_client import RasaUnavailable
 from booking.models import StaffMember, ThreadState, utcnow
+from booking.reports import exports
+from booking.reports.periods import BadPeriod, choose
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ UserDep = Annotated[ConsoleUser, Depends(current_user)]
 Csrf = Depends(check_csrf)
 
 
-def _known_id(text: str, what: str) -> int:
+def known_id(text: str, what: str) -> int:
     row_id = parse_row_id(text)
     if row_id is None:  # "abc" or 99999999999999999999 is as unknown as any other id
         raise HTTPException(404, f"no such {what}")
@@ -63,11 +67,11 @@ def _known_id(text: str, what: str) -> int:
 
 
 def _thread_id(thread_id: str) -> int:
-    return _known_id(thread_id, "thread")
+    return known_id(thread_id, "thread")
 
 
 def _escalation_id(escalation_id: str) -> int:
-    return _known_id(escalation_id, "escalation")
+    return known_id(escalation_id, "escalation")
 
 
 # After UserDep in each route's parameters: signing in comes first, even for a bad id.
@@ -81,6 +85,14 @@ def render(request: Request, name: str, user: ConsoleUser | None, status_code: i
         request, name, {"user": user, "csrf": csrf_token(request),
                         "flash": request.session.pop("flash", None), **values},
         status_code=status_code)
+
+
+def fragment(name: str, **values) -> tuple[Markup, str]:
+    """A polled part of a page and its version: the page's script replaces the part only when
+    the version changes, never by comparing HTML the browser re-serialised (it never matches:
+    `&#39;` comes back as `'`), which would swap the part under the user's finger every poll."""
+    html = TEMPLATES.get_template(name).render(**values)
+    return Markup(html), hashlib.sha256(html.encode()).hexdigest()[:16]
 
 
 def back_to(path: str) -> RedirectResponse:
@@ -155,9 +167,10 @@ def _queue(context: GatewayContext, user: ConsoleUser, status: str, reason: str)
 async def queue_page(request: Request, context: ContextDep, user: UserDep,
                      status: str = "active", reason: str = "") -> HTMLResponse:
     rows, clinics = await asyncio.to_thread(_queue, context, user, status, reason)
-    return render(request, "queue.html", user, rows=rows, clinics=clinics, status=status,
-                  reason=reason, statuses=list(views.STATUS_FILTERS),
-                  reasons=list(views.REASON_FILTERS))
+    rows_html, version = fragment("_queue_rows.html", rows=rows)
+    return render(request, "queue.html", user, rows_html=rows_html, rows_version=version,
+                  clinics=clinics, status=status, reason=reason,
+                  statuses=list(views.STATUS_FILTERS), reasons=list(views.REASON_FILTERS))
 
 
 @router.get("/escalations/rows", response_class=HTMLResponse)
@@ -165,7 +178,8 @@ async def queue_rows(request: Request, context: ContextDep, user: UserDep,
                      status: str = "active", reason: str = "") -> HTMLResponse:
     rows, _ = await asyncio.to_thread(_queue, context, user, status, reason)
     # Not render(): a poll must not consume the flash message meant for the next page.
-    return HTMLResponse(TEMPLATES.get_template("_queue_rows.html").render(rows=rows))
+    rows_html, version = fragment("_queue_rows.html", rows=rows)
+    return HTMLResponse(rows_html, headers={"X-Fragment-Version": version})
 
 
 @router.get("/escalations/{escalation_id}")
@@ -212,6 +226,79 @@ async def resolve_escalation(request: Request, context: ContextDep, user: UserDe
     return back_to(f"/console/threads/{thread_id}")
 
 
+# -- the dashboard --------------------------------------------------------------------------
+
+
+def _dashboard_scope(session, user: ConsoleUser, *, clinic: str, period: str | None,
+                     first: str | None, last: str | None):
+    """The clinic (one of the user's; 404 otherwise) and the period asked for (400 if bad)."""
+    clinics = dashboard.user_clinics(session, user)
+    chosen = next((c for c in clinics if c.slug == clinic), None) if clinic else \
+        (clinics[0] if clinics else None)
+    if chosen is None:
+        raise HTTPException(404, "no such clinic")
+    try:
+        name, span = choose(period, first=first, last=last, now=utcnow(), zone=chosen.timezone)
+    except BadPeriod as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return chosen, clinics, name, span
+
+
+PeriodQuery = Annotated[str | None, Query(max_length=16)]
+DayQuery = Annotated[str | None, Query(alias="from", max_length=10)]
+LastDayQuery = Annotated[str | None, Query(alias="to", max_length=10)]
+ClinicQuery = Annotated[str, Query(max_length=64)]
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard_page(request: Request, context: ContextDep, user: UserDep,
+                         period: PeriodQuery = None, first: DayQuery = None,
+                         last: LastDayQuery = None, clinic: ClinicQuery = "") -> HTMLResponse:
+    def load():
+        with context.sessions() as session:
+            chosen, clinics, name, span = _dashboard_scope(
+                session, user, clinic=clinic, period=period, first=first, last=last)
+        return name, dashboard.page(context.sessions, clinic=chosen, clinics=clinics,
+                                    period=span)
+
+    name, board = await asyncio.to_thread(load)
+    days = board.period.days()
+    return render(request, "dashboard.html", user, board=board, period_name=name,
+                  period_names=dashboard.PERIOD_NAMES, first=days[0].isoformat(),
+                  last=days[-1].isoformat(), range_text=dashboard.date_range(board.period),
+                  previous_text=dashboard.date_range(board.previous),
+                  clinics=[c.name for c in board.clinics])
+
+
+EXPORTS = {
+    "missed-calls": (exports.missed_call_rows, exports.MISSED_CALL_COLUMNS),
+    "appointments": (exports.appointment_rows, exports.APPOINTMENT_COLUMNS),
+}
+
+
+@router.get("/dashboard/{export}.csv")
+async def dashboard_export(context: ContextDep, user: UserDep, export: str,
+                           period: PeriodQuery = None, first: DayQuery = None,
+                           last: LastDayQuery = None, clinic: ClinicQuery = "") -> Response:
+    if export not in EXPORTS:
+        raise HTTPException(404, "no such export")
+    rows_of, columns = EXPORTS[export]
+
+    def load():
+        with context.sessions() as session:
+            chosen, _, _, span = _dashboard_scope(session, user, clinic=clinic, period=period,
+                                                  first=first, last=last)
+            rows = rows_of(session, clinic_id=chosen.id, period=span)
+            days = span.days()
+            return chosen.slug, days[0], days[-1], exports.to_csv(rows, columns)
+
+    slug, start, end, text = await asyncio.to_thread(load)
+    logger.info("staff member %s exported %s of clinic %s", user.staff_id, export, slug)
+    filename = f"{slug}-{export}-{start.isoformat()}-to-{end.isoformat()}.csv"
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 # -- threads ------------------------------------------------------------------------------
 
 
@@ -234,7 +321,9 @@ def _thread_page(context: GatewayContext, user: ConsoleUser, thread_id: int) -> 
         return {
             "thread": thread, "clinic": thread.clinic, "contact": thread.contact,
             "messages": message_rows,
+            "appointments": views.appointments(session, thread, now=utcnow()),
             "last_id": message_rows[-1].id if message_rows else 0,
+            "outreach": views.outreach(session, thread),
             **_panel(session, thread),
         }
 
@@ -243,14 +332,16 @@ def _panel(session, thread) -> dict:
     held_by = (session.get(StaffMember, thread.handed_off_to_id).name
                if thread.handed_off_to_id else "")
     return {"thread": thread, "state": thread.state.value, "held_by": held_by,
-            "escalations": views.escalations(session, thread)}
+            "phone": thread.contact.phone, "escalations": views.escalations(session, thread)}
 
 
 @router.get("/threads/{thread_id}", response_class=HTMLResponse)
 async def thread_page(request: Request, context: ContextDep, user: UserDep,
                       thread_id: ThreadId) -> HTMLResponse:
     page = await asyncio.to_thread(_thread_page, context, user, thread_id)
-    return render(request, "thread.html", user, **page)
+    panel_html, panel_version = fragment("_panel.html", csrf=csrf_token(request), **page)
+    return render(request, "thread.html", user, panel_html=panel_html,
+                  panel_version=panel_version, **page)
 
 
 @router.get("/threads/{thread_id}/updates")
@@ -264,12 +355,12 @@ async def thread_updates(request: Request, context: ContextDep, user: UserDep,
             return views.messages(session, thread, after=after), _panel(session, thread)
 
     new, panel = await asyncio.to_thread(load)
-    csrf = csrf_token(request)
     messages_html = TEMPLATES.get_template("_messages.html").render(messages=new)
-    panel_html = TEMPLATES.get_template("_panel.html").render(csrf=csrf, **panel)
+    panel_html, panel_version = fragment("_panel.html", csrf=csrf_token(request), **panel)
     return JSONResponse({"messages_html": messages_html,
                          "last_id": new[-1].id if new else after,
-                         "state": panel["state"], "panel_html": panel_html},
+                         "state": panel["state"], "panel_html": panel_html,
+                         "panel_version": panel_version},
                         headers={"Cache-Control": "no-store"})
 
 

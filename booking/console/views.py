@@ -13,12 +13,17 @@ from sqlalchemy.orm import Session, joinedload
 from booking.console.auth import ConsoleUser
 from booking.escalation.staff_alerts import LABEL, clip
 from booking.models import (
+    Appointment,
+    AppointmentStatus,
     Clinic,
     Escalation,
     EscalationAlert,
     EscalationReason,
     EscalationStatus,
+    JobDecision,
+    JobKind,
     Message,
+    ScheduledJob,
     StaffMember,
     Thread,
     ThreadState,
@@ -177,6 +182,37 @@ def messages(session: Session, thread: Thread, *, after: int = 0) -> list[Messag
 
 
 @dataclass(frozen=True)
+class AppointmentRow:
+    """An upcoming appointment booked from this thread's phone, and who it is for."""
+
+    patient: str
+    relation: str
+    service: str
+    at: str
+
+
+def appointments(session: Session, thread: Thread, *, now: datetime) -> list[AppointmentRow]:
+    rows = session.execute(
+        select(Appointment).where(Appointment.contact_id == thread.contact_id,
+                                  Appointment.status == AppointmentStatus.booked,
+                                  Appointment.starts_at >= now)
+        .options(joinedload(Appointment.patient), joinedload(Appointment.service))
+        .order_by(Appointment.starts_at)
+    ).scalars().all()
+    contact = thread.contact
+    views = []
+    for row in rows:
+        person = row.patient or contact  # keyed in without a person: the phone's owner
+        name = " ".join(filter(None, [person.first_name, person.last_name]))
+        relation = row.patient.relation if row.patient is not None else "self"
+        views.append(AppointmentRow(
+            patient=name or "Name not given",
+            relation="phone's owner" if relation == "self" else (relation or ""),
+            service=row.service.name, at=local(row.starts_at, thread.clinic.timezone)))
+    return views
+
+
+@dataclass(frozen=True)
 class AuditRow:
     at: str
     kind: str
@@ -239,3 +275,34 @@ def clinic_names(session: Session, user: ConsoleUser) -> list[str]:
     return list(session.execute(
         select(Clinic.name).where(Clinic.id.in_(user.clinic_ids)).order_by(Clinic.name)
     ).scalars())
+
+
+@dataclass(frozen=True)
+class OutreachRow:
+    """A message Ringback planned to start in this thread, and what became of it."""
+
+    kind: str
+    due: str
+    state: str
+    decisions: list[tuple[str, str, str, str]]  # when, outcome, until, reason
+
+
+OUTREACH_KINDS = {JobKind.follow_up: "Follow-up", JobKind.reminder: "Reminder",
+                  JobKind.rebooking_offer: "Rebooking offer"}
+
+
+def outreach(session: Session, thread: Thread) -> list[OutreachRow]:
+    zone = thread.clinic.timezone
+    jobs = session.execute(
+        select(ScheduledJob).where(ScheduledJob.contact_id == thread.contact_id)
+        .order_by(ScheduledJob.due_at, ScheduledJob.id)).scalars().all()
+    decided: dict[int, list[JobDecision]] = {}
+    for decision in session.execute(
+            select(JobDecision).where(JobDecision.job_id.in_([job.id for job in jobs]))
+            .order_by(JobDecision.id)).scalars():
+        decided.setdefault(decision.job_id, []).append(decision)
+    return [OutreachRow(kind=OUTREACH_KINDS[job.kind], due=local(job.due_at, zone),
+                        state=job.state.value,
+                        decisions=[(local(d.decided_at, zone), d.outcome, local(d.until, zone),
+                                    d.reason) for d in decided.get(job.id, [])])
+            for job in jobs]

@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from booking.clinics.lookups import match_service, normalise_phrase, service_phrases
+from booking.dialogue.family import SELF, possessive, treatment
 from booking.dialogue.slot_choice import Preference
 from booking.models import Appointment, Clinic, Provider, Service
 from booking.scheduling.base import SchedulingAdapter, Slot
@@ -143,6 +144,12 @@ def spread(slots: Iterable[Slot], *, zone: ZoneInfo, count: int = OFFER_COUNT,
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=zone)
+
+
+def local_day(instant: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The clinic-local calendar day `instant` falls on, as a (start, end) interval."""
+    day = instant.astimezone(zone).date()
+    return _local_midnight(day, zone), _local_midnight(day + timedelta(days=1), zone)
 
 
 def _without(slots: list[Slot], avoid: Iterable[Slot]) -> list[Slot]:
@@ -323,6 +330,18 @@ def service_question(services: list[Service], *, opening: str = "Happy to help y
     return f"{opening} Which treatment is it for?\n{lines}\nReply with the number or the name."
 
 
+def not_offered(treatment: str, *, clinic: Clinic) -> str:
+    return f"Sorry, {clinic.name} doesn't offer {treatment}."
+
+
+def not_offered_text(treatment: str, *, clinic: Clinic, services: list[Service]) -> str:
+    """A treatment the clinic does not list: say so, what it does offer, and who can help."""
+    offered = ", ".join(service.name for service in services)
+    return (f"{not_offered(treatment, clinic=clinic)} We offer: {offered}. To ask the team "
+            "about it, say \"talk to someone\".")
+
+
+
 def change_instructions(clinic: Clinic) -> str:
     # Never a bare "CANCEL": carriers treat that single word as an opt-out from all texts.
     notice = int(((clinic.settings or {}).get("cancellation") or {}).get("notice_hours", 24))
@@ -333,9 +352,13 @@ def change_instructions(clinic: Clinic) -> str:
 
 def confirmation_text(appointment: Appointment, *, clinic: Clinic, service: Service,
                       lead_in: str = "You're booked") -> str:
-    """Date and time in clinic-local time, address, preparation, how to change it."""
+    """Date and time in clinic-local time, address, preparation, how to change it; whose
+    appointment it is when it is not the phone owner's ("Emma's check-up")."""
     who = f" with {appointment.provider.name}" if appointment.provider is not None else ""
-    parts = [f"{lead_in}: {service.name}{who} on "
+    patient = appointment.patient
+    what = (service.name if patient is None or patient.relation == SELF
+            else f"{possessive(patient)} {treatment(service.name)}")
+    parts = [f"{lead_in}: {what}{who} on "
              f"{describe(appointment.starts_at, clinic=clinic)} at {clinic.name}, "
              f"{clinic.address}."]
     if service.preparation_notes:

@@ -9,10 +9,12 @@ from zoneinfo import ZoneInfo
 
 from booking.clinics.lookups import match_service
 from booking.dialogue.appointment_booking import change_instructions, describe
+from booking.dialogue.family import possessive, treatment, whose_treatment
 from booking.dialogue.slot_choice import DAY_FIRST, matching_offers
 from booking.models import Appointment, Clinic
 
 DEFAULT_NOTICE_HOURS = 24
+DEFAULT_GRACE_MINUTES = 60
 
 _YES = re.compile(r"^\W*(?:y|yes+|yeah|yeh|yep|yup|ya|yea|yh|ye|yas|sure|ok|okay|k|please do|"
                   r"go ahead|do it|confirm(?:ed)?|correct|that'?s right|right|fine|absolutely|"
@@ -38,8 +40,20 @@ def notice_hours(clinic: Clinic) -> int:
     return int(policy.get("notice_hours", DEFAULT_NOTICE_HOURS))
 
 
+def grace_minutes(clinic: Clinic) -> int:
+    policy = (clinic.settings or {}).get("cancellation") or {}
+    return int(policy.get("grace_minutes", DEFAULT_GRACE_MINUTES))
+
+
 def is_late_notice(appointment: Appointment, *, clinic: Clinic, now: datetime) -> bool:
-    """True when the appointment starts within the clinic's cancellation notice period."""
+    """True when the appointment starts within the clinic's cancellation notice period.
+
+    Not for an appointment booked moments ago: changing a time just picked by mistake costs
+    the clinic nothing, and a fee warning for it reads as a trap.
+    """
+    if appointment.created_at and now - appointment.created_at < timedelta(
+            minutes=grace_minutes(clinic)):
+        return False
     return appointment.starts_at - now < timedelta(hours=notice_hours(clinic))
 
 
@@ -59,9 +73,25 @@ def summary(appointment: Appointment, *, clinic: Clinic) -> str:
     return f"{appointment.service.name} on {describe(appointment.starts_at, clinic=clinic)}"
 
 
+def whose_summary(appointment: Appointment, *, clinic: Clinic) -> str:
+    """'your Check-up on Thu 27 Nov at 10:00', "Emma's check-up on Thu 27 Nov at 10:00"."""
+    return (f"{whose_treatment(appointment.patient, appointment.service.name)} on "
+            f"{describe(appointment.starts_at, clinic=clinic)}")
+
+
+def _listed(appointment: Appointment, *, clinic: Clinic, family: bool) -> str:
+    """A line of "which one?": whose it is, when the appointments are for several people."""
+    if not family:
+        return summary(appointment, clinic=clinic)
+    whose = possessive(appointment.patient)
+    return (f"{whose[:1].upper()}{whose[1:]} {treatment(appointment.service.name)} on "
+            f"{describe(appointment.starts_at, clinic=clinic)}")
+
+
 def which_question(appointments: list[Appointment], *, clinic: Clinic, kind: str) -> str:
     verb = "cancel" if kind == "cancel" else "move"
-    lines = "\n".join(f"{index}. {summary(appointment, clinic=clinic)}"
+    family = len({a.patient_id for a in appointments}) > 1
+    lines = "\n".join(f"{index}. {_listed(appointment, clinic=clinic, family=family)}"
                       for index, appointment in enumerate(appointments, start=1))
     return f"You have {len(appointments)} appointments booked:\n{lines}\nWhich one would you " \
            f"like to {verb}? Reply with the number."
@@ -88,17 +118,17 @@ def choose_appointment(text: str, appointments: list[Appointment], *, clinic: Cl
 def cancel_question(appointment: Appointment, *, clinic: Clinic, now: datetime) -> str:
     warning = late_notice_warning(appointment, clinic=clinic, now=now)
     return " ".join(filter(None, [
-        f"Just to check: cancel your {summary(appointment, clinic=clinic)}?", warning,
+        f"Just to check: cancel {whose_summary(appointment, clinic=clinic)}?", warning,
         "Reply YES to cancel it, or NO to keep it."]))
 
 
 def cancelled_text(appointment: Appointment, *, clinic: Clinic) -> str:
-    return (f"Done: your {summary(appointment, clinic=clinic)} is cancelled. "
+    return (f"Done: {whose_summary(appointment, clinic=clinic)} is cancelled. "
             "Would you like to book another time? Reply YES and I'll find some.")
 
 
 def kept_text(appointment: Appointment, *, clinic: Clinic) -> str:
-    return (f"No problem, your {summary(appointment, clinic=clinic)} stays booked. "
+    return (f"No problem, {whose_summary(appointment, clinic=clinic)} stays booked. "
             + change_instructions(clinic))
 
 
@@ -106,14 +136,17 @@ def reschedule_question(appointment: Appointment, new_start: datetime, *, clinic
                         now: datetime) -> str:
     warning = late_notice_warning(appointment, clinic=clinic, now=now)
     return " ".join(filter(None, [
-        f"Just to check: move your {appointment.service.name} from "
+        f"Just to check: move "
+        f"{whose_treatment(appointment.patient, appointment.service.name)} from "
         f"{describe(appointment.starts_at, clinic=clinic)} to "
         f"{describe(new_start, clinic=clinic)}?", warning,
         "Reply YES to move it, or NO to keep your current time."]))
 
 
-def nothing_to_change_text(*, clinic: Clinic, kind: str) -> str:
+def nothing_to_change_text(*, clinic: Clinic, kind: str, for_whom: str | None = None) -> str:
+    """`for_whom`: "Emma", "your son", when the patient asked about someone's appointment."""
     verb = "cancel" if kind == "cancel" else "move"
-    return (f"I can't find an upcoming appointment at {clinic.name} for this number, so there's "
-            f"nothing to {verb}. Would you like to book one? Reply YES, or say \"talk to "
-            "someone\" if you booked under another number.")
+    whom = f"for {for_whom} at {clinic.name}" if for_whom else f"at {clinic.name} for this number"
+    return (f"I can't find an upcoming appointment {whom}, so there's nothing to {verb}. "
+            "Would you like to book one? Reply YES, or say \"talk to someone\" if you booked "
+            "under another number.")

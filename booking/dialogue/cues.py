@@ -18,6 +18,19 @@ _LATER = re.compile(r"\b(?:later|after th(?:at|ose|em)|further (?:out|ahead))\b"
 _EARLIER = re.compile(r"\b(?:earlier|sooner|before th(?:at|ose|em))\b", re.IGNORECASE)
 _BOOKING_WORDS = re.compile(r"\b(?:book|booking|appointment|come in|see someone|slot)\b",
                             re.IGNORECASE)
+# "Can't make it": to a reminder, a change is needed (a cancellation, unless a time is named).
+_CANNOT_COME = re.compile(
+    r"\b(?:can'?t|cannot|can not|won'?t|will not|unable to|not able to|no longer)\s+"
+    r"(?:be able to\s+)?(?:make|come|attend|do|go)\b|\b(?:won'?t|not) make it\b",
+    re.IGNORECASE)
+# Someone who never called the clinic: they get an apology and no more texts.
+_WRONG_NUMBER = re.compile(
+    r"\bwrong (?:number|person|phone)\b|\bnot (?:the person|who) you(?:'re| are) "
+    r"(?:looking for|after)\b|\bi (?:never|didn'?t|did not) (?:call|ring|phone)(?:ed)? (?:you|"
+    r"a clinic|any clinic)\b", re.IGNORECASE)
+# Moving an appointment "to a different day": nothing on the day it is now.
+_ANOTHER_DAY = re.compile(r"\b(?:different|another|other|new|separate) (?:day|date)\b|"
+                          r"\bnot (?:on )?(?:that|the same) day\b", re.IGNORECASE)
 # Questions worth answering even when the message is mainly about booking.
 _SIDE_QUESTIONS = {
     "price": re.compile(r"\b(?:how much|what(?:'s| is| does) (?:the |it )?cost|price)\b", re.I),
@@ -37,6 +50,16 @@ def done_for_now(text: str) -> bool:
     return bool(_DONE_FOR_NOW.search(text))
 
 
+def wrong_number(text: str) -> bool:
+    """"Wrong number sorry", "I never called you": not a patient of this clinic."""
+    return bool(_WRONG_NUMBER.search(text))
+
+
+def asks_for_another_day(text: str) -> bool:
+    """"Can I move my appointment to a different day": not the day it is booked for."""
+    return bool(_ANOTHER_DAY.search(text))
+
+
 def asks_for_later(text: str) -> bool:
     """"Anything later?", "after those": later than the times just offered."""
     return bool(_LATER.search(text))
@@ -50,6 +73,10 @@ def asks_for_earlier(text: str) -> bool:
 def mentions_booking(text: str) -> bool:
     """Booking words ("appointment", "come in", "slot"), with or without a request."""
     return bool(_BOOKING_WORDS.search(text))
+
+
+def cannot_come(text: str) -> bool:
+    return bool(_CANNOT_COME.search(text))
 
 
 def side_questions(text: str) -> list[str]:

@@ -1,7 +1,9 @@
 """Who is coming: ask a new patient only what the clinic requires, and read their answers.
 
 A clinic lists what it needs in `settings.required_patient_fields` (default: first name).
-Known patients, and anyone who already gave a detail, are not asked again.
+Known patients, and anyone who already gave a detail, are not asked again. Names and the date
+of birth are the person's (a `Patient`: the phone's owner or someone they book for); the email
+address is the phone owner's (the contact's).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from datetime import date, datetime, time
 import dateparser
 
 from booking.dialogue.slot_choice import DAY_FIRST, MONTH_FIRST
-from booking.models import Clinic, Contact
+from booking.models import Clinic, Contact, Patient
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REQUIRED = ("first_name",)
 SUPPORTED_FIELDS = ("first_name", "last_name", "date_of_birth", "email")
 NAME_FIELDS = ("first_name", "last_name")
+CONTACT_FIELDS = ("email",)
 OLDEST_BIRTH_YEAR = 1900
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _BIRTH_DATE_PATTERNS = (
@@ -32,7 +35,8 @@ _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 _NAME_PREFIX = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|yes|yeah|ok|okay|sure)\b[,!.\s]*)*"
     r"(?:it'?s|i'?m|i am|my name is|my name'?s|name'?s|name is|this is|call me|"
-    r"put it under|under|book it under|it is)?\s*",
+    r"put it under|under|book it under|it is|"
+    r"(?:his|her|their|[a-z]+'s) (?:full )?name(?: is|'s)|he'?s|she'?s|he is|she is)?\s*",
     re.IGNORECASE,
 )
 # A sign-off after the name ("Sam thanks", "Jo x"), never the end of the name itself ("Rita").
@@ -60,25 +64,35 @@ def required_fields(clinic: Clinic) -> list[str]:
     return [field for field in required if field in SUPPORTED_FIELDS]
 
 
-def missing_fields(clinic: Clinic, contact: Contact) -> list[str]:
-    """The required details we do not have yet, names first; none for a known patient."""
-    if contact.is_known_patient:
+def missing_fields(clinic: Clinic, patient: Patient | Contact,
+                   contact: Contact | None = None) -> list[str]:
+    """The required details we do not have yet, names first; none for a known patient.
+    The email address is read from `contact` when given (the phone's owner)."""
+    if patient.is_known_patient:
         return []
-    missing = [field for field in required_fields(clinic) if not getattr(contact, field, None)]
+
+    def holder(field: str):
+        return contact if contact is not None and field in CONTACT_FIELDS else patient
+
+    missing = [field for field in required_fields(clinic)
+               if not getattr(holder(field), field, None)]
     return sorted(missing, key=lambda field: field not in NAME_FIELDS)
 
 
-def question(missing: list[str], *, date_order: str = DAY_FIRST) -> str:
-    """The question for the next missing detail (a full name is asked for in one go)."""
+def question(missing: list[str], *, date_order: str = DAY_FIRST, whose: str = "your") -> str:
+    """The question for the next missing detail (a full name is asked for in one go);
+    `whose` is "your", or "Emma's" / "your son's" when booking for someone else."""
     if {"first_name", "last_name"} <= set(missing):
-        return "What's your full name, please (first name and surname)?"
+        return f"What's {whose} full name, please (first name and surname)?"
     if "first_name" in missing:
-        return "What name should I put the booking under?"
+        if whose == "your":
+            return "What name should I put the booking under?"
+        return f"What's {whose} name?"
     if "last_name" in missing:
-        return "And what's your surname, please?"
+        return f"And what's {whose} surname, please?"
     if missing and missing[0] == "date_of_birth":
         example = "03/14/1985" if date_order == MONTH_FIRST else "14/03/1985"
-        return f"What's your date of birth? (for example {example})"
+        return f"What's {whose} date of birth? (for example {example})"
     return "What's your email address?"
 
 

@@ -39,6 +39,7 @@ from booking.models import (
     Thread,
     ThreadState,
 )
+from booking.outreach import jobs
 from booking.settings import Settings
 
 PRIORITY = {EscalationReason.urgent: 1, EscalationReason.human: 2,
@@ -63,14 +64,14 @@ def patient_message(*, clinic: Clinic, reason: EscalationReason, instant: dateti
     policy = escalation_policy(clinic)
     open_now = is_open_at(clinic, instant)
     if reason == EscalationReason.urgent:
-        parts = [clinic.emergency_info
-                 or "If this is life-threatening, call your local emergency number now.",
-                 policy["urgent_callback"]
-                 or (f"The on-call clinician at {clinic.name} has been alerted and will call you "
-                     f"back on this number within {policy['urgent_callback_minutes']} minutes.")]
-        if not open_now and clinic.out_of_hours_info:
-            parts.append(clinic.out_of_hours_info)
-        return " ".join(parts)
+        # Open or closed, someone is alerted at once: the clinic's "we're closed, we'll pick it
+        # up first thing" would contradict the call-back, so it is not added here.
+        return " ".join([clinic.emergency_info
+                         or "If this is life-threatening, call your local emergency number now.",
+                         policy["urgent_callback"]
+                         or (f"The on-call clinician at {clinic.name} has been alerted and will "
+                             f"call you back on this number within "
+                             f"{policy['urgent_callback_minutes']} minutes.")])
     if reason == EscalationReason.billing:
         if policy["billing_reply"]:
             return policy["billing_reply"]
@@ -161,6 +162,8 @@ def hand_over(
     )
     session.add(escalation)
     thread.state = ThreadState.handed_off
+    jobs.cancel_pending(session, contact_ids=[thread.contact_id], now=instant,
+                        reason="handed to staff", kinds=jobs.FOLLOW_UPS_AND_OFFERS)
     session.flush()
     alert_ids = queue_alerts(session, escalation=escalation, thread=thread,
                              recipients=recipients, kind="alert", instant=instant,

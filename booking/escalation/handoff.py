@@ -14,6 +14,7 @@ from booking.escalation.escalations import acknowledge, open_escalations
 from booking.messaging.conversations import record_event
 from booking.messaging.outbox import enqueue
 from booking.models import Message, StaffMember, Thread, ThreadState
+from booking.outreach import jobs
 
 
 class NotHandedOff(Exception):
@@ -41,6 +42,9 @@ def _change_holder(session: Session, *, thread: Thread, staff: StaffMember,
     thread.state = state
     thread.handed_off_to_id = holder_id
     thread.last_activity_at = instant
+    if state == ThreadState.handed_off:
+        jobs.cancel_pending(session, contact_ids=[thread.contact_id], now=instant,
+                            reason="staff took the thread", kinds=jobs.FOLLOW_UPS_AND_OFFERS)
     for escalation in open_escalations(session, thread=thread):
         acknowledge(session, escalation=escalation, staff=staff, channel="console",
                     instant=instant)

@@ -14,12 +14,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from booking import console
 from booking.db import get_engine, session_factory, warm_up
 from booking.escalation.staff_alerts import EscalationAlerts
-from booking.gateway import follow_up, messaging, messaging_status, missed_call_hook, voice
+from booking.gateway import (
+    follow_up,
+    messaging,
+    messaging_status,
+    missed_call_hook,
+    outreach,
+    voice,
+)
 from booking.gateway.batching import Batches
 from booking.gateway.context import GatewayContext
 from booking.messaging.inbox import InboxPolicy
 from booking.messaging.outbox import Outbox
 from booking.messaging.rasa_client import RasaClient
+from booking.outreach.gate import ComplianceGate
 from booking.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -65,6 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                         name="undecided missed calls")
         # Patient messages to the dialogue, including those left by a restart.
         inbox_worker = asyncio.create_task(context.inbox.run(), name="inbox")
+        # Follow-ups, reminders and rebooking offers, through the compliance gate.
+        outreach_worker = asyncio.create_task(outreach.OutreachWorker(
+            context, gate=ComplianceGate.from_file(settings.outreach_rules_file),
+            interval=settings.outreach_interval_seconds,
+            plan_interval=settings.outreach_plan_interval_seconds).run(), name="outreach")
         # Re-alerts nobody acknowledged, deferred first alerts, email and webhook alerts.
         alerts = EscalationAlerts(sessions=context.sessions, outbox=context.outbox,
                                   settings=settings)
@@ -77,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper.cancel()
             undecided.cancel()
             inbox_worker.cancel()
+            outreach_worker.cancel()
             realerts.cancel()
             await context.inbox.aclose()
             await alerts.aclose()

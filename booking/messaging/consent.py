@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from booking.messaging.conversations import record_event
 from booking.messaging.outbox import enqueue
+from booking.messaging.phones import for_reading
 from booking.models import Clinic, Consent, Contact, Message, Thread, utcnow
+from booking.outreach import jobs
 
 OPT_OUT_KEYWORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "END", "QUIT", "REVOKE", "OPTOUT", "CANCEL"})
@@ -39,16 +41,22 @@ def keyword_in(body: str) -> Keyword | None:
     return None
 
 
-def opt_out(session: Session, *, clinic: Clinic, contact: Contact, thread: Thread) -> list[Message]:
-    """Stop all messages to this contact from this clinic, after one confirmation."""
+def opt_out(session: Session, *, clinic: Clinic, contact: Contact, thread: Thread,
+            wrong_number: bool = False) -> list[Message]:
+    """Stop all messages to this contact from this clinic, after one confirmation.
+
+    Someone who says we have the wrong number gets an apology rather than unsubscribe talk.
+    """
     if contact.consent == Consent.opted_out:
         return []
+    jobs.cancel_pending(session, contact_ids=[contact.id], reason="the patient opted out")
+    body = (f"Sorry to have bothered you. This number won't get any more texts from "
+            f"{clinic.name}." if wrong_number else
+            f"You're unsubscribed from {clinic.name} texts and will get no more messages. "
+            "Reply START to resubscribe.")
     # The confirmation is the one message an opted-out contact still gets.
-    return _change_consent(
-        session, clinic=clinic, contact=contact, thread=thread, consent=Consent.opted_out,
-        body=(f"You're unsubscribed from {clinic.name} texts and will get no more messages. "
-              "Reply START to resubscribe."),
-        ignore_opt_out=True)
+    return _change_consent(session, clinic=clinic, contact=contact, thread=thread,
+                           consent=Consent.opted_out, body=body, ignore_opt_out=True)
 
 
 def opt_in(session: Session, *, clinic: Clinic, contact: Contact, thread: Thread) -> list[Message]:
@@ -72,7 +80,7 @@ def _change_consent(session: Session, *, clinic: Clinic, contact: Contact, threa
 
 def help_reply(session: Session, *, clinic: Clinic, contact: Contact,
                thread: Thread) -> list[Message]:
-    phone = clinic.voice_number or clinic.sms_number
+    phone = for_reading(clinic.voice_number or clinic.sms_number, country=clinic.country)
     return enqueue(
         session, clinic=clinic, channel=thread.channel, to_number=contact.phone,
         body=(f"{clinic.name}: call us on {phone}. {clinic.address}. "

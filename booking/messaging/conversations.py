@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from booking.db import insert_ignoring_duplicates
 from booking.messaging.outbox import enqueue
 from booking.models import (
     Channel,
@@ -71,6 +72,33 @@ def get_or_create_thread(
             ).scalar_one()
     thread.channel = channel
     return thread
+
+
+def threads_for(session: Session, wanted: list[tuple[Clinic, Contact, Channel]]
+                 ) -> dict[int, Thread]:
+    """Each contact's thread (created when new), switched to the channel we now text on."""
+    if not wanted:
+        return {}
+    sender_ids = {sender_id_for(clinic_slug=clinic.slug, phone=contact.phone): contact
+                  for clinic, contact, _ in wanted}
+
+    def existing() -> dict[int, Thread]:
+        return {sender_ids[thread.sender_id].id: thread for thread in session.execute(
+            select(Thread).where(Thread.sender_id.in_(sender_ids))).scalars()}
+
+    threads = existing()
+    missing = [(clinic, contact, channel) for clinic, contact, channel in wanted
+               if contact.id not in threads]
+    if missing:
+        # A racing reply may create the same thread: the unique sender id settles it.
+        session.execute(insert_ignoring_duplicates(session, Thread, ("sender_id",)), [
+            {"clinic_id": clinic.id, "contact_id": contact.id, "channel": channel,
+             "sender_id": sender_id_for(clinic_slug=clinic.slug, phone=contact.phone)}
+            for clinic, contact, channel in missing])
+        threads = existing()
+    for _, contact, channel in wanted:
+        threads[contact.id].channel = channel
+    return threads
 
 
 def find_thread(session: Session, *, sender_id: str) -> Thread | None:

@@ -11,7 +11,8 @@ the dialogue in order, exactly as often as it takes to get the dialogue's replie
 3. The worker's outcome, stored with whatever must be sent: `answered` (the replies go into the
    outbox in the same transaction), `retry_later` (the dialogue is down or failed: back off,
    and past `INBOX_MAX_WAIT_SECONDS` `hand_to_staff` with one holding reply).
-A thread staff hold is theirs: its messages are `held`, not read by the bot.
+A thread staff hold is theirs: its messages are `held`, not read by the bot; the patient's
+first message after a handover gets one line saying the team has it (`HELD_REPLY`).
 The worker itself is `booking.gateway.messaging.InboxWorker`.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from booking.clinics.lookups import find_clinic_by_number
@@ -43,6 +44,8 @@ from booking.models import (
     Channel,
     Clinic,
     Consent,
+    Direction,
+    Escalation,
     EscalationReason,
     EscalationStatus,
     InboxItem,
@@ -51,6 +54,7 @@ from booking.models import (
     Thread,
     ThreadState,
 )
+from booking.outreach import jobs
 from booking.settings import PROJECT_ROOT, Settings
 from nlu_components.red_flag_rules import Firing, RedFlagRules
 
@@ -60,6 +64,8 @@ _COMMAND_LEAD = re.compile(r"^[\s/]+")
 # What the bot says to a photo or a location with no words: it cannot read either.
 NO_WORDS_REPLY = ("Thanks, {clinic} received your {what}, but we can only read text here. "
                   "Please tell us in words what you need, or reply YES to book.")
+# A message to a thread staff hold: the patient hears once that it reached the team.
+HELD_REPLY = "Thanks, the {clinic} team has this message too."
 MAX_ERROR_CHARS = 300
 
 
@@ -119,6 +125,9 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
         return Accepted(reply_ids=(), queued=False, duplicate=True)
     if channel == Channel.whatsapp:
         contact.whatsapp_unreachable = False  # they just wrote to us on WhatsApp
+    # They are talking to us: no "just checking in" after this.
+    jobs.cancel_pending(session, contact_ids=[contact.id], reason="the patient replied",
+                        kinds=jobs.ANSWERED_BY_A_MESSAGE, now=now)
     keyword = consent.keyword_in(body)
     if keyword == consent.Keyword.opt_out:
         replies = consent.opt_out(session, clinic=clinic, contact=contact, thread=thread)
@@ -142,7 +151,10 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
                         queued=False)
     session.add(InboxItem(message_id=message.id, thread_id=thread.id, text=text,
                           state=InboxState.waiting, attempts=0, received_at=now))
-    return Accepted(reply_ids=(), queued=True)
+    held_reply = HELD_REPLY.format(clinic=clinic.name)
+    told = (_tell_patient(session, thread=thread, text=held_reply)
+            if _not_yet_told_since_handover(session, thread, held_reply) else ())
+    return Accepted(reply_ids=told, queued=True)
 
 
 def _escalate_emergency(session: Session, *, thread: Thread, text: str, firing: Firing,
@@ -154,6 +166,20 @@ def _escalate_emergency(session: Session, *, thread: Thread, text: str, firing: 
     told = _tell_patient(session, thread=thread, text=handover.patient_message)
     # The on-call text first: it is what gets a clinician to an emergency.
     return (*handover.alert_message_ids, *told)
+
+
+def _not_yet_told_since_handover(session: Session, thread: Thread, held_reply: str) -> bool:
+    """Staff hold the thread since an escalation and the patient has not yet been told that
+    the team has their messages: told once (the bot will not answer), not after every one."""
+    if thread.state != ThreadState.handed_off:
+        return False
+    opened = session.execute(select(func.max(Escalation.opened_at))
+                             .where(Escalation.thread_id == thread.id)).scalar()
+    if opened is None:
+        return False  # staff took the thread themselves and are writing in it
+    return not session.execute(select(exists().where(
+        Message.thread_id == thread.id, Message.direction == Direction.outbound,
+        Message.body == held_reply, Message.created_at >= opened))).scalar()
 
 
 def _urgent_already_open(session: Session, thread: Thread) -> bool:

@@ -124,10 +124,12 @@ def enqueue(
     content_sid: str | None = None,
     content_variables: dict | None = None,
     ignore_opt_out: bool = False,
+    flush: bool = True,
 ) -> list[Message]:
     """Store an outbound message (split if long) as pending; opted-out contacts get nothing.
 
     `ignore_opt_out` is only for the single confirmation of an opt-out itself, and HELP.
+    `flush=False` is for a caller storing many at once: it flushes once, then reads the ids.
     """
     suppressed = (contact is not None and contact.consent == Consent.opted_out
                   and not ignore_opt_out)
@@ -146,7 +148,8 @@ def enqueue(
         for part in bodies
     ]
     session.add_all(messages)
-    session.flush()
+    if flush:
+        session.flush()
     if thread is not None:
         thread.last_activity_at = now
     return messages

@@ -65,3 +65,17 @@ def try_e164(raw: str | None, *, default_region: str | None) -> str | None:
         return to_e164(raw, default_region=default_region)
     except ValueError:
         return None
+
+
+def for_reading(e164: str, *, country: str | None) -> str:
+    """A number as a patient in `country` dials it: national format at home (01632 960001),
+    international format for anyone else's number."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return e164
+    # By country calling code, not region: fictional numbers belong to no region.
+    home = (country or "").upper() in phonenumbers.region_codes_for_country_code(
+        parsed.country_code)
+    return phonenumbers.format_number(
+        parsed, PhoneNumberFormat.NATIONAL if home else PhoneNumberFormat.INTERNATIONAL)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
-from booking.models import Appointment, Clinic, Contact, Service
+from booking.models import Appointment, Clinic, Contact, Patient, Service
 
 
 class SchedulingError(Exception):
@@ -89,7 +89,8 @@ class SchedulingAdapter(abc.ABC):
     """One instance per clinic; every method is keyword-only and scoped to that clinic.
 
     Contract (checked by tests/contract): find_free_slots returns slots in start order, earliest
-    first, honouring opening hours, the service's providers, lead time and horizon; book is
+    first, honouring opening hours, the service's providers, lead time and horizon; book is for
+    a person (a Patient: name, date of birth), not for the phone that asked; book is
     idempotent on idempotency_key and raises SlotUnavailable rather than double-book; every
     booking is also an Appointment row in the Ringback database, so the rest of Ringback sees it.
     """
@@ -133,9 +134,11 @@ class SchedulingAdapter(abc.ABC):
 
     @abc.abstractmethod
     def book(
-        self, *, slot: Slot, contact: Contact, service: str | Service, idempotency_key: str
+        self, *, slot: Slot, patient: Patient, service: str | Service, idempotency_key: str
     ) -> Appointment:
-        """Book slot for contact; the same idempotency_key returns the same appointment."""
+        """Book slot for the patient (the person, whose contact is the phone that booked); the
+        same idempotency_key returns the same appointment. A patient not yet stored (no id) is
+        stored with the booking."""
 
     @abc.abstractmethod
     def cancel(self, *, appointment_id: int) -> Appointment:
@@ -149,7 +152,8 @@ class SchedulingAdapter(abc.ABC):
 
     @abc.abstractmethod
     def upcoming_for_contact(self, *, contact: Contact) -> list[Appointment]:
-        """The contact's booked appointments that have not started yet, soonest first."""
+        """Booked appointments not yet started for everyone on the contact's phone, soonest
+        first, each with its patient."""
 
     def reload(self) -> None:
         """Re-read clinic configuration (hours, services, providers) after it changed."""

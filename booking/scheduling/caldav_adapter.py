@@ -31,7 +31,7 @@ import icalendar
 import requests
 from caldav.lib import error as caldav_error
 
-from booking.models import Appointment, Contact
+from booking.models import Appointment, Patient
 from booking.scheduling.availability import CLINIC_RESOURCE, Interval, ServiceRule
 from booking.scheduling.base import AdapterConfigError, CalendarUnavailable, SlotUnavailable
 from booking.scheduling.ledger import LedgerAdapter
@@ -183,7 +183,7 @@ class CalDAVAdapter(LedgerAdapter):
 
     # -- writing the calendar ------------------------------------------------------------
 
-    def _write_external(self, *, appointment: Appointment, contact: Contact,
+    def _write_external(self, *, appointment: Appointment, patient: Patient,
                         rule: ServiceRule, replacing: Appointment | None = None) -> str | None:
         resource = self.calendar.provider_slugs_by_id.get(appointment.provider_id,
                                                           CLINIC_RESOURCE)
@@ -197,12 +197,12 @@ class CalDAVAdapter(LedgerAdapter):
         uid = f"ringback-{self.clinic_slug}-{appointment.id}-{uuid.uuid4().hex[:12]}@ringback"
         try:
             calendar.save_event(self._event_ical(uid=uid, appointment=appointment,
-                                                 contact=contact, rule=rule))
+                                                 patient=patient, rule=rule))
         except _UNREACHABLE as exc:
             raise CalendarUnavailable(f"could not write to {calendar.url}: {exc}") from exc
         return uid
 
-    def _event_ical(self, *, uid: str, appointment: Appointment, contact: Contact,
+    def _event_ical(self, *, uid: str, appointment: Appointment, patient: Patient,
                     rule: ServiceRule) -> str:
         document = icalendar.Calendar()
         document.add("prodid", PRODID)
@@ -212,7 +212,7 @@ class CalDAVAdapter(LedgerAdapter):
         event.add("dtstamp", self.clock())
         event.add("dtstart", appointment.starts_at)
         event.add("dtend", appointment.ends_at)
-        event.add("summary", f"{rule.name}: {patient_label(contact)}")
+        event.add("summary", f"{rule.name}: {patient_label(patient)}")
         event.add("description", "Booked by text with Ringback. Patient details are in the "
                                  "Ringback console.")
         event.add("status", "CONFIRMED")
@@ -235,10 +235,10 @@ class CalDAVAdapter(LedgerAdapter):
             raise CalendarUnavailable(f"could not update {calendar.url}: {exc}") from exc
 
 
-def patient_label(contact: Contact) -> str:
+def patient_label(patient: Patient) -> str:
     """'Ann E.': enough for the front desk to greet them, not enough to identify them."""
-    first = (contact.first_name or "").strip()
-    initial = (contact.last_name or "").strip()[:1]
+    first = (patient.first_name or "").strip()
+    initial = (patient.last_name or "").strip()[:1]
     if not first:
         return "Patient (via Ringback)"
     return f"{first} {initial}." if initial else first

@@ -19,7 +19,7 @@ from sqlalchemy import String, delete, select, type_coerce
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload
 
-from booking.models import Appointment, AppointmentStatus, Contact, Service, SlotClaim
+from booking.models import Appointment, AppointmentStatus, Contact, Patient, Service, SlotClaim
 from booking.scheduling.availability import (
     CLINIC_RESOURCE,
     ClinicCalendar,
@@ -97,7 +97,7 @@ class LedgerAdapter(SchedulingAdapter):
         """Intervals an outside calendar marks as taken, per resource."""
         return {}
 
-    def _write_external(self, *, appointment: Appointment, contact: Contact,
+    def _write_external(self, *, appointment: Appointment, patient: Patient,
                         rule: ServiceRule, replacing: Appointment | None = None) -> str | None:
         """Put the booking in the outside calendar; return its id there. Runs before commit.
 
@@ -151,10 +151,10 @@ class LedgerAdapter(SchedulingAdapter):
 
     @_database_trouble_is_retryable
     def book(
-        self, *, slot: Slot, contact: Contact, service: str | Service, idempotency_key: str
+        self, *, slot: Slot, patient: Patient, service: str | Service, idempotency_key: str
     ) -> Appointment:
         rule = self._rule_for(slot, service)
-        self._check_contact(contact)
+        self._check_patient(patient)
         self._check_key(idempotency_key)
         with self._session() as session:
             existing = self._by_key(session, idempotency_key)
@@ -169,13 +169,14 @@ class LedgerAdapter(SchedulingAdapter):
                     return existing
                 raise
             appointment = Appointment(
-                clinic_id=self.clinic_id, contact_id=contact.id, service_id=rule.id,
+                clinic_id=self.clinic_id, contact_id=patient.contact_id,
+                patient_id=self._stored_patient_id(session, patient), service_id=rule.id,
                 provider_id=self._provider_id(slot.provider), starts_at=slot.starts_at,
                 ends_at=slot.ends_at, status=AppointmentStatus.booked, source=self.source,
                 idempotency_key=idempotency_key,
             )
             return self._commit_booking(session, appointment=appointment, slot=slot, rule=rule,
-                                        contact=contact, idempotency_key=idempotency_key)
+                                        patient=patient, idempotency_key=idempotency_key)
 
     @_database_trouble_is_retryable
     def cancel(self, *, appointment_id: int) -> Appointment:
@@ -204,7 +205,8 @@ class LedgerAdapter(SchedulingAdapter):
                 raise InvalidRequest(f"appointment {appointment_id} is {old.status.value}, "
                                      "not booked")
             rule = self._rule_for(new_slot, self.calendar.service_by_id(old.service_id))
-            contact = session.get(Contact, old.contact_id)
+            patient = (session.get(Patient, old.patient_id) if old.patient_id is not None
+                       else self._as_patient(session.get(Contact, old.contact_id)))
             # Free the old time first, inside this transaction, so a move by a few minutes that
             # overlaps itself is allowed; a failure below rolls the release back too.
             old.status = AppointmentStatus.rescheduled
@@ -219,21 +221,22 @@ class LedgerAdapter(SchedulingAdapter):
                     return existing
                 raise
             appointment = Appointment(
-                clinic_id=self.clinic_id, contact_id=old.contact_id, service_id=rule.id,
+                clinic_id=self.clinic_id, contact_id=old.contact_id,
+                patient_id=old.patient_id, service_id=rule.id,
                 provider_id=self._provider_id(new_slot.provider),
                 starts_at=new_slot.starts_at, ends_at=new_slot.ends_at,
                 status=AppointmentStatus.booked, source=self.source,
                 idempotency_key=idempotency_key, rescheduled_from_id=old.id,
             )
             new = self._commit_booking(session, appointment=appointment, slot=new_slot,
-                                       rule=rule, contact=contact,
+                                       rule=rule, patient=patient,
                                        idempotency_key=idempotency_key, replacing=old)
             return new
 
     # -- internals -------------------------------------------------------------------------
 
     def _commit_booking(self, session: Session, *, appointment: Appointment, slot: Slot,
-                        rule: ServiceRule, contact: Contact, idempotency_key: str,
+                        rule: ServiceRule, patient: Patient, idempotency_key: str,
                         replacing: Appointment | None = None) -> Appointment:
         resource = slot.provider or CLINIC_RESOURCE
         try:
@@ -262,7 +265,7 @@ class LedgerAdapter(SchedulingAdapter):
         written = False
         try:
             appointment.external_id = self._write_external(
-                appointment=appointment, contact=contact, rule=rule, replacing=replacing)
+                appointment=appointment, patient=patient, rule=rule, replacing=replacing)
             written = appointment.external_id is not None
             if replacing is not None:
                 self._remove_external(appointment=replacing)
@@ -357,6 +360,30 @@ class LedgerAdapter(SchedulingAdapter):
         if contact.id is None or contact.clinic_id != self.clinic_id:
             raise InvalidRequest("contact does not belong to this clinic")
 
+    def _check_patient(self, patient: Patient) -> None:
+        if patient.contact_id is None or patient.clinic_id != self.clinic_id:
+            raise InvalidRequest("patient does not belong to a contact of this clinic")
+
+    @staticmethod
+    def _stored_patient_id(session: Session, patient: Patient) -> int:
+        """The patient's id; a new person is stored in the booking's own transaction."""
+        if patient.id is not None:
+            return patient.id
+        stored = Patient(clinic_id=patient.clinic_id, contact_id=patient.contact_id,
+                         relation=patient.relation, first_name=patient.first_name,
+                         last_name=patient.last_name, date_of_birth=patient.date_of_birth,
+                         is_known_patient=bool(patient.is_known_patient))
+        session.add(stored)
+        session.flush()
+        return stored.id
+
+    @staticmethod
+    def _as_patient(contact: Contact) -> Patient:
+        """The phone's owner as the person, for an appointment keyed in without one."""
+        return Patient(clinic_id=contact.clinic_id, contact_id=contact.id, relation="self",
+                       first_name=contact.first_name, last_name=contact.last_name,
+                       date_of_birth=contact.date_of_birth)
+
     @staticmethod
     def _check_key(key: str) -> None:
         if not key or len(key) > MAX_IDEMPOTENCY_KEY:
@@ -378,10 +405,10 @@ class LedgerAdapter(SchedulingAdapter):
     @staticmethod
     def _eager():
         return (joinedload(Appointment.service), joinedload(Appointment.provider),
-                joinedload(Appointment.contact))
+                joinedload(Appointment.contact), joinedload(Appointment.patient))
 
     def _reloaded(self, session: Session, appointment_id: int) -> Appointment:
-        # Loaded with its service, provider and contact so callers can use it after we close.
+        # Loaded with its service, provider, contact and patient, for use after we close.
         session.expire_all()
         return session.execute(
             select(Appointment).where(Appointment.id == appointment_id).options(*self._eager())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from booking.models import Patient
 from booking.scheduling.availability import (
     free_slots,
     grid_cells,
@@ -53,7 +54,9 @@ def test_a_service_without_providers_books_the_clinic_itself(load_clinic, minima
     (slot,) = adapter.find_free_slots(service="walk-in", window_start=utc(2026, 1, 5),
                                       window_end=utc(2026, 1, 6), limit=1)
     assert slot.provider is None
-    appointment = adapter.book(slot=slot, contact=make_contact(clinic), service="walk-in",
+    contact = make_contact(clinic)
+    patient = Patient(clinic_id=clinic.id, contact_id=contact.id, relation="self")
+    appointment = adapter.book(slot=slot, patient=patient, service="walk-in",
                                idempotency_key="w")
     assert appointment.provider_id is None
     assert slot not in adapter.find_free_slots(service="walk-in", window_start=utc(2026, 1, 5),

@@ -59,7 +59,9 @@ def test_example_clinics_load_with_their_details(example_clinics, sessions):
         northside = session.execute(select(Clinic).where(Clinic.slug == "northside")).scalar_one()
         # Defaults from the schema fill what the file leaves out.
         assert northside.settings["required_patient_fields"] == ["first_name"]
-        assert northside.settings["whatsapp"] == {"text_back_content_sid": None}
+        assert northside.settings["whatsapp"] == {
+            "text_back_content_sid": None, "text_back_body": None,
+            "text_back_closed_content_sid": None, "text_back_closed_body": None}
 
 
 def test_passwords_are_stored_only_as_argon2_hashes(example_clinics, sessions):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -21,19 +20,19 @@ from sqlalchemy.pool import NullPool
 from booking.clinics.config import load_clinics
 from booking.db import make_engine, session_factory
 from booking.migrate import upgrade
-from booking.models import Appointment, Clinic, Contact, SlotClaim
+from booking.models import Appointment, Clinic, Contact, Patient, SlotClaim
 from booking.scheduling.base import CalendarUnavailable, Slot, SlotUnavailable
 from booking.scheduling.registry import get_adapter
 from tests.booking.conftest import EXAMPLE_FILE
+from tests.postgres import ADMIN, throwaway_database
 
 ATTEMPTS = 24
 NOW = datetime(2026, 3, 23, 6, 0, tzinfo=timezone.utc)  # Monday, before opening
-POSTGRES_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 
 
 def _postgres_available() -> bool:
     try:
-        psycopg2.connect(connect_timeout=3, **POSTGRES_ADMIN).close()
+        psycopg2.connect(connect_timeout=3, **ADMIN).close()
         return True
     except psycopg2.OperationalError:
         return False
@@ -43,15 +42,8 @@ def _postgres_available() -> bool:
 def postgres_url() -> Iterator[str]:
     if not _postgres_available():
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    name = f"ringback_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(**POSTGRES_ADMIN)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database("ringback_test") as url:
+        yield url
 
 
 @pytest.fixture
@@ -94,9 +86,11 @@ def _attempt(url: str, clinic_id: int, contact_id: int, slot: dict, key: str,
     try:
         with session_factory(engine)() as session:
             contact = session.get(Contact, contact_id)
+        patient = Patient(clinic_id=clinic_id, contact_id=contact.id, relation="self",
+                          first_name=contact.first_name)
         barrier.wait(timeout=60)
         try:
-            appointment = adapter.book(slot=Slot.from_dict(slot), contact=contact,
+            appointment = adapter.book(slot=Slot.from_dict(slot), patient=patient,
                                        service=slot["service"], idempotency_key=key)
             return f"booked:{appointment.id}"
         except SlotUnavailable:

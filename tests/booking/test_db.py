@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from booking import db
-from tests.booking.test_concurrency import POSTGRES_ADMIN, postgres_url  # noqa: F401 - fixture
+from tests.booking.test_concurrency import postgres_url  # noqa: F401 - fixture
+from tests.postgres import ADMIN
 
 pytestmark = pytest.mark.postgres
 
@@ -23,7 +24,7 @@ def test_an_idle_connection_the_server_closed_is_replaced_unnoticed(postgres_url
     engine = db.make_engine(postgres_url)
     first = backend_pid(engine)
     # What a database restart or a firewall's idle timeout does to a pooled connection.
-    admin = psycopg2.connect(**POSTGRES_ADMIN)
+    admin = psycopg2.connect(**ADMIN)
     admin.autocommit = True
     admin.cursor().execute("SELECT pg_terminate_backend(%s)", (first,))
     admin.close()

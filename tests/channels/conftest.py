@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,18 +23,30 @@ from sqlalchemy.orm import Session, sessionmaker
 from booking.clinics.config import load_clinics, load_clinics_file
 from booking.db import make_engine, session_factory
 from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
-from booking.models import Base, Clinic
+from booking.models import (
+    Base,
+    Clinic,
+    Contact,
+    Direction,
+    Message,
+    MissedCall,
+    MissedCallStatus,
+)
 from simulator.client import SimulatedPhone
-from simulator.twilio_fake import FakeConfig, create_app
+from simulator.twilio_fake import DEFAULT_CONTENT, FakeConfig, create_app
 from tests.stack import ACCOUNT_SID, AUTH_TOKEN, free_port
 
 EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "clinics" / "example.yml"
 CONTENT_SID = "HX00000000000000000000000000000001"
+CONTENT_BODY = DEFAULT_CONTENT[CONTENT_SID]  # as approved, and as the fake renders it
 
 # Clinics only these tests use, so their numbers, contacts and opening hours are ours alone.
 OPEN_NUMBER, OPEN_WHATSAPP, OPEN_DESK = "+441632960701", "+441632960702", "+441632960710"
 CLOSED_NUMBER = "+441632960801"
 SCREENED_NUMBER, SCREENED_DESK = "+441632960901", "+441632960910"
+# Closed for good, texting back by WhatsApp: the approved "closed" template (issue 14).
+SHUT_NUMBER, SHUT_WHATSAPP = "+441632960951", "+441632960952"
+CLOSED_CONTENT_SID = "HX00000000000000000000000000000002"
 STAFF_PHONE = "+447700900771"
 
 _SERVICE = {"slug": "check-up", "name": "Check-up", "synonyms": ["check up", "checkup"],
@@ -53,7 +66,8 @@ CHANNEL_CLINICS = [
         "opening_hours": _ALL_DAY,
         "services": [_SERVICE], "providers": [_PROVIDER],
         "staff": [{"slug": "desk", "name": "Desk", "phone": STAFF_PHONE}],
-        "settings": {"whatsapp": {"text_back_content_sid": CONTENT_SID}},
+        "settings": {"whatsapp": {"text_back_content_sid": CONTENT_SID,
+                                  "text_back_body": CONTENT_BODY}},
     },
     {
         "slug": "nightowl", "name": "Nightowl Physio", "timezone": "Europe/London",
@@ -62,7 +76,10 @@ CHANNEL_CLINICS = [
         "opening_hours": {"mon": ["09:00-17:00"]},
         # Shut for good: every call is an after-hours call, whatever the clock says.
         "closures": [{"from": "2000-01-01", "to": "2099-12-31", "reason": "tests"}],
+        "out_of_hours_info": "We're closed right now. Reply here and we'll pick it up first thing.",
         "services": [_SERVICE], "providers": [_PROVIDER],
+        # Someone at Nightowl speaks Spanish: such messages go to staff (issue 14).
+        "settings": {"other_language": {"hand_over": True}},
     },
     {
         "slug": "screened", "name": "Screened Clinic", "timezone": "Europe/London",
@@ -72,6 +89,21 @@ CHANNEL_CLINICS = [
         "ring_timeout_seconds": 25, "call_screening": True,
         "opening_hours": _ALL_DAY,
         "services": [_SERVICE], "providers": [_PROVIDER],
+    },
+    {
+        "slug": "shut", "name": "Shut Smiles", "timezone": "Europe/London", "country": "GB",
+        "numbers": {"voice": SHUT_NUMBER, "sms": SHUT_NUMBER, "whatsapp": SHUT_WHATSAPP,
+                    "front_desk": OPEN_DESK},
+        "channel_policy": "whatsapp_then_sms",
+        # Closed from yesterday for ten days, whatever the clock says: it opens again later.
+        "opening_hours": _ALL_DAY,
+        "closures": [{"from": (date.today() - timedelta(days=1)).isoformat(),
+                      "to": (date.today() + timedelta(days=10)).isoformat(), "reason": "tests"}],
+        "services": [_SERVICE], "providers": [_PROVIDER],
+        "settings": {"whatsapp": {
+            "text_back_content_sid": CONTENT_SID, "text_back_body": CONTENT_BODY,
+            "text_back_closed_content_sid": CLOSED_CONTENT_SID,
+            "text_back_closed_body": DEFAULT_CONTENT[CLOSED_CONTENT_SID]}},
     },
 ]
 
@@ -169,6 +201,21 @@ def db(stack) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
     engine.dispose()
+
+
+def outbound_rows(db: Session, phone: str) -> list[Message]:
+    """Everything stored to send to this phone, by SMS or WhatsApp, oldest first."""
+    db.expire_all()
+    return list(db.execute(select(Message).where(
+        Message.direction == Direction.outbound,
+        Message.to_number.in_([phone, f"whatsapp:{phone}"])).order_by(Message.id)).scalars())
+
+
+def call_statuses(db: Session, phone: str) -> list[MissedCallStatus]:
+    """What became of each missed call from this phone, oldest first."""
+    db.expire_all()
+    return list(db.execute(select(MissedCall.status).join(Contact)
+                           .where(Contact.phone == phone).order_by(MissedCall.id)).scalars())
 
 
 def count(session: Session, model, *where) -> int:

@@ -81,5 +81,7 @@ def test_help_names_the_clinic_and_how_to_reach_it_even_when_opted_out(sessions,
         consent.opt_out(session, clinic=clinic, contact=contact, thread=thread)
         (reply,) = consent.help_reply(session, clinic=clinic, contact=contact, thread=thread)
     assert reply.status == MessageStatus.pending
-    assert "Allday Dental" in reply.body and "+441632960701" in reply.body
+    # The number as patients in the clinic's country dial it (issue 14), not E.164.
+    assert "Allday Dental" in reply.body and "01632 960701" in reply.body
+    assert "+44" not in reply.body
     assert "1 Test Street" in reply.body and "STOP" in reply.body

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from booking.models import Consent, Contact, Direction, Message, MissedCall, MissedCallStatus
+from booking.models import Consent, Contact, Message, MissedCallStatus
 from tests.channels.conftest import (
     CLOSED_NUMBER,
     OPEN_NUMBER,
+    call_statuses,
     count,
     new_patient,
+    outbound_rows,
     wait_until,
 )
 
@@ -29,13 +31,6 @@ def consent_of(db, phone: str, clinic_number: str = OPEN_NUMBER) -> Consent:
                       ).scalar_one()
 
 
-def outbound_rows(db, phone: str) -> list[Message]:
-    db.expire_all()
-    return list(db.execute(select(Message).where(
-        Message.direction == Direction.outbound,
-        Message.to_number.in_([phone, f"whatsapp:{phone}"])).order_by(Message.id)).scalars())
-
-
 def test_stop_then_silence_even_after_a_missed_call_until_start(stack, channel_clinics, db):
     phone, patient = stack.phone, new_patient()
     phone.ring(caller=patient, clinic_number=CLOSED_NUMBER)
@@ -51,14 +46,9 @@ def test_stop_then_silence_even_after_a_missed_call_until_start(stack, channel_c
     phone.text(sender=patient, clinic_number=CLOSED_NUMBER, body="STOP")  # no 2nd confirmation
     phone.ring(caller=patient, clinic_number=CLOSED_NUMBER)
 
-    def calls() -> list[MissedCallStatus]:
-        db.expire_all()
-        return db.execute(select(MissedCall.status).join(Contact)
-                          .where(Contact.phone == patient).order_by(MissedCall.id)
-                          ).scalars().all()
-
-    wait_until(lambda: MissedCallStatus.pending not in calls(), message="calls decided")
-    assert calls() == [MissedCallStatus.texted, MissedCallStatus.opted_out]
+    wait_until(lambda: MissedCallStatus.pending not in call_statuses(db, patient),
+               message="calls decided")
+    assert call_statuses(db, patient) == [MissedCallStatus.texted, MissedCallStatus.opted_out]
     # Everything the patient sent was logged, and nothing at all was stored to send them.
     assert count(db, Message, Message.from_number == patient) == 3
     assert len(outbound_rows(db, patient)) == sent_after_stop == 2
@@ -115,5 +105,7 @@ def test_opting_out_of_one_clinic_leaves_the_other(stack, channel_clinics, db):
 def test_help_returns_the_clinics_contact_details(stack, channel_clinics, db):
     patient = new_patient()
     reply = stack.phone.reply_and_wait(sender=patient, clinic_number=OPEN_NUMBER, body="HELP")
-    assert "Allday Dental" in reply and OPEN_NUMBER in reply and "1 Test Street" in reply
+    # The number as patients in the clinic's country dial it, not E.164 (issue 14).
+    assert "Allday Dental" in reply and "01632 960701" in reply and "1 Test Street" in reply
+    assert OPEN_NUMBER not in reply
     assert consent_of(db, patient) == Consent.implied

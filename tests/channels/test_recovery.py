@@ -160,7 +160,10 @@ def test_whatsapp_outside_the_window_uses_the_approved_template(sessions, clinic
     assert message.to_number == f"whatsapp:{caller}"
     assert message.content_sid == "HX00000000000000000000000000000001"
     assert message.content_variables == {"1": "Riverside Dental & Aesthetics", "2": "Ann"}
-    assert "Riverside" in message.body  # kept for an SMS fallback and for staff
+    # What the patient reads, for staff and an SMS fallback: the approved text filled in.
+    assert message.body == ("Sorry we missed your call at Riverside Dental & Aesthetics. Hi Ann, "
+                            "reply YES to book an appointment, or tell us what you need. Reply "
+                            "STOP to opt out.")
 
 
 def test_whatsapp_inside_the_window_is_free_form(sessions, clinics):

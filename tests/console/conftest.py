@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from booking.models import Contact, Escalation, Message, Thread
+from tests.console.dashboard_history import SeededPeriod, seed
 
 CLINIC_NUMBER = "+441632960001"
 URGENT = "my lip is swollen and going white after filler"
@@ -32,6 +33,12 @@ def db(stack) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def seeded(stack) -> SeededPeriod:
+    """Riverside with synthetic history for the dashboard tests (see dashboard_history)."""
+    return seed(stack.database_url)
 
 
 def csrf_of(html: str) -> str:

@@ -3,7 +3,10 @@
 An urgent text to the clinic appears in the queue without a reload; the receptionist takes the
 thread over, replies (the patient's phone gets it), sees the patient's answer arrive live,
 hands back to the bot (the bot answers the patient again) and resolves the escalation.
-Northside's staff cannot see any of it. Screenshots go to test-artifacts/.
+Northside's staff cannot see any of it. A click on the thread's panel is never lost to the
+page's polling. The dashboard draws its charts with the database's numbers, and on a phone
+(390 x 844) nothing scrolls sideways and Acknowledge is on the first screen of a thread opened
+from an alert. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tests.console.conftest import (
     escalation_of,
     new_patient,
     thread_of,
+    urgent_escalation,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -48,8 +52,12 @@ def snapshot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
 
 
-def sign_in(browser: Browser, gateway: str, username: str, password: str) -> Page:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+PHONE = {"width": 390, "height": 844}
+
+
+def sign_in(browser: Browser, gateway: str, username: str, password: str,
+            viewport: dict | None = None) -> Page:
+    page = browser.new_context(viewport=viewport or {"width": 1280, "height": 900}).new_page()
     page.goto(f"{gateway}/console/escalations")
     expect(page).to_have_url(f"{gateway}/console/login?next=/console/escalations")
     page.get_by_label("Username").fill(username)
@@ -123,3 +131,82 @@ def test_urgent_escalation_taken_over_answered_handed_back_and_resolved(stack, d
     expect(other.get_by_role("heading", name="Not found")).to_be_visible()
     expect(other.locator("body")).not_to_contain_text(URGENT)
     snapshot(other, "05-other-clinic-404")
+
+
+def polls(page: Page, count: int) -> None:
+    """Wait until the thread page's poller has fetched `count` updates."""
+    for _ in range(count):
+        with page.expect_response(lambda response: "/updates" in response.url,
+                                  timeout=WAIT_MS):
+            pass
+
+
+def test_polling_never_replaces_an_unchanged_panel_so_a_click_is_not_lost(stack, db, browser):
+    escalation = urgent_escalation(stack, db, new_patient())
+    page = sign_in(browser, stack.gateway, "riverside-admin", "riverside-demo")
+    page.goto(f"{stack.gateway}/console/threads/{escalation.thread_id}")
+    acknowledge = page.get_by_role("button", name="Acknowledge")
+    button = acknowledge.element_handle()
+
+    polls(page, 3)
+
+    # The very button the page first drew is still the one on screen: nothing was swapped.
+    assert button.evaluate("node => node.isConnected")
+    button.click()
+    expect(page.locator(f"#escalation-{escalation.id} .status")).to_have_text("acknowledged")
+    db.expire_all()
+    assert db.get(type(escalation), escalation.id).status == EscalationStatus.acknowledged
+
+
+def page_width(page: Page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+def test_dashboard_draws_the_databases_numbers(stack, db, seeded, browser):
+    page = sign_in(browser, stack.gateway, "riverside-admin", "riverside-demo")
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page.goto(f"{stack.gateway}/console/dashboard?{seeded.query}")
+    expected = seeded.counts(db)
+
+    for key in ("missed", "texted", "booked"):
+        shown = page.locator(f'[data-figure="{key}"] .value').inner_text()
+        assert int(shown.replace(",", "")) == expected[key], key
+    funnel = page.locator("#chart-funnel svg rect")
+    assert funnel.count() > 0
+    heights = funnel.evaluate_all("rects => rects.map(r => r.getBBox().height)")
+    assert sum(heights) > 0
+    assert page.locator("#chart-heat svg rect.heat").count() == 7 * 24
+    assert page.locator("#chart-trend svg polyline").first.get_attribute("points")
+    page.locator("#chart-funnel summary").click()
+    daily = page.locator("#chart-funnel table tbody tr")
+    assert daily.count() == 30
+    missed_by_day = daily.evaluate_all(
+        "rows => rows.map(r => Number(r.querySelectorAll('td')[0].textContent))")
+    assert sum(missed_by_day) == expected["missed"]
+    snapshot(page, "06-dashboard")
+
+
+def test_phone_pages_fit_the_screen_and_acknowledge_comes_first(stack, db, seeded, browser):
+    escalation = urgent_escalation(stack, db, new_patient())
+    page = sign_in(browser, stack.gateway, "riverside-admin", "riverside-demo", viewport=PHONE)
+
+    expect(page.locator("#queue-rows tr").first).to_be_visible()
+    assert page_width(page) == PHONE["width"]
+    snapshot(page, "07-phone-queue")
+
+    # The alert's link, as the on-call clinician's phone opens it.
+    page.goto(f"{stack.gateway}/console/threads/{escalation.thread_id}")
+    acknowledge = page.locator(f"#escalation-{escalation.id}").get_by_role(
+        "button", name="Acknowledge")
+    expect(acknowledge).to_be_visible()
+    assert page_width(page) == PHONE["width"]
+    box = acknowledge.bounding_box()
+    assert box["y"] + box["height"] <= PHONE["height"]
+    assert page.locator('a[href^="tel:+44"]').first.bounding_box()["y"] < PHONE["height"]
+    snapshot(page, "08-phone-thread")
+
+    page.goto(f"{stack.gateway}/console/dashboard?{seeded.query}")
+    expect(page.locator('[data-figure="missed"]')).to_be_visible()
+    assert page_width(page) == PHONE["width"]
+    snapshot(page, "09-phone-dashboard")

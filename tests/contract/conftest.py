@@ -28,7 +28,7 @@ from sqlalchemy.orm import sessionmaker
 
 from booking.clinics.config import load_clinics
 from booking.db import make_engine, session_factory
-from booking.models import Base, Clinic, Contact
+from booking.models import Base, Clinic, Contact, Patient
 from booking.scheduling.base import SchedulingAdapter, Slot
 from booking.scheduling.registry import get_adapter
 
@@ -81,15 +81,19 @@ class Harness:
     make_unreachable: Callable[[], None]
     extra: dict = field(default_factory=dict)
 
-    def contact(self, first_name: str = "Ann", last_name: str = "Example",
-                phone: str | None = None) -> Contact:
+    def patient(self, first_name: str = "Ann", last_name: str = "Example",
+                phone: str | None = None) -> Patient:
+        """A new phone's owner, booking for themselves; `.contact` is loaded."""
         with self.sessions() as session:
             contact = Contact(clinic_id=self.clinic.id, first_name=first_name,
                               last_name=last_name,
                               phone=phone or f"+4477009{uuid.uuid4().int % 10**5:05d}")
-            session.add(contact)
+            patient = Patient(clinic_id=self.clinic.id, contact=contact, relation="self",
+                              first_name=first_name, last_name=last_name)
+            session.add(patient)
             session.commit()
-            return contact
+            _ = patient.contact.phone
+            return patient
 
 
 # -- Radicale ------------------------------------------------------------------------------
@@ -186,7 +190,7 @@ def _builtin(sessions, tmp_path, clock) -> Harness:
     harness: Harness
 
     def take_elsewhere(slot: Slot) -> None:
-        other_process.book(slot=slot, contact=harness.contact("Other", "Patient"),
+        other_process.book(slot=slot, patient=harness.patient("Other", "Patient"),
                            service=slot.service, idempotency_key=f"elsewhere-{uuid.uuid4()}")
 
     def make_unreachable() -> None:

@@ -9,13 +9,13 @@ horizon 21 days, slots every 15 minutes. The clock stands at Monday 23 March 202
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
-from booking.models import Appointment, AppointmentStatus, Contact
+from booking.models import Appointment, AppointmentStatus, Patient
 from booking.scheduling.base import (
     CalendarUnavailable,
     InvalidRequest,
@@ -127,38 +127,67 @@ def test_a_narrow_window_answers_thursday_afternoon(harness):
 
 
 def test_booking_returns_an_appointment_row_the_rest_of_ringback_sees(harness):
-    contact = harness.contact()
+    patient = harness.patient()
     slot = first_free(harness)
-    appointment = harness.adapter.book(slot=slot, contact=contact, service="consult",
+    appointment = harness.adapter.book(slot=slot, patient=patient, service="consult",
                                        idempotency_key="booking-1")
     assert appointment.id is not None
     assert appointment.status == AppointmentStatus.booked
     assert (appointment.starts_at, appointment.ends_at) == (slot.starts_at, slot.ends_at)
-    assert appointment.contact_id == contact.id
+    assert appointment.contact_id == patient.contact_id
+    assert appointment.patient_id == patient.id
     assert appointment.service.slug == "consult"
     assert appointment.provider.slug == slot.provider
     with harness.sessions() as session:
         stored = session.get(Appointment, appointment.id)
         assert stored.clinic_id == harness.clinic.id
-    assert [a.id for a in harness.adapter.upcoming_for_contact(contact=contact)] == [
+    assert [a.id for a in harness.adapter.upcoming_for_contact(contact=patient.contact)] == [
         appointment.id]
 
 
+def test_a_booking_is_for_the_person_not_the_phone(harness):
+    parent = harness.patient("Sam", "Taylor")
+    emma = Patient(clinic_id=harness.clinic.id, contact_id=parent.contact_id,
+                   relation="daughter", first_name="Emma", last_name="Taylor",
+                   date_of_birth=date(2018, 5, 4))
+    slot = first_free(harness, provider="dr-a")
+    later = first_free(harness, provider="dr-a", after=slot.ends_at + timedelta(hours=1))
+    for_parent = harness.adapter.book(slot=slot, patient=parent, service="consult",
+                                      idempotency_key="family-1")
+    for_emma = harness.adapter.book(slot=later, patient=emma, service="consult",
+                                    idempotency_key="family-2")
+    assert for_parent.patient_id == parent.id
+    # A person not stored before is stored with their booking, once.
+    assert for_emma.patient_id not in (None, parent.id)
+    again = harness.adapter.book(slot=later, patient=emma, service="consult",
+                                 idempotency_key="family-2")
+    assert again.patient_id == for_emma.patient_id
+    upcoming = harness.adapter.upcoming_for_contact(contact=parent.contact)
+    assert [(a.patient.first_name, a.patient.relation, a.patient.date_of_birth)
+            for a in upcoming] == [("Sam", "self", None),
+                                   ("Emma", "daughter", date(2018, 5, 4))]
+    assert {a.contact_id for a in upcoming} == {parent.contact_id}
+    moved = harness.adapter.reschedule(
+        appointment_id=for_emma.id, idempotency_key="family-3",
+        new_slot=first_free(harness, provider="dr-a", after=later.ends_at + timedelta(days=1)))
+    assert moved.patient.first_name == "Emma"
+
+
 def test_the_same_idempotency_key_returns_the_same_appointment(harness):
-    contact = harness.contact()
+    patient = harness.patient()
     slot = first_free(harness)
-    first = harness.adapter.book(slot=slot, contact=contact, service="consult",
+    first = harness.adapter.book(slot=slot, patient=patient, service="consult",
                                  idempotency_key="retry-me")
-    again = harness.adapter.book(slot=slot, contact=contact, service="consult",
+    again = harness.adapter.book(slot=slot, patient=patient, service="consult",
                                  idempotency_key="retry-me")
     assert again.id == first.id
     assert count_appointments(harness) == 1
 
 
 def test_a_booked_slot_and_its_buffer_are_no_longer_offered(harness):
-    contact = harness.contact()
+    patient = harness.patient()
     slot = first_free(harness, provider="dr-a")
-    harness.adapter.book(slot=slot, contact=contact, service="consult", idempotency_key="b")
+    harness.adapter.book(slot=slot, patient=patient, service="consult", idempotency_key="b")
     after = harness.adapter.find_free_slots(
         service="consult", window_start=slot.starts_at - timedelta(hours=1),
         window_end=slot.ends_at + timedelta(hours=1), provider="dr-a")
@@ -171,10 +200,10 @@ def test_a_booked_slot_and_its_buffer_are_no_longer_offered(harness):
 
 def test_booking_a_taken_slot_raises_slot_unavailable(harness):
     slot = first_free(harness)
-    harness.adapter.book(slot=slot, contact=harness.contact(), service="consult",
+    harness.adapter.book(slot=slot, patient=harness.patient(), service="consult",
                          idempotency_key="first")
     with pytest.raises(SlotUnavailable):
-        harness.adapter.book(slot=slot, contact=harness.contact("Bob"), service="consult",
+        harness.adapter.book(slot=slot, patient=harness.patient("Bob"), service="consult",
                              idempotency_key="second")
     assert count_appointments(harness) == 1
 
@@ -184,7 +213,7 @@ def test_a_time_taken_elsewhere_after_it_was_offered_is_detected(harness):
     harness.take_elsewhere(offered)
     before = count_appointments(harness)
     with pytest.raises(SlotUnavailable):
-        harness.adapter.book(slot=offered, contact=harness.contact(), service="consult",
+        harness.adapter.book(slot=offered, patient=harness.patient(), service="consult",
                              idempotency_key="too-late")
     assert count_appointments(harness) == before
     assert offered not in harness.adapter.find_free_slots(
@@ -197,7 +226,7 @@ def test_a_slot_that_was_never_offered_is_refused(harness):
     closed = Slot(starts_at=sunday, ends_at=sunday + timedelta(minutes=30), provider="dr-a",
                   service="consult")
     with pytest.raises(SlotUnavailable):
-        harness.adapter.book(slot=closed, contact=harness.contact(), service="consult",
+        harness.adapter.book(slot=closed, patient=harness.patient(), service="consult",
                              idempotency_key="sunday")
 
 
@@ -205,25 +234,25 @@ def test_a_slot_that_was_never_offered_is_refused(harness):
 
 
 def test_cancel_frees_the_time_and_is_harmless_twice(harness):
-    contact = harness.contact()
+    patient = harness.patient()
     slot = first_free(harness)
-    appointment = harness.adapter.book(slot=slot, contact=contact, service="consult",
+    appointment = harness.adapter.book(slot=slot, patient=patient, service="consult",
                                        idempotency_key="c")
     cancelled = harness.adapter.cancel(appointment_id=appointment.id)
     assert cancelled.status == AppointmentStatus.cancelled
     assert harness.adapter.cancel(appointment_id=appointment.id).status == \
         AppointmentStatus.cancelled
-    assert harness.adapter.upcoming_for_contact(contact=contact) == []
+    assert harness.adapter.upcoming_for_contact(contact=patient.contact) == []
     assert first_free(harness) == slot
-    rebooked = harness.adapter.book(slot=slot, contact=harness.contact("Bob"),
+    rebooked = harness.adapter.book(slot=slot, patient=harness.patient("Bob"),
                                     service="consult", idempotency_key="c2")
     assert rebooked.id != appointment.id
 
 
 def test_reschedule_moves_the_booking_and_frees_the_old_time(harness):
-    contact = harness.contact()
+    patient = harness.patient()
     slot = first_free(harness, provider="dr-a")
-    old = harness.adapter.book(slot=slot, contact=contact, service="consult",
+    old = harness.adapter.book(slot=slot, patient=patient, service="consult",
                                idempotency_key="r0")
     later = first_free(harness, provider="dr-a", after=slot.starts_at + timedelta(days=2))
     new = harness.adapter.reschedule(appointment_id=old.id, new_slot=later,
@@ -235,14 +264,14 @@ def test_reschedule_moves_the_booking_and_frees_the_old_time(harness):
     assert again.id == new.id
     with harness.sessions() as session:
         assert session.get(Appointment, old.id).status == AppointmentStatus.rescheduled
-    assert [a.id for a in harness.adapter.upcoming_for_contact(contact=contact)] == [new.id]
+    assert [a.id for a in harness.adapter.upcoming_for_contact(contact=patient.contact)] == [new.id]
     assert first_free(harness, provider="dr-a") == slot
 
 
 def test_reschedule_by_a_few_minutes_may_overlap_itself(harness):
-    contact = harness.contact()
+    patient = harness.patient()
     slot = first_free(harness, provider="dr-a")
-    old = harness.adapter.book(slot=slot, contact=contact, service="consult",
+    old = harness.adapter.book(slot=slot, patient=patient, service="consult",
                                idempotency_key="s0")
     nudged = Slot(starts_at=slot.starts_at + timedelta(minutes=15),
                   ends_at=slot.ends_at + timedelta(minutes=15), provider="dr-a",
@@ -253,15 +282,15 @@ def test_reschedule_by_a_few_minutes_may_overlap_itself(harness):
 
 
 def test_reschedule_to_a_taken_time_keeps_the_original(harness):
-    contact = harness.contact()
+    patient = harness.patient()
     slot = first_free(harness, provider="dr-a")
-    old = harness.adapter.book(slot=slot, contact=contact, service="consult",
+    old = harness.adapter.book(slot=slot, patient=patient, service="consult",
                                idempotency_key="t0")
     other = first_free(harness, provider="dr-a", after=slot.starts_at + timedelta(days=1))
     harness.take_elsewhere(other)
     with pytest.raises(SlotUnavailable):
         harness.adapter.reschedule(appointment_id=old.id, new_slot=other, idempotency_key="t1")
-    assert [a.id for a in harness.adapter.upcoming_for_contact(contact=contact)] == [old.id]
+    assert [a.id for a in harness.adapter.upcoming_for_contact(contact=patient.contact)] == [old.id]
     with harness.sessions() as session:
         assert session.get(Appointment, old.id).status == AppointmentStatus.booked
 
@@ -282,26 +311,25 @@ def test_invalid_requests_are_typed(harness):
             tzinfo=None), window_end=end)
     slot = first_free(harness)
     with pytest.raises(InvalidRequest):
-        harness.adapter.book(slot=slot, contact=harness.contact(), service="scan",
+        harness.adapter.book(slot=slot, patient=harness.patient(), service="scan",
                              idempotency_key="wrong-service")
     with pytest.raises(InvalidRequest):
         harness.adapter.cancel(appointment_id=999_999)
-    with harness.sessions() as session:
-        stranger = Contact(clinic_id=harness.clinic.id + 1000, phone="+447700900777")
+    stranger = Patient(clinic_id=harness.clinic.id + 1000, contact_id=1, first_name="X")
     with pytest.raises(InvalidRequest):
-        harness.adapter.book(slot=slot, contact=stranger, service="consult",
+        harness.adapter.book(slot=slot, patient=stranger, service="consult",
                              idempotency_key="stranger")
 
 
 def test_an_unreachable_calendar_is_retryable_and_books_nothing(harness):
     slot = first_free(harness)
-    contact = harness.contact()
+    patient = harness.patient()
     before = count_appointments(harness)
     harness.make_unreachable()
     start, end = two_weeks()
     with pytest.raises(CalendarUnavailable):
         harness.adapter.find_free_slots(service="consult", window_start=start, window_end=end)
     with pytest.raises(CalendarUnavailable):
-        harness.adapter.book(slot=slot, contact=contact, service="consult",
+        harness.adapter.book(slot=slot, patient=patient, service="consult",
                              idempotency_key="offline")
     assert count_appointments(harness) == before

@@ -9,7 +9,7 @@ import caldav
 import pytest
 
 from booking.db import make_engine, session_factory
-from booking.models import Appointment, Base
+from booking.models import Appointment, Base, Patient
 from booking.scheduling.base import Slot
 from tests.contract.conftest import NOW, Clock, _caldav, put_event
 
@@ -38,9 +38,9 @@ def _slots_on(cal, day: date, provider="dr-a") -> list[Slot]:
 
 
 def test_a_booking_is_an_event_with_minimal_patient_details(cal):
-    contact = cal.contact(first_name="Ann", last_name="Example", phone="+447700900123")
+    patient = cal.patient(first_name="Ann", last_name="Example", phone="+447700900123")
     slot = _slots_on(cal, date(2026, 3, 24))[0]
-    appointment = cal.adapter.book(slot=slot, contact=contact, service="consult",
+    appointment = cal.adapter.book(slot=slot, patient=patient, service="consult",
                                    idempotency_key="e1")
     (event,) = _events(cal.extra["calendars"]["dr-a"])
     assert str(event["UID"]) == appointment.external_id
@@ -52,10 +52,20 @@ def test_a_booking_is_an_event_with_minimal_patient_details(cal):
         assert session.get(Appointment, appointment.id).external_id == appointment.external_id
 
 
+def test_the_event_names_the_person_booked_for_not_the_phone_owner(cal):
+    parent = cal.patient(first_name="Sam", last_name="Taylor")
+    emma = Patient(clinic_id=cal.clinic.id, contact_id=parent.contact_id, relation="daughter",
+                   first_name="Emma", last_name="Taylor")
+    slot = _slots_on(cal, date(2026, 3, 24))[0]
+    cal.adapter.book(slot=slot, patient=emma, service="consult", idempotency_key="f1")
+    (event,) = _events(cal.extra["calendars"]["dr-a"])
+    assert str(event["SUMMARY"]) == "Consultation: Emma T."
+
+
 def test_cancel_and_reschedule_keep_the_calendar_in_step(cal):
-    contact = cal.contact()
+    patient = cal.patient()
     first, second = _slots_on(cal, date(2026, 3, 24))[:1] + _slots_on(cal, date(2026, 3, 25))[:1]
-    appointment = cal.adapter.book(slot=first, contact=contact, service="consult",
+    appointment = cal.adapter.book(slot=first, patient=patient, service="consult",
                                    idempotency_key="m1")
     moved = cal.adapter.reschedule(appointment_id=appointment.id, new_slot=second,
                                    idempotency_key="m2")
@@ -66,9 +76,9 @@ def test_cancel_and_reschedule_keep_the_calendar_in_step(cal):
 
 
 def test_a_cancel_after_staff_deleted_the_event_still_works(cal):
-    contact = cal.contact()
+    patient = cal.patient()
     slot = _slots_on(cal, date(2026, 3, 24))[0]
-    appointment = cal.adapter.book(slot=slot, contact=contact, service="consult",
+    appointment = cal.adapter.book(slot=slot, patient=patient, service="consult",
                                    idempotency_key="d1")
     url = cal.extra["calendars"]["dr-a"]
     client = caldav.DAVClient(url=url, username="ringback", password="unused")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking.clinics.lookups import find_clinic_by_slug
+from booking.dialogue.family import owner_of
 from booking.messaging.conversations import get_or_create_contact, sender_id_for
 from booking.models import (
     Appointment,
@@ -199,7 +201,8 @@ class Diary:
         with self.sessions() as session, session.begin():
             found = find_clinic_by_slug(session, clinic)
             contact = get_or_create_contact(session, clinic=found, phone=phone)
-        return self.adapter(clinic).book(slot=slot, contact=contact, service=slot.service,
+            patient = owner_of(session, contact)
+        return self.adapter(clinic).book(slot=slot, patient=patient, service=slot.service,
                                          idempotency_key=f"diary-{phone}-{slot.starts_at}")
 
     def book_soonest(self, clinic: str, *, phone: str, service: str,
@@ -210,9 +213,10 @@ class Diary:
                                        window_end=start + timedelta(days=21), limit=1)[0]
         return self.book(clinic, phone=phone, slot=slot)
 
-    def appointment_starting_in(self, clinic: str, *, phone: str, service: str,
-                                hours: float) -> Appointment:
-        """An appointment soon, whatever the clock says now: written as staff would key it in."""
+    def appointment_starting_in(self, clinic: str, *, phone: str, service: str, hours: float,
+                                booked_ago: timedelta = timedelta(days=7)) -> Appointment:
+        """An appointment soon, whatever the clock says now: written as staff would key it in,
+        `booked_ago` (a change just after booking has no late-notice terms)."""
         with self.sessions() as session, session.begin():
             found = find_clinic_by_slug(session, clinic)
             contact = get_or_create_contact(session, clinic=found, phone=phone)
@@ -224,10 +228,25 @@ class Diary:
                 clinic_id=found.id, contact_id=contact.id, service_id=chosen.id,
                 starts_at=starts, ends_at=starts + timedelta(minutes=chosen.duration_minutes),
                 status=AppointmentStatus.booked, source="staff",
-                idempotency_key=f"staff-{phone}-{starts.isoformat()}")
+                idempotency_key=f"staff-{phone}-{starts.isoformat()}",
+                created_at=datetime.now(timezone.utc) - booked_ago)
             session.add(appointment)
             session.flush()
             return appointment
+
+
+@contextmanager
+def clinic_requiring(sessions: sessionmaker, slug: str, fields: list[str]) -> Iterator[None]:
+    """The clinic asks for these patient details while the block runs (settings, no restart)."""
+    with sessions() as session, session.begin():
+        clinic = find_clinic_by_slug(session, slug)
+        original = dict(clinic.settings)
+        clinic.settings = {**original, "required_patient_fields": fields}
+    try:
+        yield
+    finally:
+        with sessions() as session, session.begin():
+            find_clinic_by_slug(session, slug).settings = original
 
 
 @pytest.fixture

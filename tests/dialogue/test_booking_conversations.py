@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from booking.models import AppointmentStatus
-from tests.dialogue.conftest import EXAMPLE_CLINICS
+from tests.dialogue.conftest import EXAMPLE_CLINICS, clinic_requiring
 
 pytestmark = pytest.mark.integration
 
@@ -162,14 +162,8 @@ def test_a_patient_the_clinic_knows_is_not_asked_their_name_again(patient):
 
 
 def test_a_clinic_that_needs_more_details_asks_for_each_once(patient, booking_sessions):
-    from booking.clinics.lookups import find_clinic_by_slug
-
     required = ["first_name", "last_name", "date_of_birth"]
-    with booking_sessions() as session, session.begin():
-        clinic = find_clinic_by_slug(session, "northside")
-        original = dict(clinic.settings)
-        clinic.settings = {**original, "required_patient_fields": required}
-    try:
+    with clinic_requiring(booking_sessions, "northside", required):
         ray = patient("northside")
         ray.ring()
         ray.says("yes")
@@ -180,9 +174,6 @@ def test_a_clinic_that_needs_more_details_asks_for_each_once(patient, booking_se
         assert "03/14/1985" in ray.says("Ortiz")  # the date of birth, US style
         assert "date of birth" in ray.says("july 4th")  # no year: asked again, not guessed
         confirmation = ray.says("7/4/1990")
-    finally:
-        with booking_sessions() as session, session.begin():
-            find_clinic_by_slug(session, "northside").settings = original
     assert confirmation.startswith("You're booked: Sports massage")
     contact = ray.contact()
     assert (contact.first_name, contact.last_name) == ("Ray", "Ortiz")

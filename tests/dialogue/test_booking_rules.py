@@ -73,11 +73,15 @@ def test_asking_for_a_full_name_then_a_surname():
 # -- moving and cancelling -----------------------------------------------------------------
 
 
-def appointment(id_, service_name, hours_from_now, slug="check-up"):
+def appointment(id_, service_name, hours_from_now, slug="check-up", patient=None,
+                booked_ago=timedelta(days=7)):
+    """`patient`: who it is for; None is the phone's owner (keyed in without a person)."""
     service = SimpleNamespace(id=hash(slug) % 1000, name=service_name, slug=slug,
                               synonyms=[])
     return SimpleNamespace(id=id_, service=service, service_id=service.id,
-                           starts_at=NOW + timedelta(hours=hours_from_now))
+                           starts_at=NOW + timedelta(hours=hours_from_now), patient=patient,
+                           patient_id=patient.id if patient is not None else None,
+                           created_at=NOW - booked_ago)
 
 
 RIVERSIDE = SimpleNamespace(
@@ -97,6 +101,16 @@ def test_the_late_cancellation_fee_is_mentioned_only_within_the_notice_period():
         "Just to check: cancel your Check-up on Wed 25 Nov at 10:00?")
 
 
+def test_an_appointment_booked_moments_ago_changes_without_the_fee_warning():
+    just_booked = appointment(1, "Check-up", 5, booked_ago=timedelta(minutes=1))
+    assert not is_late_notice(just_booked, clinic=RIVERSIDE, now=NOW)
+    assert "£25" not in cancel_question(just_booked, clinic=RIVERSIDE, now=NOW)
+    assert "late-cancellation" not in reschedule_question(
+        just_booked, NOW + timedelta(days=3), clinic=RIVERSIDE, now=NOW)
+    an_hour_ago = appointment(2, "Check-up", 5, booked_ago=timedelta(minutes=61))
+    assert is_late_notice(an_hour_ago, clinic=RIVERSIDE, now=NOW)
+
+
 def test_choosing_which_appointment_by_number_day_or_treatment():
     check_up = appointment(1, "Check-up", 26)  # Tue 24 Nov 11:00
     hygiene = appointment(2, "Hygiene appointment", 74, slug="hygiene")  # Thu 26 Nov 11:00
@@ -114,6 +128,29 @@ def test_choosing_which_appointment_by_number_day_or_treatment():
     assert chosen("whichever") is None
     assert "1. Check-up on Tue 24 Nov at 11:00" in which_question(both, clinic=RIVERSIDE,
                                                                   kind="cancel")
+
+
+def test_a_family_s_appointments_say_whose_they_are():
+    sam = SimpleNamespace(id=1, relation="self", first_name="Sam")
+    emma = SimpleNamespace(id=2, relation="daughter", first_name="Emma")
+    son = SimpleNamespace(id=3, relation="son", first_name=None)
+    mine, hers = appointment(1, "Check-up", 26, patient=sam), appointment(2, "Check-up", 27,
+                                                                           patient=emma)
+    listed = which_question([mine, hers, appointment(3, "Check-up", 74, patient=son)],
+                            clinic=RIVERSIDE, kind="cancel")
+    assert ("1. Your check-up on Tue 24 Nov at 11:00\n2. Emma's check-up on Tue 24 Nov at 12:00\n"
+            "3. Your son's check-up on Thu 26 Nov at 11:00") in listed
+    assert cancel_question(hers, clinic=RIVERSIDE, now=NOW).startswith(
+        "Just to check: cancel Emma's check-up on Tue 24 Nov at 12:00?")
+    assert cancel_question(mine, clinic=RIVERSIDE, now=NOW).startswith(
+        "Just to check: cancel your Check-up on Tue 24 Nov at 11:00?")
+    assert question(["first_name"], whose="your son's") == "What's your son's name?"
+    assert question(["first_name", "last_name"], whose="Emma's") == \
+        "What's Emma's full name, please (first name and surname)?"
+    assert question(["date_of_birth"], whose="Emma's").startswith("What's Emma's date of birth?")
+    assert question(["first_name"]) == "What name should I put the booking under?"
+    assert parse_name("Emma's name is Emma Taylor") == ("Emma", "Taylor")
+    assert parse_name("his name is Jack") == ("Jack", None)
 
 
 @pytest.mark.parametrize("text, meaning", [

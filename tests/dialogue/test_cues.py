@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 
 from booking.dialogue.cues import (
+    asks_for_another_day,
     asks_for_earlier,
     asks_for_later,
     done_for_now,
     mentions_booking,
     side_questions,
     wants_to_book,
+    wrong_number,
 )
 
 
@@ -84,3 +86,31 @@ def test_no_booking_words():
 ])
 def test_side_questions(text, topics):
     assert side_questions(text) == topics
+
+
+@pytest.mark.parametrize("text", [
+    "wrong number sorry", "You have the wrong number.", "wrong person", "I never called you",
+    "I didn't ring a clinic", "not the person you're looking for",
+])
+def test_wrong_number(text):
+    assert wrong_number(text)
+
+
+@pytest.mark.parametrize("text", [
+    "what's your number", "my number is wrong on my records", "I called you yesterday", "",
+])
+def test_not_a_wrong_number(text):
+    assert not wrong_number(text)
+
+
+@pytest.mark.parametrize("text", [
+    "can I move my appointment to a different day", "another day please",
+    "rebook me on another date", "not that day", "not on the same day",
+])
+def test_asks_for_another_day(text):
+    assert asks_for_another_day(text)
+
+
+@pytest.mark.parametrize("text", ["can I move it to later that day", "another time please"])
+def test_not_asking_for_another_day(text):
+    assert not asks_for_another_day(text)

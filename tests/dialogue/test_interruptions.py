@@ -154,11 +154,14 @@ def test_a_message_not_understood_twice_goes_to_staff_and_the_bot_stops(patient,
     (escalation,) = lou.escalations()
     assert escalation.reason == EscalationReason.not_understood
     assert thread_state(lou, db) == ThreadState.handed_off
+    # Staff have the thread now: the bot only says, once, that the team has the message.
+    assert lou.says("hello??") == "Thanks, the Riverside Dental & Aesthetics team has this " \
+        "message too."
     before = len(lou.received())
-    lou.stack.phone.text(sender=lou.number, clinic_number=lou.clinic_number, body="hello??")
-    wait_until(lambda: lou.inbox_states()[-1:] == [InboxState.held], timeout=20,
-               message="the message held for staff")
-    assert len(lou.received()) == before  # staff have the thread now
+    lou.stack.phone.text(sender=lou.number, clinic_number=lou.clinic_number, body="hello???")
+    wait_until(lambda: lou.inbox_states()[-2:] == [InboxState.held] * 2, timeout=20,
+               message="the messages held for staff")
+    assert len(lou.received()) == before
 
 
 def test_one_miss_then_a_clear_answer_carries_on_without_staff(patient):

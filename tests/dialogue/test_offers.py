@@ -20,7 +20,7 @@ from booking.dialogue.appointment_booking import (
     spread,
 )
 from booking.dialogue.slot_choice import DAY_FIRST, MONTH_FIRST, Preference, preference
-from booking.models import Contact
+from booking.models import Contact, Patient
 from booking.scheduling.base import Slot
 from booking.scheduling.registry import get_adapter
 from tests.dialogue.conftest import FixedClock
@@ -167,8 +167,10 @@ def test_offer_and_confirmation_wording(riverside):
     assert re.fullmatch(r"1\. \w{3} \d{1,2} \w{3} at \d\d:\d\d", text.splitlines()[1])
     with sessions() as session, session.begin():
         contact = Contact(clinic_id=clinic.id, phone="+447700900301", first_name="Ana")
-        session.add(contact)
-    appointment = adapter.book(slot=slots[0], contact=contact, service=filler,
+        patient = Patient(clinic_id=clinic.id, contact=contact, relation="self",
+                          first_name="Ana")
+        session.add(patient)
+    appointment = adapter.book(slot=slots[0], patient=patient, service=filler,
                                idempotency_key="wording")
     confirmation = confirmation_text(appointment, clinic=clinic, service=filler)
     assert confirmation.startswith("You're booked: Lip filler with Dr Amara Patel on ")

@@ -89,7 +89,7 @@ def test_urgent_handover_records_everything_staff_need(sessions, clinics, settin
             FunnelEvent.thread_id == thread_id)).scalars().all()[-1] == "escalated"
 
 
-def test_urgent_after_hours_adds_the_out_of_hours_service_and_still_alerts_at_once(
+def test_urgent_after_hours_is_one_clear_message_and_still_alerts_at_once(
         sessions, clinics, settings):
     with sessions() as session, session.begin():
         thread = start_thread(session, clinic_id=clinics["riverside"], phone="+447700900402",
@@ -100,7 +100,10 @@ def test_urgent_after_hours_adds_the_out_of_hours_service_and_still_alerts_at_on
                              instant=RIVERSIDE_CLOSED, settings=settings)
     assert "999" in handover.patient_message
     assert "NHS 111" in handover.patient_message
-    assert "We're closed right now" in handover.patient_message
+    assert "will call you back" in handover.patient_message
+    # Not also "we're closed ... we'll pick it up first thing" (issue 14).
+    assert "closed" not in handover.patient_message
+    assert "first thing" not in handover.patient_message
     assert len(handover.alert_message_ids) == 1
 
 

@@ -105,10 +105,21 @@ def test_rasa_binds_to_its_host_and_demands_its_token(tmp_path):
         settings, model=tmp_path / "model.tar.gz", run_dir=tmp_path, with_simulator=False)}
     rasa = children["rasa"].command
     assert rasa[rasa.index("--interface") + 1] == "10.0.0.5"
-    assert rasa[rasa.index("--auth-token") + 1] == "rasa-secret"
+    assert "--auth-token=rasa-secret" in rasa
     assert "--enable-api" in rasa
     assert children["action server"].command[1:] == ["-m", "stack.action_server"]
     assert children["action server"].health_url.startswith("http://10.0.0.6:")
+
+
+def test_a_token_starting_with_a_dash_reaches_rasa_whole(tmp_path):
+    # One generated token in 64 starts with "-"; Rasa once refused to start on such a run.
+    from rasa.__main__ import create_argument_parser
+
+    settings = backend_settings(rasa_token="-Zk3_secret")
+    rasa = {service.name: service for service in services(
+        settings, model=tmp_path / "model.tar.gz", run_dir=tmp_path,
+        with_simulator=False)}["rasa"].command
+    assert create_argument_parser().parse_args(rasa[1:]).auth_token == "-Zk3_secret"
 
 
 def test_no_child_starts_without_the_backend_tokens(tmp_path):

@@ -19,9 +19,15 @@
       known[row.getAttribute("data-escalation-id")] = true;
     });
     setInterval(function () {
-      get(url).then(function (r) { return r.text(); }).then(function (html) {
-        if (html.trim() === tbody.innerHTML.trim()) { return; }
+      var version = null;
+      get(url).then(function (r) {
+        version = r.headers.get("X-Fragment-Version");
+        return r.text();
+      }).then(function (html) {
+        // The server's version, not the browser's re-serialised HTML (which never matches).
+        if (version && version === tbody.getAttribute("data-version")) { return; }
         tbody.innerHTML = html;
+        if (version) { tbody.setAttribute("data-version", version); }
         tbody.querySelectorAll("tr[data-escalation-id]").forEach(function (row) {
           var id = row.getAttribute("data-escalation-id");
           if (!known[id]) { row.classList.add("new"); known[id] = true; }
@@ -44,9 +50,10 @@
             list.lastElementChild.scrollIntoView({ block: "nearest" });
           }
           list.setAttribute("data-last-id", String(update.last_id));
-          if (panel && panel.innerHTML.trim() !== update.panel_html.trim()) {
-            // Keep whatever is expanded/typed elsewhere; the panel holds only buttons.
+          if (panel && panel.getAttribute("data-version") !== update.panel_version) {
+            // Only a real change replaces the panel: a click on its buttons is never lost.
             panel.innerHTML = update.panel_html;
+            panel.setAttribute("data-version", update.panel_version);
           }
           if (layout) { layout.setAttribute("data-state", update.state); }
           if (reply) { reply.hidden = update.state !== "handed_off"; }

@@ -452,6 +452,23 @@ class InboxItem(Base):
     message = relationship("Message")
 
 
+class Arrival(Base):
+    """A message exactly as Twilio posted it, stored by the messaging webhook before Twilio gets
+    its answer and kept only until the intake has taken it into the inbox
+    (`booking.messaging.arrivals`)."""
+
+    __tablename__ = "arrivals"
+
+    id = Column(Integer, primary_key=True)
+    message_sid = Column(String(64), nullable=False, unique=True)
+    channel = Column(_enum(Channel, "arrival_channel"), nullable=False)
+    params = Column(JSON, nullable=False)
+    received_at = Column(UTCDateTime, nullable=False)
+    # Failed intakes: the arrival stays (nothing is lost) and is retried a few times.
+    attempts = Column(Integer, nullable=False, default=0)
+    last_error = Column(String(300))
+
+
 class MissedCallStatus(str, enum.Enum):
     pending = "pending"  # recorded; text-back not yet sent
     texted = "texted"

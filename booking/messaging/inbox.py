@@ -1,7 +1,8 @@
 """The inbox: every patient message is stored once before Twilio gets its answer, and reaches
 the dialogue in order, exactly as often as it takes to get the dialogue's replies stored.
 
-1. `accept` (the messaging webhook, one transaction): store the message once per MessageSid;
+1. `accept` (the intake, right after the webhook stored the message as it came: see
+   `booking.messaging.arrivals`): store the message once per MessageSid;
    answer staff (`staff_replies`), STOP/START/HELP (`consent`) and words-less photos here; run
    the red-flag rules, so an emergency is escalated at once whatever state the dialogue is in;
    queue what the dialogue should read as an `InboxItem`.

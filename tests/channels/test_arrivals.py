@@ -14,8 +14,8 @@ from booking.clinics.config import load_clinics_file
 from booking.db import make_engine, session_factory
 from booking.messaging import arrivals
 from booking.messaging.arrivals import MAX_ATTEMPTS, NewArrival
-from booking.models import Arrival, Channel, InboxItem, Message
 from booking.migrate import upgrade
+from booking.models import Arrival, Channel, InboxItem, Message
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
 from tests.channels.conftest import CHANNEL_CLINICS, OPEN_NUMBER, write_clinics
 

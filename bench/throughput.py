@@ -9,9 +9,11 @@ the machine little besides the load it makes. Once every text-back is out, `PATI
 have the booking conversation at once, each sending their next message as soon as the bot has
 answered the previous one (no think time).
 
-Reported per database (SQLite, and PostgreSQL when the local server answers): messages answered
-per second, reply p50/p95 (from sending the webhook to the reply reaching Twilio), and each
-process's CPU milliseconds (user + system, from /proc, over the conversations only) per message.
+Reported per database (SQLite, and PostgreSQL when the local server answers) and per layout
+(one gateway and one Rasa process, then one of each per core), each on a fresh database:
+messages answered per second, reply p50/p95 (from sending the webhook to the reply reaching
+Twilio), and each process's CPU milliseconds (user + system, from /proc, over the
+conversations only) per message.
 Targets (issue 19): 40 patients x 5 messages, at least 30 messages/s with reply p95 < 1 s.
 `BENCH_PATIENTS` changes the number of patients.
 """
@@ -158,7 +160,8 @@ async def _conversations(stack, twilio: TwilioStandIn, patients: list[str]) -> d
     }
 
 
-async def _with_stand_in(database_url: str, run_dir: Path, model: Path, patients: int) -> dict:
+async def _with_stand_in(database_url: str, run_dir: Path, model: Path, patients: int,
+                         processes: int) -> dict:
     from tests.stack import free_port, start_stack
 
     twilio = TwilioStandIn()
@@ -169,7 +172,8 @@ async def _with_stand_in(database_url: str, run_dir: Path, model: Path, patients
     try:
         stack = await asyncio.to_thread(
             start_stack, run_dir, model=model, database_url=database_url,
-            extra_env={"TWILIO_API_BASE_URL": f"http://127.0.0.1:{port}"})
+            extra_env={"TWILIO_API_BASE_URL": f"http://127.0.0.1:{port}",
+                       "RASA_PROCESSES": str(processes), "GATEWAY_PROCESSES": str(processes)})
         try:
             callers = [f"+4477009{n:05d}" for n in range(patients)]
             return await _conversations(stack, twilio, callers)
@@ -179,15 +183,21 @@ async def _with_stand_in(database_url: str, run_dir: Path, model: Path, patients
         await runner.cleanup()
 
 
-def _databases(run_dir: Path) -> list[tuple[str, contextlib.AbstractContextManager[str]]]:
-    chosen = [("sqlite", contextlib.nullcontext(f"sqlite:///{run_dir / 'sqlite.db'}"))]
+def _database_kinds() -> list[str]:
+    kinds = ["sqlite"]
     with contextlib.suppress(Exception):  # no PostgreSQL here: SQLite alone
         import psycopg2
 
         psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test",
                          connect_timeout=2).close()
-        chosen.append(("postgresql", throwaway_database("ringback_throughput")))
-    return chosen
+        kinds.append("postgresql")
+    return kinds
+
+
+def _fresh_database(kind: str, run_dir: Path) -> contextlib.AbstractContextManager[str]:
+    if kind == "sqlite":
+        return contextlib.nullcontext(f"sqlite:///{run_dir / 'bench.db'}")
+    return throwaway_database("ringback_throughput")
 
 
 def run() -> dict:
@@ -196,11 +206,15 @@ def run() -> dict:
     model = train_model()
     patients = int(os.environ.get("BENCH_PATIENTS", "40"))
     results: dict = {}
+    layouts = sorted({1, os.cpu_count() or 1})
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
-        for name, database in _databases(Path(tmp)):
-            with database as url:
-                results[name] = asyncio.run(
-                    _with_stand_in(url, Path(tmp) / name, model, patients))
+        for kind in _database_kinds():
+            for processes in layouts:
+                run_dir = Path(tmp) / f"{kind}-{processes}"
+                run_dir.mkdir()
+                with _fresh_database(kind, run_dir) as url:
+                    results[f"{kind}, {processes} gateway + {processes} rasa"] = asyncio.run(
+                        _with_stand_in(url, run_dir, model, patients, processes))
     results["targets"] = {"messages_per_second": TARGET_MESSAGES_PER_SECOND,
                           "reply_p95_ms": TARGET_REPLY_P95_MS}
     return results

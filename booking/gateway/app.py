@@ -38,7 +38,7 @@ def build_context(settings: Settings) -> GatewayContext:
     context = GatewayContext(settings=settings,
                              sessions=session_factory(get_engine(settings.database_url)),
                              outbox=Outbox.from_settings(settings),
-                             rasa=RasaClient(base_url=settings.rasa_url,
+                             rasa=RasaClient(base_urls=settings.rasa_urls,
                                              token=settings.rasa_token,
                                              timeout=settings.rasa_timeout_seconds))
     context.outbox.use_executor(context.executor)  # sending never queues before webhooks

@@ -159,9 +159,14 @@ class InboxWorker:
 
     async def _deliver(self, claimed: Claimed) -> None:
         try:
-            replies = await self._context.rasa.handle_message(
-                sender_id=claimed.sender_id, text=claimed.text,
-                message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata)
+            if claimed.intent is not None:
+                await self._context.rasa.trigger_intent(sender_id=claimed.sender_id,
+                                                        intent=claimed.intent)
+                replies: list[str] = []  # an event's actions do not speak
+            else:
+                replies = await self._context.rasa.handle_message(
+                    sender_id=claimed.sender_id, text=claimed.text,
+                    message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata)
         except RasaUnavailable as exc:
             error = str(exc)
             logger.warning("inbox item %s: dialogue unavailable (%s)", claimed.item_id, error)

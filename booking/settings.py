@@ -120,20 +120,24 @@ class Settings(BaseSettings):
 
     @root_validator(skip_on_failure=True)
     def _refuse_weak_production_settings(cls, values: dict) -> dict:
-        if values.get("environment") == Environment.production:
-            for field in ("twilio_auth_token", *OUR_SECRETS):
-                if values.get(field) in (None, "", DEVELOPMENT_PLACEHOLDER):
-                    raise ValueError(f"{field.upper()} must be set in production")
-            for field in OUR_SECRETS:
-                if len(values[field]) < MIN_SECRET_LENGTH:
-                    raise ValueError(f"{field.upper()} must be at least {MIN_SECRET_LENGTH} "
-                                     "characters in production (e.g. `openssl rand -hex 32`)")
-            for field in PUBLIC_URLS:
-                if not _https_or_loopback(values[field]):
-                    raise ValueError(f"{field.upper()} must be an https:// URL in production, "
-                                     f"not {values[field]!r}")
-            if values.get("database_url", "").startswith("sqlite"):
-                raise ValueError("DATABASE_URL must point to PostgreSQL in production")
+        """Every problem at once, one a line, so a deployment is fixed in one go."""
+        if values.get("environment") != Environment.production:
+            return values
+        problems = []
+        for field in ("twilio_auth_token", *OUR_SECRETS):
+            if values.get(field) in (None, "", DEVELOPMENT_PLACEHOLDER):
+                problems.append(f"{field.upper()} must be set in production")
+            elif field in OUR_SECRETS and len(values[field]) < MIN_SECRET_LENGTH:
+                problems.append(f"{field.upper()} must be at least {MIN_SECRET_LENGTH} "
+                                "characters in production (e.g. `openssl rand -hex 32`)")
+        for field in PUBLIC_URLS:
+            if not _https_or_loopback(values[field]):
+                problems.append(f"{field.upper()} must be an https:// URL in production, "
+                                f"not {values[field]!r}")
+        if values.get("database_url", "").startswith("sqlite"):
+            problems.append("DATABASE_URL must point to PostgreSQL in production")
+        if problems:
+            raise ValueError("\n".join(problems))
         return values
 
     @property

@@ -3,10 +3,17 @@ short secrets, and public addresses without TLS. Checked when the settings are r
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from booking.settings import MIN_SECRET_LENGTH, Settings
+from booking.settings import MIN_SECRET_LENGTH, PROJECT_ROOT, Settings
+
+RINGBACK = str(Path(sys.executable).parent / "ringback")
 
 STRONG = {
     "environment": "production",
@@ -56,3 +63,19 @@ def test_http_to_this_machine_crosses_no_network_and_is_accepted():
 def test_development_accepts_short_secrets_and_http():
     settings = Settings(session_secret="x", gateway_public_url="http://clinic.example")
     assert not settings.is_production
+
+
+def test_ringback_names_the_refused_settings_instead_of_a_traceback():
+    env = {**os.environ, **{name.upper(): value for name, value in STRONG.items()},
+           "SESSION_SECRET": "too-short", "GATEWAY_PUBLIC_URL": "http://gateway.clinic.example",
+           # Nothing listens there: the refusal comes before any connection.
+           "DATABASE_URL": "postgresql+psycopg2://nobody@127.0.0.1:1/none"}
+    result = subprocess.run([RINGBACK, "migrate"], env=env, capture_output=True, text=True,
+                            cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "ringback: the configuration is refused:\n"
+        "  SESSION_SECRET must be at least 32 characters in production "
+        "(e.g. `openssl rand -hex 32`)\n"
+        "  GATEWAY_PUBLIC_URL must be an https:// URL in production, "
+        "not 'http://gateway.clinic.example'\n")

@@ -10,7 +10,8 @@ this middleware loads it before the route and stores it after:
   copied cookie is refused after sign-out, and after a password change (`clinics.config`);
 - a session ends after `idle` without a real action and after `absolute` in any case. The
   pages' background polls (`is_poll`) read through the session but do not count as activity,
-  so a tab left open ends like any other.
+  so a tab left open ends like any other. A poll costs one indexed read and writes nothing; a
+  real action writes its time at most once a minute (`TOUCH_EVERY`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import sessionmaker
 from starlette.datastructures import MutableHeaders
 from starlette.requests import cookie_parser
@@ -48,10 +49,16 @@ class Lifetimes:
     absolute: timedelta
 
 
+# A real action records itself at most this often: most page views then write nothing, and the
+# idle timeout is kept to within a minute.
+TOUCH_EVERY = timedelta(minutes=1)
+
+
 @dataclass
 class _Loaded:
     row_id: int | None
     data: dict
+    last_active_at: datetime | None = None
 
 
 class SessionStore:
@@ -75,7 +82,7 @@ class SessionStore:
                 ConsoleSession.token_hash == self.token_hash(token))).scalar_one_or_none()
             if row is None or self._expired(row, now):
                 return _Loaded(None, {})
-            return _Loaded(row.id, dict(row.data or {}))
+            return _Loaded(row.id, dict(row.data or {}), row.last_active_at)
 
     def _expired(self, row: ConsoleSession, now: datetime) -> bool:
         return (now - row.last_active_at >= self.lifetimes.idle
@@ -87,21 +94,23 @@ class SessionStore:
         or None to leave the cookie as it is."""
         now = self.clock()
         signed_in_changed = loaded.data.get("staff_id") != data.get("staff_id")
-        with sessions() as session, session.begin():
-            if loaded.row_id is not None and (signed_in_changed or not data):
-                session.execute(delete(ConsoleSession).where(ConsoleSession.id == loaded.row_id))
-                loaded = _Loaded(None, {})
-            if loaded.row_id is not None:
-                row = session.get(ConsoleSession, loaded.row_id)
-                if row is None:  # signed out elsewhere meanwhile: stays signed out
-                    return ""
-                if data != loaded.data:
-                    row.data = dict(data)
-                if active:
-                    row.last_active_at = now
+        ends = loaded.row_id is not None and (signed_in_changed or not data)
+        if loaded.row_id is not None and not ends:
+            changes = {"data": dict(data)} if data != loaded.data else {}
+            if active and now - loaded.last_active_at >= TOUCH_EVERY:
+                changes["last_active_at"] = now
+            if not changes:
                 return None
+            with sessions() as session, session.begin():
+                updated = session.execute(update(ConsoleSession).where(
+                    ConsoleSession.id == loaded.row_id).values(**changes)).rowcount
+            # No row: signed out elsewhere meanwhile, and stays signed out.
+            return None if updated else ""
+        with sessions() as session, session.begin():
+            if ends:
+                session.execute(delete(ConsoleSession).where(ConsoleSession.id == loaded.row_id))
             if not data:
-                return "" if signed_in_changed else None
+                return "" if ends else None
             self._purge_expired(session, now)
             token = secrets.token_urlsafe(32)
             staff_id = data.get("staff_id")

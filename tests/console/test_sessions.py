@@ -4,6 +4,7 @@ the tests: nothing here waits for a timeout to pass."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -66,15 +67,11 @@ class Console:
             return list(session.execute(select(model)).scalars())
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]:
-    database_url = (f"sqlite:///{tmp_path / 'console.db'}" if request.param == "sqlite"
-                    else request.getfixturevalue("postgres_url"))
-    upgrade(database_url)
-    load_clinics_file(database_url=database_url, path=EXAMPLE_FILE)
+@contextlib.contextmanager
+def gateway(database_url: str, clock: Clock) -> Iterator[str]:
+    """One gateway process's app, served from a thread; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    clock = Clock()
     settings = Settings(database_url=database_url, gateway_public_url=url,
                         console_public_url=url, session_secret="console-tests-session-secret",
                         twilio_api_base_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9")
@@ -87,9 +84,22 @@ def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]
         if time.monotonic() > deadline:
             raise TimeoutError("the gateway did not start")
         time.sleep(0.02)
-    yield Console(url=url, database_url=database_url, clock=clock)
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]:
+    database_url = (f"sqlite:///{tmp_path / 'console.db'}" if request.param == "sqlite"
+                    else request.getfixturevalue("postgres_url"))
+    upgrade(database_url)
+    load_clinics_file(database_url=database_url, path=EXAMPLE_FILE)
+    clock = Clock()
+    with gateway(database_url, clock) as url:
+        yield Console(url=url, database_url=database_url, clock=clock)
     get_engine(database_url).dispose()  # before PostgreSQL drops the database
 
 
@@ -264,3 +274,18 @@ def test_one_address_guessing_many_usernames_is_slowed_down(console):
     assert statuses == [401] * 25 + [429]
     own = console.client(OWN_ADDRESS)
     assert try_sign_in(own).status_code == 303
+
+
+def test_failures_at_one_gateway_process_slow_down_sign_ins_at_another(console):
+    with gateway(console.database_url, console.clock) as other_url:
+        with httpx.Client(base_url=other_url, timeout=60) as other:
+            for guess in range(5):
+                assert try_sign_in(other, password=f"guess-{guess}").status_code == 401
+        here = console.client()
+        assert try_sign_in(here, password="guess-5").status_code == 429
+        # The sessions are shared too: signed in at one process, signed in at the other.
+        assert page(here) == 303
+        console.clock.advance(seconds=60)
+        assert try_sign_in(here).status_code == 303
+        with httpx.Client(base_url=other_url, timeout=60, cookies=here.cookies) as other:
+            assert page(other) == 200

@@ -545,6 +545,9 @@ class Escalation(Base):
     alert_count = Column(Integer, nullable=False, default=0)
     # Persisted so an unacknowledged alert is repeated even across a restart.
     next_alert_at = Column(UTCDateTime)
+    # Printed in the staff alert ("Reply ACK 7KQ2"): an acknowledgement by text must quote it,
+    # so a spoofed sender id cannot silence an escalation by guessing its sequential number.
+    ack_code = Column(String(8))
 
     thread = relationship("Thread")
     contact = relationship("Contact")
@@ -672,11 +675,43 @@ class WebhookReplay(Base):
                          server_default=text("CURRENT_TIMESTAMP"))
 
 
+class ConsoleSession(Base):
+    """A browser's console session: its cookie holds a random token, this row a keyed hash of it.
+
+    Deleting the row ends the session at once (sign-out, password change); the idle and
+    absolute timeouts are read from `last_active_at` and `created_at`.
+    """
+
+    __tablename__ = "console_sessions"
+
+    id = Column(Integer, primary_key=True)
+    token_hash = Column(String(64), nullable=False, unique=True)
+    # Null until someone signs in (the sign-in form's CSRF token lives in a session too).
+    staff_id = Column(ForeignKey("staff_members.id", ondelete="CASCADE"), index=True)
+    data = Column(JSON, nullable=False, default=dict)  # CSRF token, flash message, fingerprint
+    created_at = Column(UTCDateTime, nullable=False)
+    last_active_at = Column(UTCDateTime, nullable=False, index=True)
+
+
+class SignInFailures(Base):
+    """Failed console sign-ins per key (a username, a client address, or the two together),
+    shared by every gateway process. The key is a keyed hash: people type passwords into the
+    username field, and this table must not keep them."""
+
+    __tablename__ = "sign_in_failures"
+
+    key = Column(String(64), primary_key=True)
+    failures = Column(Integer, nullable=False)
+    last_failure_at = Column(UTCDateTime, nullable=False, index=True)
+    # The failure before the last one: the growing delay is measured from it.
+    previous_failure_at = Column(UTCDateTime)
+
+
 __all__ = [
     "Appointment", "AppointmentStatus", "Base", "Channel", "ChannelPolicy", "Clinic", "Closure",
-    "Consent", "Contact", "Direction", "Escalation", "EscalationAlert", "EscalationReason",
-    "EscalationStatus", "FunnelEvent", "JobDecision", "JobKind", "JobState", "Message",
-    "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours", "Patient",
-    "Provider", "ProviderHours", "ScheduledJob", "Service", "SlotClaim", "StaffMember",
-    "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
+    "Consent", "ConsoleSession", "Contact", "Direction", "Escalation", "EscalationAlert",
+    "EscalationReason", "EscalationStatus", "FunnelEvent", "JobDecision", "JobKind", "JobState",
+    "Message", "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours",
+    "Patient", "Provider", "ProviderHours", "ScheduledJob", "Service", "SignInFailures",
+    "SlotClaim", "StaffMember", "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
 ]

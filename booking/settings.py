@@ -13,6 +13,22 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEVELOPMENT_PLACEHOLDER = "dev-only-change-me"
 
+# Secrets we choose ourselves (Twilio issues its own token): production wants them long enough
+# that guessing is hopeless.
+OUR_SECRETS = ("missed_call_hmac_secret", "session_secret", "rasa_token", "action_server_token")
+MIN_SECRET_LENGTH = 32
+# Addresses that carry a credential or a patient's data across a network.
+PUBLIC_URLS = ("gateway_public_url", "console_public_url", "twilio_api_base_url")
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _https_or_loopback(url: str) -> bool:
+    """https, or http to this machine itself (nothing crosses a network: a production-mode
+    run on one machine, as the test of the production configuration does)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http"
+                                       and parts.hostname in LOOPBACK_HOSTS)
+
 
 class Environment(str, Enum):
     development = "development"
@@ -85,8 +101,12 @@ class Settings(BaseSettings):
 
     # The public address clinics' staff open links to (alerts carry a link to the thread).
     console_public_url: str = "http://127.0.0.1:8000"
+    # A console session ends after this long without a real action (the pages' background
+    # polls do not count), and after CONSOLE_SESSION_HOURS in any case.
+    console_idle_minutes: int = 30
     console_session_hours: int = 12
-    # Failed sign-ins allowed per username, and per client address, in 15 minutes.
+    # Failed sign-ins per username (and five times as many per client address) before each
+    # further attempt must wait a growing delay; see booking/console/throttle.py.
     console_login_attempts: int = 5
 
     # Email alerts to staff; leaving SMTP_HOST unset turns email off.
@@ -105,14 +125,25 @@ class Settings(BaseSettings):
         env_file_encoding = "utf-8"
 
     @root_validator(skip_on_failure=True)
-    def _refuse_placeholders_in_production(cls, values: dict) -> dict:
-        if values.get("environment") == Environment.production:
-            for field in ("twilio_auth_token", "missed_call_hmac_secret", "session_secret",
-                          "rasa_token", "action_server_token"):
-                if values.get(field) in (None, "", DEVELOPMENT_PLACEHOLDER):
-                    raise ValueError(f"{field.upper()} must be set in production")
-            if values.get("database_url", "").startswith("sqlite"):
-                raise ValueError("DATABASE_URL must point to PostgreSQL in production")
+    def _refuse_weak_production_settings(cls, values: dict) -> dict:
+        """Every problem at once, one a line, so a deployment is fixed in one go."""
+        if values.get("environment") != Environment.production:
+            return values
+        problems = []
+        for field in ("twilio_auth_token", *OUR_SECRETS):
+            if values.get(field) in (None, "", DEVELOPMENT_PLACEHOLDER):
+                problems.append(f"{field.upper()} must be set in production")
+            elif field in OUR_SECRETS and len(values[field]) < MIN_SECRET_LENGTH:
+                problems.append(f"{field.upper()} must be at least {MIN_SECRET_LENGTH} "
+                                "characters in production (e.g. `openssl rand -hex 32`)")
+        for field in PUBLIC_URLS:
+            if not _https_or_loopback(values[field]):
+                problems.append(f"{field.upper()} must be an https:// URL in production, "
+                                f"not {values[field]!r}")
+        if values.get("database_url", "").startswith("sqlite"):
+            problems.append("DATABASE_URL must point to PostgreSQL in production")
+        if problems:
+            raise ValueError("\n".join(problems))
         return values
 
     @property

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from booking.settings import PROJECT_ROOT, get_settings
 
 MODEL = PROJECT_ROOT / "models" / "ringback.tar.gz"
@@ -149,6 +151,13 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        get_settings()
+    except ValidationError as exc:  # production's refusals: say why, not a traceback
+        reasons = "\n".join(f"  {line}" for error in exc.errors()
+                             for line in error["msg"].splitlines())
+        print(f"ringback: the configuration is refused:\n{reasons}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="ringback")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="bring the database to the newest schema").set_defaults(

@@ -150,10 +150,11 @@ def urgent_after_missed_call(phone: SimulatedPhone) -> None:
         ).scalar_one()
         clinic = session.get(Clinic, escalation.clinic_id)
         staff_numbers = [s.phone for s in clinic.staff if s.phone]
+        ack_code = escalation.ack_code
         print(f"\nEscalation #{escalation.id}: {escalation.reason.value}, "
               f"priority {escalation.priority}, red flag {escalation.red_flag_rule}")
     for number in staff_numbers:
-        alerts = [m for m in phone.sent_to(number) if f"ACK {escalation.id}" in m["body"]]
+        alerts = [m for m in phone.sent_to(number) if f"ACK {ack_code}" in m["body"]]
         for alert in alerts:
             _show("to staff", f"{number}: {alert['body']}")
 

@@ -29,7 +29,7 @@ from pydantic import (
     root_validator,
     validator,
 )
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ from booking.models import (
     ChannelPolicy,
     Clinic,
     Closure,
+    ConsoleSession,
     OnCallShift,
     OpeningHours,
     Provider,
@@ -755,10 +756,13 @@ def _apply_staff(session: Session, clinic: Clinic, config: ClinicConfig,
             by_slug[item.slug] = member
         phone = None if item.phone is None else to_e164(item.phone,
                                                         default_region=config.country)
+        signed_in_as = (member.username, member.password_hash)
         _assign(member, name=item.name, role=item.role, phone=phone, email=item.email,
                 alert_channel=item.alert_channel, is_backup=item.backup,
                 handles_billing=item.billing, username=item.username,
                 password_hash=_password_hash(item, member, allow_plaintext_passwords))
+        if member.id is not None and signed_in_as != (member.username, member.password_hash):
+            _end_console_sessions(session, member)
     session.flush()
     wanted = {item.slug for item in config.staff}
     for slug, member in list(by_slug.items()):
@@ -770,8 +774,14 @@ def _apply_staff(session: Session, clinic: Clinic, config: ClinicConfig,
                        "removed", clinic.slug, slug)
         _assign(member, username=None, password_hash=None, is_backup=False,
                 handles_billing=False)
+        _end_console_sessions(session, member)
         del by_slug[slug]
     return by_slug
+
+
+def _end_console_sessions(session: Session, member: StaffMember) -> None:
+    """A new password or username, or no console access: signed out everywhere, now."""
+    session.execute(delete(ConsoleSession).where(ConsoleSession.staff_id == member.id))
 
 
 def _on_call_rows(config: ClinicConfig, staff: dict[str, StaffMember]) -> list[tuple]:

@@ -4,12 +4,15 @@ clinic's dashboard (figures from `reports/`).
 It is mounted in the gateway and shares its context (`gateway.context`), and works through
 `escalation/`, `messaging/` and `reports/`; it must not import `dialogue/`, `calls/`, nor Rasa.
 
-`install(app, settings)` adds it to the gateway: routes, static files, the signed session
-cookie, security headers and the sign-in throttle.
+`install(app, settings)` adds it to the gateway: routes, static files, sessions kept on the
+server (`sessions`), security headers and the sign-in throttle (`throttle`). `clock` is the
+time sessions and the throttle read: tests drive it instead of waiting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,10 +22,17 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from booking.console.auth import LoginRequired, LoginThrottle
+from booking.console.auth import LoginRequired
+from booking.console.sessions import (
+    Lifetimes,
+    ServerSessionMiddleware,
+    SessionStore,
+    is_poll,
+)
+from booking.console.throttle import SignInThrottle
+from booking.models import utcnow
 from booking.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -37,19 +47,25 @@ SECURITY_HEADERS = {
 
 
 def _wants_fragment(request: Request) -> bool:
-    return (request.url.path.endswith(("/updates", "/rows"))
+    return (is_poll(request.url.path)
             or "application/json" in request.headers.get("accept", ""))
 
 
-def install(app: FastAPI, settings: Settings) -> None:
+def install(app: FastAPI, settings: Settings,
+            clock: Callable[[], datetime] = utcnow) -> None:
     from booking.console import appointments
     from booking.console.routes import render, router
 
-    app.state.console_throttle = LoginThrottle(limit=settings.console_login_attempts)
+    app.state.console_throttle = SignInThrottle(
+        secret=settings.session_secret, free_failures=settings.console_login_attempts,
+        clock=clock)
+    store = SessionStore(secret=settings.session_secret, clock=clock, lifetimes=Lifetimes(
+        idle=timedelta(minutes=settings.console_idle_minutes),
+        absolute=timedelta(hours=settings.console_session_hours)))
     app.include_router(router)
     app.include_router(appointments.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
-    app.add_middleware(ConsoleOnlyMiddleware, settings=settings)
+    app.add_middleware(ConsoleOnlyMiddleware, store=store, https_only=settings.is_production)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _: LoginRequired) -> Response:
@@ -67,25 +83,26 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 
 class ConsoleOnlyMiddleware:
-    """The console's session cookie and security headers, applied to /console paths only.
+    """The console's session and security headers, applied to /console paths only (the session
+    not to its static files).
 
     Plain ASGI rather than `@app.middleware("http")`: Twilio's webhooks pass straight through
     without a cookie to parse or a response to re-stream, which kept a burst of missed calls
     waiting (see bench/missed_calls.py).
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, *, store: SessionStore, https_only: bool) -> None:
         self.app = app
-        self.console = SessionMiddleware(
-            self._with_headers, secret_key=settings.session_secret,
-            session_cookie="ringback_console", max_age=settings.console_session_hours * 3600,
-            same_site="lax", https_only=settings.is_production)
+        self.console = ServerSessionMiddleware(self._with_headers, store=store,
+                                               https_only=https_only)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            await self.console(scope, receive, send)
-        else:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
+        elif scope["path"].startswith(f"{PREFIX}/static"):
+            await self._with_headers(scope, receive, send)
+        else:
+            await self.console(scope, receive, send)
 
     async def _with_headers(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Transcripts are health data: never kept in a shared browser's cache.

@@ -1,17 +1,16 @@
-"""Console sign-in: argon2 passwords, a signed session cookie, CSRF tokens, sign-in throttling.
+"""Console sign-in: argon2 passwords, who is signed in, CSRF tokens.
 
-The session cookie (starlette's SessionMiddleware, signed with SESSION_SECRET) holds the staff
-member's id, a CSRF token and a fingerprint of their password hash: changing a password, or
-removing someone's console access in the clinic file, ends their sessions at the next request.
-Which clinics a person may see is decided here, once, for every request.
+The session (`console.sessions`, kept on the server) holds the staff member's id, a CSRF token
+and a fingerprint of their password hash: changing a password, or removing someone's console
+access in the clinic file, ends their sessions (`clinics.config` deletes them, and a session
+whose fingerprint no longer matches is ended at its next request). Which clinics a person may
+see is decided here, once, for every request. Sign-in throttling is `console.throttle`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,8 +24,6 @@ from booking.models import StaffMember
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-THROTTLE_WINDOW_SECONDS = 15 * 60
-ADDRESS_LIMIT_FACTOR = 5
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so a miss costs as long as a wrong password.
@@ -110,39 +107,3 @@ async def check_csrf(request: Request) -> None:
         supplied = value if isinstance(value, str) else None
     if not expected or not supplied or not secrets.compare_digest(expected, supplied):
         raise HTTPException(403, "missing or stale form token; reload the page and try again")
-
-
-class LoginThrottle:
-    """Failed sign-ins per username and per client address in a sliding window (in memory,
-    per gateway process: with several processes the limit is per process)."""
-
-    def __init__(self, *, limit: int, window_seconds: float = THROTTLE_WINDOW_SECONDS,
-                 clock=time.monotonic):
-        self._limit = limit
-        # Colleagues share an office address: it may fail more often than one username.
-        self._address_limit = limit * ADDRESS_LIMIT_FACTOR
-        self._window = window_seconds
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def _recent(self, key: str) -> deque[float]:
-        failures = self._failures[key]
-        cutoff = self._clock() - self._window
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]
-            return deque()
-        return failures
-
-    def blocked(self, *, username: str, address: str) -> bool:
-        return (len(self._recent(f"user:{username.lower()}")) >= self._limit
-                or len(self._recent(f"addr:{address}")) >= self._address_limit)
-
-    def failed(self, *, username: str, address: str) -> None:
-        now = self._clock()
-        for key in (f"user:{username.lower()}", f"addr:{address}"):
-            self._failures[key].append(now)
-
-    def succeeded(self, *, username: str) -> None:
-        self._failures.pop(f"user:{username.lower()}", None)

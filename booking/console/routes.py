@@ -22,13 +22,13 @@ from markupsafe import Markup
 from booking.console import dashboard, views
 from booking.console.auth import (
     ConsoleUser,
-    LoginThrottle,
     check_csrf,
     csrf_token,
     load_user,
     start_session,
     verify_login,
 )
+from booking.console.throttle import SignInThrottle
 from booking.db import MAX_ROW_ID, parse_row_id
 from booking.escalation import handoff
 from booking.escalation.escalations import acknowledge, resolve
@@ -125,12 +125,18 @@ async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
 async def login(request: Request, context: ContextDep, username: Annotated[str, Form()] = "",
                 password: Annotated[str, Form()] = "",
                 next: Annotated[str, Form()] = "") -> Response:
-    throttle: LoginThrottle = request.app.state.console_throttle
+    throttle: SignInThrottle = request.app.state.console_throttle
     address = request.client.host if request.client else "unknown"
     username = username.strip()
-    if throttle.blocked(username=username, address=address):
-        return render(request, "login.html", None, status_code=429, next=_safe_next(next),
-                      error="Too many failed sign-ins. Wait 15 minutes and try again.")
+    attempt = await asyncio.to_thread(throttle.attempt, context.sessions, username=username,
+                                      address=address)
+    if not attempt.allowed:
+        logger.info("console sign-in refused: too many failures")
+        response = render(request, "login.html", None, status_code=429, next=_safe_next(next),
+                          error=("Too many failed sign-ins. Try again in "
+                                 f"{_duration(attempt.retry_after)}."))
+        response.headers["Retry-After"] = str(attempt.retry_after)
+        return response
 
     def check():
         with context.sessions() as session:
@@ -138,18 +144,24 @@ async def login(request: Request, context: ContextDep, username: Annotated[str, 
 
     staff = await asyncio.to_thread(check)
     if staff is None:
-        throttle.failed(username=username, address=address)
         logger.info("console sign-in failed")
         return render(request, "login.html", None, status_code=401, next=_safe_next(next),
                       error="Wrong username or password.")
-    throttle.succeeded(username=username)
+    await asyncio.to_thread(throttle.succeeded, context.sessions, attempt)
     start_session(request, staff)
     logger.info("console sign-in: staff member %s", staff.id)
     return back_to(_safe_next(next))
 
 
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} seconds"
+    return f"{-(-seconds // 60)} minutes"
+
+
 @router.post("/logout", dependencies=[Csrf])
 async def logout(request: Request) -> RedirectResponse:
+    # An empty session is deleted on the server: the cookie's token opens nothing any more.
     request.session.clear()
     return back_to("/console/login")
 

@@ -8,6 +8,7 @@ an `EscalationAlert` row: the audit trail of who was told what, and who took it.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -46,9 +47,14 @@ PRIORITY = {EscalationReason.urgent: 1, EscalationReason.human: 2,
             EscalationReason.not_understood: 2, EscalationReason.bot_unavailable: 2,
             EscalationReason.billing: 3}
 TRANSCRIPT_LIMIT = 500
+# Staff acknowledge a text alert by quoting its code: random, so a spoofed sender id cannot
+# guess it the way it could guess a sequential escalation number (about a million codes). No
+# 0/O, 1/I/L: it is read off a phone screen and typed back.
+ACK_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+ACK_CODE_LENGTH = 4
 
-__all__ = ["Handover", "PRIORITY", "acknowledge", "alert_text", "hand_over", "patient_message",
-           "resolve", "staff_on_call", "summarise"]
+__all__ = ["Handover", "PRIORITY", "acknowledge", "alert_text", "hand_over", "new_ack_code",
+           "patient_message", "resolve", "staff_on_call", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,7 @@ def hand_over(
         red_flag_rule=(red_flag or {}).get("rule"),
         transcript=transcript(session, thread=thread, limit=TRANSCRIPT_LIMIT),
         bot_told_patient=told_patient, status=EscalationStatus.open, opened_at=instant,
-        alert_count=0,
+        alert_count=0, ack_code=new_ack_code(session, clinic=clinic),
     )
     session.add(escalation)
     thread.state = ThreadState.handed_off
@@ -178,6 +184,17 @@ def hand_over(
                                               "red_flag": escalation.red_flag_rule})
     return Handover(escalation_id=escalation.id, patient_message=told_patient,
                     alert_message_ids=alert_ids)
+
+
+def new_ack_code(session: Session, *, clinic: Clinic) -> str:
+    """A code none of the clinic's open escalations has, so "ACK <code>" names one of them."""
+    while True:
+        code = "".join(secrets.choice(ACK_CODE_ALPHABET) for _ in range(ACK_CODE_LENGTH))
+        taken = session.execute(select(Escalation.id).where(
+            Escalation.clinic_id == clinic.id, Escalation.ack_code == code,
+            Escalation.status == EscalationStatus.open).limit(1)).first()
+        if taken is None:
+            return code
 
 
 def acknowledge(session: Session, *, escalation: Escalation, staff: StaffMember, channel: str,

@@ -100,7 +100,13 @@ def alert_text(*, escalation: Escalation, thread: Thread, repeat: bool = False,
     return (f"{prefix}{LABEL[escalation.reason]} {thread.clinic.name}: {who} ({contact.phone}, "
             f"{known}). Said: \"{said}\". Bot told them: "
             f"\"{clip(escalation.bot_told_patient, 160)}\". "
-            f"Reply ACK {escalation.id} to take it. {thread_link(thread.id, settings)}")
+            f"{ack_instruction(escalation)} {thread_link(thread.id, settings)}")
+
+
+def ack_instruction(escalation: Escalation) -> str:
+    if escalation.ack_code is None:  # opened before acknowledgement codes existed
+        return "Open the console to take it."
+    return f"Reply ACK {escalation.ack_code} to take it."
 
 
 def email_subject(*, escalation: Escalation, clinic: Clinic) -> str:

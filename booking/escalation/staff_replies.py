@@ -1,10 +1,12 @@
-"""Texts from clinic staff to a clinic number ("ACK 12"): kept out of the patient dialogue.
+"""Texts from clinic staff to a clinic number ("ACK 7KQ2"): kept out of the patient dialogue.
 
 The Twilio connector calls `handle_staff_message` for every inbound message before keyword or
 dialogue handling. A sender who is on the clinic's staff list (by `StaffMember.phone`) never
-reaches the bot as a patient. "ACK 12" acknowledges escalation 12 of that clinic (and stops its
-re-alerts); a bare "ACK" takes the one open escalation this person was alerted about; anything
-else is answered with a one-line help. Every staff message is logged (author "staff:<id>").
+reaches the bot as a patient. "ACK 7KQ2" acknowledges the escalation of that clinic whose alert
+printed the code 7KQ2 (and stops its re-alerts). A sender id can be spoofed, so nothing less
+acknowledges: not the escalation's number, not a bare "ACK" (answered with the codes of what is
+open for this person; the answer goes to the real phone). Anything else is answered with a
+one-line help. Every staff message is logged (author "staff:<id>").
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from booking.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-ACK = re.compile(r"^\s*ack(?:nowledged?)?\b[\s#:.]*(\d+)?\s*[.!]*\s*$", re.IGNORECASE)
+ACK = re.compile(r"^\s*ack(?:nowledged?)?\b[\s#:.]*([a-z0-9]+)?\s*[.!]*\s*$", re.IGNORECASE)
 
 
 def find_staff(session: Session, *, clinic: Clinic, phone: str) -> StaffMember | None:
@@ -76,12 +78,12 @@ def handle_staff_message(
     logger.info("message from staff member %s at clinic %s", staff.id, clinic.slug)
     match = ACK.match(body or "")
     if match is None:
-        text = (f"Ringback ({clinic.name}): reply ACK and the escalation number to take it, "
-                f"e.g. ACK 12. Queue: {get_settings().console_public_url.rstrip('/')}"
+        text = (f"Ringback ({clinic.name}): reply ACK and the code from the alert to take it, "
+                f"e.g. ACK 7KQ2. Queue: {get_settings().console_public_url.rstrip('/')}"
                 "/console/escalations")
     else:
         text = _acknowledge(session, clinic=clinic, staff=staff, channel=channel,
-                            number=int(match[1]) if match[1] else None)
+                            code=match[1].upper() if match[1] else None)
     if channel == Channel.whatsapp and not clinic.whatsapp_number:
         channel = Channel.sms
     return enqueue(session, clinic=clinic, channel=channel, to_number=from_number, body=text,
@@ -89,22 +91,26 @@ def handle_staff_message(
 
 
 def _acknowledge(session: Session, *, clinic: Clinic, staff: StaffMember, channel: Channel,
-                 number: int | None) -> str:
-    if number is None:
-        candidates = _open_alerted_to(session, clinic=clinic, staff=staff)
+                 code: str | None) -> str:
+    if code is None:
+        candidates = [e for e in _open_alerted_to(session, clinic=clinic, staff=staff)
+                      if e.ack_code]
         if not candidates:
-            return ("Nothing open was sent to you. Reply ACK and the escalation number, "
-                    "e.g. ACK 12.")
-        if len(candidates) > 1:
-            numbers = ", ".join(str(e.id) for e in candidates)
-            return f"Several escalations are open ({numbers}): reply ACK and the number."
-        escalation = candidates[0]
-    else:
-        escalation = session.execute(
-            select(Escalation).where(Escalation.id == number, Escalation.clinic_id == clinic.id)
-        ).scalar_one_or_none()
-        if escalation is None:
-            return f"There is no escalation {number} at {clinic.name}."
+            return ("Nothing open was sent to you. To take an escalation, reply ACK and the "
+                    "code from its alert, e.g. ACK 7KQ2.")
+        codes = ", ".join(f"ACK {e.ack_code}" for e in candidates)
+        return f"Nothing was acknowledged: reply with the code from the alert ({codes})."
+    escalation = session.execute(
+        select(Escalation).where(Escalation.clinic_id == clinic.id,
+                                 Escalation.ack_code == code)
+        # A code is unique among a clinic's open escalations; an old one may share it.
+        .order_by(Escalation.status != EscalationStatus.open, Escalation.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if escalation is None:
+        logger.info("staff member %s sent an acknowledgement code that matches nothing",
+                    staff.id)
+        return (f"That code matches no escalation at {clinic.name}: nothing was acknowledged. "
+                "Reply ACK and the code from the alert, e.g. ACK 7KQ2.")
     if not acknowledge(session, escalation=escalation, staff=staff, channel=channel.value,
                        instant=utcnow()):
         taken_by = (session.get(StaffMember, escalation.acknowledged_by_id)

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +28,7 @@ from booking.gateway.context import GatewayContext
 from booking.messaging.inbox import InboxPolicy
 from booking.messaging.outbox import Outbox
 from booking.messaging.rasa_client import RasaClient
+from booking.models import utcnow
 from booking.outreach.gate import ComplianceGate
 from booking.settings import Settings, get_settings
 
@@ -58,7 +60,9 @@ def build_context(settings: Settings) -> GatewayContext:
     return context
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *,
+               clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """`clock`: the time console sessions and sign-in throttling read (tests drive it)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
@@ -107,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(missed_call_hook.router)
     app.include_router(messaging.router)
     app.include_router(messaging_status.router)
-    console.install(app, settings)
+    console.install(app, settings, clock=clock)
 
     @app.get("/health")
     async def health() -> dict:

@@ -107,7 +107,7 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
     if clinic is None or to_number != _clinic_number(clinic, channel):
         raise LookupError(f"no clinic receives {channel.value} at this number")
     phone = to_e164(params["From"].removeprefix("whatsapp:"), default_region=clinic.country)
-    # Staff texting the clinic number ("ACK 12") are not patients: never the dialogue.
+    # Staff texting the clinic number ("ACK 7KQ2") are not patients: never the dialogue.
     staff_out = staff_replies.handle_staff_message(
         session, clinic=clinic, from_number=phone, body=body, channel=channel,
         to_number=params["To"], twilio_sid=params["MessageSid"])

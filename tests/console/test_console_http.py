@@ -190,10 +190,15 @@ def test_on_call_clinician_acknowledges_by_text(stack, db):
     patient = new_patient()
     escalation = urgent_escalation(stack, db, patient)
     alert = stack.phone.wait_for(
-        DR_PATEL, count=1, where=lambda m: f"ACK {escalation.id} " in m["body"])[0]
+        DR_PATEL, count=1, where=lambda m: f"ACK {escalation.ack_code} " in m["body"])[0]
     assert patient in alert["body"]
 
+    # The escalation's number is not enough: a spoofed sender id could guess it.
     stack.phone.text(sender=DR_PATEL, clinic_number=CLINIC_NUMBER, body=f"ACK {escalation.id}")
+    stack.phone.wait_for(DR_PATEL, count=1,
+                         where=lambda m: m["body"].startswith("That code matches no escalation"))
+    stack.phone.text(sender=DR_PATEL, clinic_number=CLINIC_NUMBER,
+                     body=f"ACK {escalation.ack_code}")
     confirmation = stack.phone.wait_for(
         DR_PATEL, count=1, where=lambda m: f"escalation {escalation.id} is yours" in m["body"])
     assert confirmation[0]["body"].startswith("Thanks Dr Amara Patel")
@@ -203,7 +208,7 @@ def test_on_call_clinician_acknowledges_by_text(stack, db):
     assert db.get(StaffMember, escalation.acknowledged_by_id).phone == DR_PATEL
     # The clinician's text never reached the bot as a patient's message.
     assert db.execute(select(Message).where(Message.thread_id == escalation.thread_id,
-                                            Message.body == f"ACK {escalation.id}")).first() is None
+                                            Message.author.like("staff:%"))).first() is None
 
 
 def test_the_running_gateway_repeats_an_unacknowledged_alert_to_the_backup(stack, db):
@@ -214,7 +219,7 @@ def test_the_running_gateway_repeats_an_unacknowledged_alert_to_the_backup(stack
     escalation.next_alert_at = datetime.now(timezone.utc) - timedelta(seconds=1)
     db.commit()
     repeat = stack.phone.wait_for(
-        DR_HUGHES, count=1, where=lambda m: f"ACK {escalation.id} " in m["body"])[0]
+        DR_HUGHES, count=1, where=lambda m: f"ACK {escalation.ack_code} " in m["body"])[0]
     assert repeat["body"].startswith("REPEAT (2), not yet acknowledged: URGENT")
     assert patient in repeat["body"]
     db.expire_all()

@@ -63,7 +63,7 @@ async def test_escalate_hands_over_alerts_and_pauses(sessions, clinics, action_s
                       ConversationPaused()]
     assert [m["text"] for m in dispatcher.messages] == [escalation.bot_told_patient]
     (alert,) = phones.sent_to("+447700900111")  # sent before the action returned
-    assert f"ACK {escalation.id}" in alert["body"]
+    assert f"Reply ACK {escalation.ack_code} to take it." in alert["body"]
 
 
 async def test_a_failed_handover_still_gives_the_safety_message(sessions, clinics,

@@ -35,6 +35,11 @@ async def _escalate(sessions, settings, outbox, *, clinic_id, phone, said,
     return handover.escalation_id
 
 
+def _ack_code(sessions, escalation_id: int) -> str:
+    with sessions() as session:
+        return session.get(Escalation, escalation_id).ack_code
+
+
 def _alerts(sessions, escalation_id):
     with sessions() as session:
         return [(a.kind, a.channel, a.recipient, a.delivery_status)
@@ -59,7 +64,7 @@ async def test_unacknowledged_alert_is_repeated_to_on_call_and_backup(
     assert first_alert["body"].startswith("URGENT Riverside")
     for message in (repeat_to_patel, repeat_to_hughes):
         assert message["body"].startswith("REPEAT (2), not yet acknowledged: URGENT")
-        assert f"ACK {escalation_id}" in message["body"]
+        assert f"Reply ACK {_ack_code(sessions, escalation_id)} to take it." in message["body"]
         assert f"{CONSOLE_URL}/console/threads/" in message["body"]
     assert _alerts(sessions, escalation_id) == [("alert", "sms", None, None),
                                                 ("realert", "sms", None, None),
@@ -190,7 +195,7 @@ async def test_email_and_webhook_alerts(sessions, load_example, settings, outbox
                                 "Dental & Aesthetics")
     assert "+447700900416" not in email["Subject"]
     body = email.get_content()
-    assert f"ACK {escalation_id}" in body
+    assert f"ACK {_ack_code(sessions, escalation_id)}" in body
     assert f"{CONSOLE_URL}/console/threads/" in body
 
     (post,) = webhook_receiver.posts

@@ -82,7 +82,7 @@ def test_urgent_handover_records_everything_staff_need(sessions, clinics, settin
         assert message.to_number == DR_PATEL
         assert message.from_number == "+441632960001"
         assert message.author == "system"
-        assert f"ACK {escalation.id}" in message.body
+        assert f"Reply ACK {escalation.ack_code} to take it." in message.body
         assert f"{CONSOLE_URL}/console/threads/{thread_id}" in message.body
         assert "going white after filler" in message.body
         assert session.execute(select(FunnelEvent.kind).where(

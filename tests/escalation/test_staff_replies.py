@@ -1,10 +1,11 @@
-"""Staff texting the clinic number: "ACK 12", a bare "ACK", anything else."""
+"""Staff texting the clinic number: "ACK 7KQ2" with the alert's code, a wrong code or the
+escalation's number (nothing acknowledged), a bare "ACK", anything else."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from booking.escalation.escalations import hand_over
+from booking.escalation.escalations import ACK_CODE_ALPHABET, hand_over
 from booking.escalation.staff_replies import handle_staff_message
 from booking.models import (
     Channel,
@@ -29,16 +30,37 @@ def _escalate(session, settings, clinic_id, phone, said="my face is swelling fas
                      settings=settings).escalation_id
 
 
+def _code(session, escalation_id: int) -> str:
+    return session.get(Escalation, escalation_id).ack_code
+
+
 def _text(session, clinic_id, sender, body, sid):
     return handle_staff_message(session, clinic=session.get(Clinic, clinic_id),
                                 from_number=sender, body=body, channel=Channel.sms,
                                 to_number="+441632960001", twilio_sid=sid)
 
 
-def test_ack_with_a_number_acknowledges_that_escalation(sessions, clinics, settings):
+def test_the_alert_prints_a_random_code_not_the_escalation_number(sessions, clinics,
+                                                                  settings):
+    with sessions() as session, session.begin():
+        ids = [_escalate(session, settings, clinics["riverside"], f"+4477009004{n}")
+               for n in (30, 31, 32)]
+        codes = [_code(session, escalation_id) for escalation_id in ids]
+        assert len(set(codes)) == 3
+        for escalation_id, code in zip(ids, codes, strict=True):
+            assert len(code) == 4 and set(code) <= set(ACK_CODE_ALPHABET)
+            (alert,) = session.execute(select(Message).join(
+                EscalationAlert, EscalationAlert.message_id == Message.id).where(
+                EscalationAlert.escalation_id == escalation_id)).scalars()
+            assert f"Reply ACK {code} to take it." in alert.body
+            assert f"ACK {escalation_id}" not in alert.body
+
+
+def test_ack_with_the_right_code_acknowledges_that_escalation(sessions, clinics, settings):
     with sessions() as session, session.begin():
         escalation_id = _escalate(session, settings, clinics["riverside"], "+447700900421")
-        (reply,) = _text(session, clinics["riverside"], DR_HUGHES, f"ack {escalation_id}",
+        code = _code(session, escalation_id)
+        (reply,) = _text(session, clinics["riverside"], DR_HUGHES, f"ack {code.lower()}",
                          "SMack1")
         assert reply.to_number == DR_HUGHES and reply.author == "system"
         assert reply.body.startswith(f"Thanks Dr Tom Hughes: escalation {escalation_id} is yours")
@@ -58,29 +80,47 @@ def test_ack_with_a_number_acknowledges_that_escalation(sessions, clinics, setti
         assert logged.author == f"staff:{hughes.id}"
 
 
+def test_ack_without_the_right_code_acknowledges_nothing(sessions, clinics, settings):
+    with sessions() as session, session.begin():
+        escalation_id = _escalate(session, settings, clinics["riverside"], "+447700900427")
+        code = _code(session, escalation_id)
+        wrong = next(c for c in ("ABCD", "WXYZ") if c != code)
+        replies = [_text(session, clinics["riverside"], DR_PATEL, body, f"SMwrong{sid}")[0].body
+                   for sid, body in enumerate([f"ACK {escalation_id}", f"ACK {wrong}", "ACK"])]
+        number, wrong_code, bare = replies
+        assert number == wrong_code == (
+            "That code matches no escalation at Riverside Dental & Aesthetics: nothing was "
+            "acknowledged. Reply ACK and the code from the alert, e.g. ACK 7KQ2.")
+        # A bare ACK is answered (on the staff member's own phone) with the code to quote.
+        assert bare == f"Nothing was acknowledged: reply with the code from the alert (ACK {code})."
+        escalation = session.get(Escalation, escalation_id)
+        assert escalation.status == EscalationStatus.open
+        assert escalation.next_alert_at is not None
+        assert session.execute(select(EscalationAlert).where(
+            EscalationAlert.kind == "ack")).first() is None
+
+
 def test_second_ack_says_who_already_has_it(sessions, clinics, settings):
     with sessions() as session, session.begin():
         escalation_id = _escalate(session, settings, clinics["riverside"], "+447700900422")
-        _text(session, clinics["riverside"], DR_PATEL, f"ACK {escalation_id}", "SMack2a")
-        (reply,) = _text(session, clinics["riverside"], DR_HUGHES, f"ACK {escalation_id}",
-                         "SMack2b")
+        code = _code(session, escalation_id)
+        _text(session, clinics["riverside"], DR_PATEL, f"ACK {code}", "SMack2a")
+        (reply,) = _text(session, clinics["riverside"], DR_HUGHES, f"ACK {code}", "SMack2b")
     assert reply.body == (f"Escalation {escalation_id} was already acknowledged by "
                           "Dr Amara Patel.")
 
 
-def test_bare_ack_takes_the_one_open_alert_sent_to_you(sessions, clinics, settings):
+def test_bare_ack_lists_the_codes_of_what_is_open_for_you(sessions, clinics, settings):
     with sessions() as session, session.begin():
         first = _escalate(session, settings, clinics["riverside"], "+447700900423")
-        (reply,) = _text(session, clinics["riverside"], DR_PATEL, "Ack.", "SMack3a")
-        assert f"escalation {first} is yours" in reply.body
         # Dr Hughes was not alerted (not on call, no repeat yet): nothing of theirs is open.
         (reply,) = _text(session, clinics["riverside"], DR_HUGHES, "ACK", "SMack3b")
         assert reply.body.startswith("Nothing open was sent to you")
         second = _escalate(session, settings, clinics["riverside"], "+447700900424")
-        third = _escalate(session, settings, clinics["riverside"], "+447700900425")
-        (reply,) = _text(session, clinics["riverside"], DR_PATEL, "ack", "SMack3c")
-        assert reply.body == (f"Several escalations are open ({third}, {second}): reply ACK "
-                              "and the number.")
+        (reply,) = _text(session, clinics["riverside"], DR_PATEL, "Ack.", "SMack3c")
+        assert reply.body == ("Nothing was acknowledged: reply with the code from the alert "
+                              f"(ACK {_code(session, second)}, ACK {_code(session, first)}).")
+        assert session.get(Escalation, first).status == EscalationStatus.open
 
 
 def test_ack_cannot_reach_another_clinics_escalation(sessions, clinics, settings):
@@ -88,16 +128,17 @@ def test_ack_cannot_reach_another_clinics_escalation(sessions, clinics, settings
         northside_escalation = _escalate(session, settings, clinics["northside"],
                                          "+12025550142")
         (reply,) = _text(session, clinics["riverside"], DR_PATEL,
-                         f"ACK {northside_escalation}", "SMack4")
-        assert reply.body == (f"There is no escalation {northside_escalation} at Riverside "
-                              "Dental & Aesthetics.")
+                         f"ACK {_code(session, northside_escalation)}", "SMack4")
+        assert reply.body.startswith("That code matches no escalation at Riverside Dental & "
+                                     "Aesthetics: nothing was acknowledged.")
         assert session.get(Escalation, northside_escalation).status == EscalationStatus.open
 
 
 def test_other_staff_texts_get_help_and_patients_are_not_staff(sessions, clinics, settings):
     with sessions() as session, session.begin():
         (reply,) = _text(session, clinics["riverside"], DR_PATEL, "on my way in", "SMack5a")
-        assert reply.body.startswith("Ringback (Riverside Dental & Aesthetics): reply ACK")
+        assert reply.body.startswith("Ringback (Riverside Dental & Aesthetics): reply ACK and "
+                                     "the code from the alert")
         assert _text(session, clinics["riverside"], DR_PATEL, "on my way in", "SMack5a") == []
         assert _text(session, clinics["riverside"], "+447700900426", "ACK 1", "SMack5b") is None
         # Staff of one clinic are patients at another.

@@ -54,6 +54,9 @@ def test_booking_on_postgres_and_redis_keeps_bodies_out_of_logs(
         trained_model, tmp_path, postgres_url, production_clinics):
     stack = start_stack(tmp_path / "stack", model=trained_model, database_url=postgres_url,
                         extra_env={"ENVIRONMENT": "production",
+                                   # Production refuses secrets shorter than 32 characters.
+                                   "SESSION_SECRET": "production-test-session-secret-0123",
+                                   "MISSED_CALL_HMAC_SECRET": "production-test-hmac-secret-01234",
                                    "REDIS_URL": "redis://127.0.0.1:6379/0",
                                    "CLINICS_FILE": str(production_clinics)})
     said = ["yes please", "a check up please", "the first one", "It's Sam Taylor"]

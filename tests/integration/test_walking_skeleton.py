@@ -101,7 +101,7 @@ def test_emergency_reply_reaches_on_call_clinician(stack, db):
     ).scalar_one()
     assert escalation.reason == EscalationReason.urgent
     assert escalation.red_flag_rule
-    assert f"ACK {escalation.id}" in alert
+    assert f"ACK {escalation.ack_code} " in alert
     assert any("swollen" in line["body"] for line in escalation.transcript)
     thread = db.execute(select(Thread).where(Thread.id == escalation.thread_id)).scalar_one()
     assert thread.state == ThreadState.handed_off

@@ -1,8 +1,8 @@
 """console sessions on the server, sign-in failures shared by every gateway, and the random code
 a staff member quotes to acknowledge an escalation by text
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-05 18:40:00
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 import booking.models
 
-revision = '0010'
-down_revision = '0009'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

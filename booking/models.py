@@ -704,9 +704,10 @@ for _dialect, _statements in AUDIT_APPEND_ONLY_DDL.items():
 
 __all__ = [
     "AUDIT_APPEND_ONLY_DDL", "Appointment", "AppointmentStatus", "AuditEvent", "Base", "Channel",
-    "ChannelPolicy", "Clinic", "Closure", "Consent", "Contact", "Direction", "Escalation", "EscalationAlert", "EscalationReason",
-    "EscalationStatus", "FunnelEvent", "JobDecision", "JobKind", "JobState", "Message",
-    "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours", "Patient",
-    "Provider", "ProviderHours", "ScheduledJob", "Service", "SlotClaim", "StaffMember",
-    "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
+    "ChannelPolicy", "Clinic", "Closure", "Consent", "Contact", "Direction", "Escalation",
+    "EscalationAlert", "EscalationReason", "EscalationStatus", "FunnelEvent", "JobDecision",
+    "JobKind", "JobState", "Message", "MessageStatus", "MissedCall", "MissedCallStatus",
+    "OnCallShift", "OpeningHours", "Patient", "Provider", "ProviderHours", "ScheduledJob",
+    "Service", "SlotClaim", "StaffMember", "Thread", "ThreadState", "UTCDateTime", "WebhookReplay",
+    "utcnow",
 ]

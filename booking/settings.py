@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     # Twilio signs the exact URL it called, so behind a proxy we must know the public one.
     gateway_public_url: str = "http://127.0.0.1:8000"
 
+    # Rasa's SQL tracker store, where the retention purge and a patient's export and erasure
+    # reach it. Unset: the booking database itself on PostgreSQL, and on SQLite the file
+    # rasa_tracker.db beside the booking database (where `ringback run` puts it).
+    tracker_store_url: str | None = None
+    # How often a gateway removes message bodies and transcripts past their clinic's retention.
+    retention_purge_interval_seconds: float = 3600.0
+
     # Rasa's lock store; needed once several Rasa processes share one tracker store.
     redis_url: str | None = None
 
@@ -107,6 +114,15 @@ class Settings(BaseSettings):
             if values.get("database_url", "").startswith("sqlite"):
                 raise ValueError("DATABASE_URL must point to PostgreSQL in production")
         return values
+
+    @property
+    def rasa_tracker_store_url(self) -> str:
+        if self.tracker_store_url:
+            return self.tracker_store_url
+        if self.database_url.startswith("sqlite"):
+            booking_file = Path(self.database_url.split("///", 1)[-1])
+            return f"sqlite:///{booking_file.parent / 'rasa_tracker.db'}"
+        return self.database_url
 
     @property
     def is_production(self) -> bool:

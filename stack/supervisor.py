@@ -64,11 +64,11 @@ def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
     endpoints: dict = {"action_endpoint": {
         "url": settings.action_server_url,
         "headers": {"Authorization": f"Bearer {settings.action_server_token}"}}}
-    if settings.database_url.startswith("sqlite"):
-        endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite",
-                                      "db": str(run_dir / "rasa_tracker.db")}
+    # The same place the retention purge and `ringback patient` look (Settings).
+    url = make_url(settings.rasa_tracker_store_url)
+    if url.drivername.startswith("sqlite"):
+        endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": url.database}
     else:
-        url = make_url(settings.database_url)
         endpoints["tracker_store"] = {
             "type": "SQL", "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
             "username": url.username, "password": url.password, "db": url.database,

@@ -287,6 +287,17 @@ class EscalationSettings(BaseModel):
         extra = "forbid"  # a misspelt alert setting must not silently turn alerts off
 
 
+class RetentionSettings(BaseModel):
+    """How long patients' words are kept (booking.records.retention): message bodies, the
+    dialogue's inbox copies, escalation transcripts and Rasa's tracker events. The rows stay
+    (the funnel and the dashboard count them); only the words go."""
+
+    message_days: conint(ge=30, le=36500) = 730
+
+    class Config:
+        extra = "forbid"
+
+
 class OtherLanguageSettings(BaseModel):
     """A message wholly in another language (Spanish): a short reply, or a person takes over."""
 
@@ -341,6 +352,7 @@ class ClinicSettings(BaseModel):
     escalation: EscalationSettings = EscalationSettings()
     outreach: OutreachSettings = OutreachSettings()
     other_language: OtherLanguageSettings = OtherLanguageSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     class Config:
         extra = "allow"

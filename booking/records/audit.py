@@ -74,3 +74,9 @@ def trail(session: Session, *, clinic_ids: frozenset[int], before_id: int | None
                      thread_id=event.thread_id, escalation_id=event.escalation_id,
                      contact_id=event.contact_id, detail=event.detail)
             for event, name in rows]
+
+
+def about_contact(session: Session, *, contact_id: int) -> list[AuditEvent]:
+    """Who touched this patient's records (part of their export)."""
+    return list(session.execute(select(AuditEvent).where(AuditEvent.contact_id == contact_id)
+                                .order_by(AuditEvent.id)).scalars())

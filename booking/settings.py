@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = True
+    # SMTPS (TLS from the start, port 465) instead of STARTTLS. Production needs one of them.
+    smtp_ssl: bool = False
     smtp_from: str = "Ringback alerts <alerts@localhost>"
     smtp_timeout_seconds: float = 10.0
     # How often the gateway sends due re-alerts and pending email/webhook alerts.
@@ -113,6 +115,10 @@ class Settings(BaseSettings):
                     raise ValueError(f"{field.upper()} must be set in production")
             if values.get("database_url", "").startswith("sqlite"):
                 raise ValueError("DATABASE_URL must point to PostgreSQL in production")
+            # Alerts name patients: never across the network in plain text.
+            if values.get("smtp_host") and not (values.get("smtp_starttls")
+                                                 or values.get("smtp_ssl")):
+                raise ValueError("SMTP_STARTTLS or SMTP_SSL must be on in production")
         return values
 
     @property

@@ -77,7 +77,8 @@ def _held(session: Session, contact: Contact) -> dict[str, list]:
     messages = list(session.execute(
         select(Message).where(Message.clinic_id == contact.clinic_id, or_(
             Message.thread_id.in_(thread_ids),
-            Message.from_number == contact.phone, Message.to_number == contact.phone,
+            # "whatsapp:+44..." on WhatsApp, the bare number by SMS.
+            Message.from_number.endswith(contact.phone), Message.to_number.endswith(contact.phone),
             Message.id.in_(alert_message_ids))).order_by(Message.id)).scalars())
     jobs = list(session.execute(select(ScheduledJob).where(
         ScheduledJob.contact_id == contact.id).order_by(ScheduledJob.id)).scalars())
@@ -143,7 +144,7 @@ def erase(session: Session, tracker: TrackerStore, *, clinic: Clinic, phone: str
                         .execution_options(synchronize_session=False))
         for column in (Message.from_number, Message.to_number):
             session.execute(update(Message).where(Message.id.in_(message_ids),
-                                                  column == contact.phone)
+                                                  column.endswith(contact.phone))
                             .values({column: ERASED_NUMBER})
                             .execution_options(synchronize_session=False))
         session.execute(update(InboxItem).where(InboxItem.message_id.in_(message_ids))

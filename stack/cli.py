@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     settings, env = with_backend_tokens(env)
     run_dir = PROJECT_ROOT / "var"
     run_dir.mkdir(exist_ok=True)
+    # Made private even when an older version created it open to everyone.
+    run_dir.chmod(0o700)
+    for made in run_dir.glob("*.db*"):
+        made.chmod(0o600)
     supervisor = Supervisor(services(settings, model=MODEL, run_dir=run_dir,
                                      with_simulator=with_simulator),
                             env=env, log_dir=run_dir / "logs")
@@ -215,6 +219,11 @@ def patient(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stack.supervisor import PRIVATE_UMASK
+
+    # The database files `migrate` creates, and everything else a command writes, hold
+    # patient data: readable by this user only.
+    os.umask(PRIVATE_UMASK)
     parser = argparse.ArgumentParser(prog="ringback")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="bring the database to the newest schema").set_defaults(

@@ -37,6 +37,10 @@ class Service:
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
+# Files created by Ringback's processes: readable and writable by their own user only.
+PRIVATE_UMASK = 0o077
+
+
 def with_backend_tokens(env: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
     """The settings of one run and the environment of its children, both carrying RASA_TOKEN and
     ACTION_SERVER_TOKEN, so the gateway, Rasa and the action server agree on them.
@@ -160,14 +164,19 @@ class Supervisor:
         self._stop_requested.set()
 
     def _start(self, timeout: float) -> bool:
-        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self._log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._log_dir.chmod(0o700)
         for service in self.services:
             if self._stop_requested.is_set():
                 return False
-            log = open(self._log_dir / f"{service.name.replace(' ', '_')}.log", "ab")
+            path = self._log_dir / f"{service.name.replace(' ', '_')}.log"
+            log = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+            path.chmod(0o600)  # a log left by an older run keeps the mode it was made with
+            # Whatever a child creates (SQLite files and their journals, Rasa's tracker store)
+            # is its user's alone: they hold patients' words.
             service.process = subprocess.Popen(
                 service.command, cwd=PROJECT_ROOT, env=self._env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                stderr=subprocess.STDOUT, start_new_session=True, umask=PRIVATE_UMASK,
             )
         deadline = time.monotonic() + timeout
         return all(self._wait_healthy(service, deadline) for service in self.services)

@@ -193,3 +193,16 @@ def test_patient_commands_refuse_bad_input(stack):
     purged = ringback(stack, "purge")
     assert purged.returncode == 0, purged.stderr
     assert purged.stdout.count("words before") == 2  # riverside and northside
+
+
+def test_the_files_the_stack_creates_are_its_users_alone(stack, engines):
+    booking, tracker = engines
+    with tracker.connect() as connection:  # Rasa has made its store by now
+        assert connection.execute(text("SELECT count(*) FROM events")).scalar() >= 0
+    made = [stack.run_dir / "ringback.db", stack.run_dir / "rasa_tracker.db",
+            stack.run_dir / "endpoints.yml", stack.run_dir / "logs",
+            *(stack.run_dir / "logs").iterdir(), *stack.run_dir.glob("*.db-*")]
+    assert len(made) >= 7
+    open_to_others = {path.name: oct(path.stat().st_mode & 0o777) for path in made
+                      if path.stat().st_mode & 0o077}
+    assert open_to_others == {}

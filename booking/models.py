@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import declarative_base, relationship
 
+from booking.field_encryption import SealedDate, SealedText
+
 Base = declarative_base()
 
 
@@ -242,8 +244,9 @@ class Contact(Base):
     first_name = Column(String(120))
     last_name = Column(String(120))
     # Asked before booking only when the clinic requires them (settings.required_patient_fields).
-    date_of_birth = Column(Date)
-    email = Column(String(320))
+    # Sealed at rest (booking.field_encryption): the raw column holds "<key id>:<token>".
+    date_of_birth = Column(SealedDate)
+    email = Column(SealedText)
     is_known_patient = Column(Boolean, nullable=False, default=False)
     consent = Column(_enum(Consent, "consent"), nullable=False, default=Consent.implied)
     consent_changed_at = Column(UTCDateTime)
@@ -269,7 +272,7 @@ class Patient(Base):
     first_name = Column(String(120))
     last_name = Column(String(120))
     # Asked before booking only when the clinic requires it (settings.required_patient_fields).
-    date_of_birth = Column(Date)
+    date_of_birth = Column(SealedDate)  # sealed at rest, as the contact's
     is_known_patient = Column(Boolean, nullable=False, default=False)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
 

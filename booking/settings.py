@@ -11,6 +11,8 @@ from pydantic import BaseSettings, root_validator
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEVELOPMENT_PLACEHOLDER = "dev-only-change-me"
+# Seals dates of birth and emails in development and tests only: production refuses it.
+DEVELOPMENT_FIELD_KEYS = "dev:ZGV2LW9ubHktZmllbGQta2V5LWNoYW5nZS1tZS0wMDA="
 
 
 class Environment(str, Enum):
@@ -82,6 +84,9 @@ class Settings(BaseSettings):
     missed_call_hmac_secret: str = DEVELOPMENT_PLACEHOLDER
     missed_call_max_skew_seconds: int = 300
     session_secret: str = DEVELOPMENT_PLACEHOLDER
+    # Keys for dates of birth and emails at rest, "id:key,..." (booking.field_encryption); the
+    # first seals, all open. Make a key with `ringback new-field-key`.
+    field_encryption_keys: str = DEVELOPMENT_FIELD_KEYS
 
     # The public address clinics' staff open links to (alerts carry a link to the thread).
     console_public_url: str = "http://127.0.0.1:8000"
@@ -115,6 +120,9 @@ class Settings(BaseSettings):
                     raise ValueError(f"{field.upper()} must be set in production")
             if values.get("database_url", "").startswith("sqlite"):
                 raise ValueError("DATABASE_URL must point to PostgreSQL in production")
+            if DEVELOPMENT_FIELD_KEYS.split(":", 1)[1] in values.get("field_encryption_keys", ""):
+                raise ValueError("FIELD_ENCRYPTION_KEYS must hold the clinic's own keys in "
+                                 "production, not the development key")
             # Alerts name patients: never across the network in plain text.
             if values.get("smtp_host") and not (values.get("smtp_starttls")
                                                  or values.get("smtp_ssl")):

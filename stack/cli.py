@@ -1,5 +1,5 @@
 """`ringback` command line: migrate, load-clinics, run, simulator, funnel, seed-history, demo,
-purge, patient export/erase."""
+purge, patient export/erase, rotate-field-keys, new-field-key."""
 
 from __future__ import annotations
 
@@ -218,6 +218,29 @@ def patient(args: argparse.Namespace) -> int:
     return 0
 
 
+def rotate_field_keys(_: argparse.Namespace) -> int:
+    from booking.db import get_engine
+    from booking.field_encryption import FieldKeyError, key_ring, rotate
+
+    try:
+        current = key_ring().current_id
+        with get_engine(get_settings().database_url).begin() as connection:
+            rotated = rotate(connection)
+    except FieldKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"every sealed value is under key {current!r} now: "
+          + ", ".join(f"{n} re-sealed in {column}" for column, n in rotated.items()))
+    return 0
+
+
+def new_field_key(_: argparse.Namespace) -> int:
+    from booking.field_encryption import new_key
+
+    print(new_key())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from stack.supervisor import PRIVATE_UMASK
 
@@ -254,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         "purge", help="remove message bodies and transcripts past each clinic's retention")
     purger.add_argument("--clinic", help="one clinic's slug (default: every clinic)")
     purger.set_defaults(handler=purge)
+    commands.add_parser(
+        "rotate-field-keys",
+        help="re-seal dates of birth and emails with the first FIELD_ENCRYPTION_KEYS key",
+    ).set_defaults(handler=rotate_field_keys)
+    commands.add_parser("new-field-key", help="print a new key for FIELD_ENCRYPTION_KEYS"
+                        ).set_defaults(handler=new_field_key)
     rights = commands.add_parser("patient", help="a patient's export or erasure")
     rights.add_argument("action", choices=["export", "erase"])
     rights.add_argument("--clinic", required=True)

@@ -294,7 +294,8 @@ def test_production_refuses_smtp_without_tls():
                   "database_url": "postgresql+psycopg2://ringback@db.internal/ringback",
                   "gateway_public_url": "https://ringback.example",
                   "console_public_url": "https://ringback.example",
-                  "smtp_host": "mail.example"}
+                  "smtp_host": "mail.example",
+                  "field_encryption_keys": "k1:" + "f" * 43 + "="}
     with pytest.raises(ValidationError, match="SMTP_STARTTLS or SMTP_SSL must be on"):
         Settings(**production, smtp_starttls=False)
     assert Settings(**production, smtp_starttls=False, smtp_ssl=True).smtp_ssl

@@ -27,11 +27,14 @@ from booking.models import (
     FunnelEvent,
     InboxItem,
     JobDecision,
+    JobState,
     Message,
+    MessageStatus,
     MissedCall,
     Patient,
     ScheduledJob,
     Thread,
+    utcnow,
 )
 from booking.records import audit
 from booking.records.tracker_store import TrackerStore
@@ -129,6 +132,7 @@ def erase(session: Session, tracker: TrackerStore, *, clinic: Clinic, phone: str
           actor: str, address: str) -> dict[str, int]:
     """Remove the patient's conversations from Rasa, then empty every booking row of what names
     them (in the caller's transaction); what was changed, by table."""
+    now = utcnow()
     contact = find_contact(session, clinic=clinic, phone=phone)
     held = _held(session, contact)
     # Rasa first: if the booking database then fails, the contact can still be found and the
@@ -149,6 +153,16 @@ def erase(session: Session, tracker: TrackerStore, *, clinic: Clinic, phone: str
                             .execution_options(synchronize_session=False))
         session.execute(update(InboxItem).where(InboxItem.message_id.in_(message_ids))
                         .values(text="").execution_options(synchronize_session=False))
+        # Nothing more goes to a number that is no longer held.
+        session.execute(update(Message).where(
+            Message.id.in_(message_ids), Message.to_number == ERASED_NUMBER,
+            Message.status.in_([MessageStatus.pending, MessageStatus.sending]))
+            .values(status=MessageStatus.suppressed, next_attempt_at=None)
+            .execution_options(synchronize_session=False))
+    for job in held["scheduled_jobs"]:
+        if job.state == JobState.scheduled:
+            job.state, job.finished_at = JobState.cancelled, now
+            job.last_reason = "the patient's records were erased"
     for escalation in held["escalations"]:
         escalation.transcript, escalation.summary, escalation.bot_told_patient = [], "", ""
     for patient in held["patients"]:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    event,
     inspect,
     select,
 )
@@ -43,6 +44,10 @@ EVENTS = Table(
 KEPT_PAST_RETENTION = ("pause", "resume")
 
 
+def _secure_delete(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA secure_delete=ON")
+
+
 class TrackerStore:
     """The events table at `url`; a store Rasa never wrote to simply holds nothing."""
 
@@ -52,6 +57,9 @@ class TrackerStore:
                               and not Path(parsed.database or "").exists())
         self._engine: Engine | None = None if self._missing_file else create_engine(
             url, future=True)
+        if self._engine is not None and parsed.drivername.startswith("sqlite"):
+            # Deleted events are overwritten on disk, not left in SQLite's free pages.
+            event.listen(self._engine, "connect", _secure_delete)
 
     def close(self) -> None:
         if self._engine is not None:

@@ -6,6 +6,7 @@ import enum
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    DDL,
     JSON,
     Boolean,
     Column,
@@ -21,9 +22,12 @@ from sqlalchemy import (
     Time,
     TypeDecorator,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.orm import declarative_base, relationship
+
+from booking.field_encryption import SealedDate, SealedText
 
 Base = declarative_base()
 
@@ -240,8 +244,9 @@ class Contact(Base):
     first_name = Column(String(120))
     last_name = Column(String(120))
     # Asked before booking only when the clinic requires them (settings.required_patient_fields).
-    date_of_birth = Column(Date)
-    email = Column(String(320))
+    # Sealed at rest (booking.field_encryption): the raw column holds "<key id>:<token>".
+    date_of_birth = Column(SealedDate)
+    email = Column(SealedText)
     is_known_patient = Column(Boolean, nullable=False, default=False)
     consent = Column(_enum(Consent, "consent"), nullable=False, default=Consent.implied)
     consent_changed_at = Column(UTCDateTime)
@@ -267,7 +272,7 @@ class Patient(Base):
     first_name = Column(String(120))
     last_name = Column(String(120))
     # Asked before booking only when the clinic requires it (settings.required_patient_fields).
-    date_of_birth = Column(Date)
+    date_of_birth = Column(SealedDate)  # sealed at rest, as the contact's
     is_known_patient = Column(Boolean, nullable=False, default=False)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
@@ -707,11 +712,63 @@ class SignInFailures(Base):
     previous_failure_at = Column(UTCDateTime)
 
 
+class AuditEvent(Base):
+    """Who did what to which patient's records, when and from where: one row per console view
+    of a thread or escalation, staff reply, take-over, hand-back, acknowledgement, resolution,
+    export and erasure. Append-only: the database refuses UPDATE and DELETE (triggers below).
+
+    Ids only, no foreign keys: a row outlives a patient's erasure and never names them (the
+    contact id points at the anonymised contact)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_clinic_time", "clinic_id", "occurred_at"),)
+
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(Integer, nullable=False)
+    occurred_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    # "staff:12" for a staff member, "cli:<os user>" for the `ringback` command.
+    actor = Column(String(120), nullable=False)
+    staff_id = Column(Integer)
+    action = Column(String(32), nullable=False)  # view_thread, reply, take_over, export, ...
+    channel = Column(String(16), nullable=False)  # console, sms, whatsapp, cli
+    # The client's IP address for the console, the staff phone for a text, the host for the CLI.
+    address = Column(String(120), nullable=False, default="")
+    thread_id = Column(Integer)
+    escalation_id = Column(Integer)
+    contact_id = Column(Integer)
+    detail = Column(String(300), nullable=False, default="")
+
+
+# The same statements run in migration 0013 and after `create_all` (the tests' schemas).
+AUDIT_APPEND_ONLY_DDL = {
+    "sqlite": [
+        "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+        "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+        "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
+        "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION 'audit_events is append-only'; END $$",
+        "CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events "
+        "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()",
+        "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()",
+    ],
+}
+for _dialect, _statements in AUDIT_APPEND_ONLY_DDL.items():
+    for _statement in _statements:
+        event.listen(AuditEvent.__table__, "after_create",
+                     DDL(_statement).execute_if(dialect=_dialect))
+
+
 __all__ = [
-    "Appointment", "AppointmentStatus", "Base", "Channel", "ChannelPolicy", "Clinic", "Closure",
-    "Consent", "ConsoleSession", "Contact", "Direction", "Escalation", "EscalationAlert",
-    "EscalationReason", "EscalationStatus", "FunnelEvent", "JobDecision", "JobKind", "JobState",
-    "Message", "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours",
-    "Patient", "Provider", "ProviderHours", "ScheduledJob", "Service", "SignInFailures",
-    "SlotClaim", "StaffMember", "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
+    "Appointment", "AppointmentStatus", "Arrival", "AUDIT_APPEND_ONLY_DDL", "AuditEvent", "Base",
+    "Channel", "ChannelPolicy", "Clinic", "Closure", "Consent", "ConsoleSession", "Contact",
+    "Direction", "Escalation", "EscalationAlert", "EscalationReason", "EscalationStatus",
+    "FunnelEvent", "InboxItem", "InboxState", "JobDecision", "JobKind", "JobState", "Message",
+    "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours", "Patient",
+    "Provider", "ProviderHours", "ScheduledJob", "Service", "SignInFailures", "SlotClaim",
+    "StaffMember", "Thread", "ThreadState", "UTCDateTime", "utcnow", "WebhookReplay",
 ]

@@ -12,6 +12,8 @@ from pydantic import BaseSettings, conint, root_validator
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEVELOPMENT_PLACEHOLDER = "dev-only-change-me"
+# Seals dates of birth and emails in development and tests only: production refuses it.
+DEVELOPMENT_FIELD_KEYS = "dev:ZGV2LW9ubHktZmllbGQta2V5LWNoYW5nZS1tZS0wMDA="
 
 # Secrets we choose ourselves (Twilio issues its own token): production wants them long enough
 # that guessing is hopeless.
@@ -56,6 +58,13 @@ class Settings(BaseSettings):
     # Twilio signs the exact URL it called, so behind a proxy we must know the public one.
     gateway_public_url: str = "http://127.0.0.1:8000"
 
+    # Rasa's SQL tracker store, where the retention purge and a patient's export and erasure
+    # reach it. Unset: the booking database itself on PostgreSQL, and on SQLite the file
+    # rasa_tracker.db beside the booking database (where `ringback run` puts it).
+    tracker_store_url: str | None = None
+    # How often a gateway removes message bodies and transcripts past their clinic's retention.
+    retention_purge_interval_seconds: float = 3600.0
+
     # Rasa's lock store; needed once several Rasa processes share one tracker store.
     redis_url: str | None = None
 
@@ -98,6 +107,9 @@ class Settings(BaseSettings):
     missed_call_hmac_secret: str = DEVELOPMENT_PLACEHOLDER
     missed_call_max_skew_seconds: int = 300
     session_secret: str = DEVELOPMENT_PLACEHOLDER
+    # Keys for dates of birth and emails at rest, "id:key,..." (booking.field_encryption); the
+    # first seals, all open. Make a key with `ringback new-field-key`.
+    field_encryption_keys: str = DEVELOPMENT_FIELD_KEYS
 
     # The public address clinics' staff open links to (alerts carry a link to the thread).
     console_public_url: str = "http://127.0.0.1:8000"
@@ -115,6 +127,8 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = True
+    # SMTPS (TLS from the start, port 465) instead of STARTTLS. Production needs one of them.
+    smtp_ssl: bool = False
     smtp_from: str = "Ringback alerts <alerts@localhost>"
     smtp_timeout_seconds: float = 10.0
     # How often the gateway sends due re-alerts and pending email/webhook alerts.
@@ -142,6 +156,13 @@ class Settings(BaseSettings):
                                 f"not {values[field]!r}")
         if values.get("database_url", "").startswith("sqlite"):
             problems.append("DATABASE_URL must point to PostgreSQL in production")
+        if DEVELOPMENT_FIELD_KEYS.split(":", 1)[1] in values.get("field_encryption_keys", ""):
+            problems.append("FIELD_ENCRYPTION_KEYS must hold the clinic's own keys in "
+                            "production, not the development key")
+        # Alerts name patients: never across the network in plain text.
+        if values.get("smtp_host") and not (values.get("smtp_starttls")
+                                             or values.get("smtp_ssl")):
+            problems.append("SMTP_STARTTLS or SMTP_SSL must be on in production")
         if problems:
             raise ValueError("\n".join(problems))
         return values
@@ -153,6 +174,15 @@ class Settings(BaseSettings):
         host, port = parts.hostname, parts.port or 5005
         return [parts._replace(netloc=f"{host}:{port + index}").geturl()
                 for index in range(self.rasa_processes)]
+
+    @property
+    def rasa_tracker_store_url(self) -> str:
+        if self.tracker_store_url:
+            return self.tracker_store_url
+        if self.database_url.startswith("sqlite"):
+            booking_file = Path(self.database_url.split("///", 1)[-1])
+            return f"sqlite:///{booking_file.parent / 'rasa_tracker.db'}"
+        return self.database_url
 
     @property
     def is_production(self) -> bool:

@@ -1,9 +1,13 @@
-"""`ringback` command line: migrate, load-clinics, run, simulator, funnel, seed-history, demo."""
+"""`ringback` command line: migrate, load-clinics, run, simulator, funnel, seed-history, demo,
+purge, patient export/erase, rotate-field-keys, new-field-key."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -62,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     settings, env = with_backend_tokens(env)
     run_dir = PROJECT_ROOT / "var"
     run_dir.mkdir(exist_ok=True)
+    # Made private even when an older version created it open to everyone.
+    run_dir.chmod(0o700)
+    for made in run_dir.glob("*.db*"):
+        made.chmod(0o600)
     supervisor = Supervisor(services(settings, model=MODEL, run_dir=run_dir,
                                      with_simulator=with_simulator),
                             env=env, log_dir=run_dir / "logs")
@@ -150,7 +158,97 @@ def demo(args: argparse.Namespace) -> int:
                      gateway_url=get_settings().gateway_public_url)
 
 
+def purge(args: argparse.Namespace) -> int:
+    from booking.db import session_factory
+    from booking.models import utcnow
+    from booking.records.retention import purge as purge_words
+    from booking.records.tracker_store import TrackerStore
+
+    settings = get_settings()
+    tracker = TrackerStore(settings.rasa_tracker_store_url)
+    try:
+        done = purge_words(session_factory(), tracker, now=utcnow(), clinic_slug=args.clinic)
+    finally:
+        tracker.close()
+    if args.clinic and not done:
+        print(f"error: no clinic {args.clinic!r}", file=sys.stderr)
+        return 2
+    for result in done:
+        print(f"{result.clinic}: words before {result.cutoff:%Y-%m-%d %H:%M} UTC removed from "
+              f"{result.messages} messages, {result.inbox_items} inbox items, "
+              f"{result.escalations} escalations, {result.tracker_events} Rasa events")
+    return 0
+
+
+def patient(args: argparse.Namespace) -> int:
+    """Export (JSON on stdout) or erase what one clinic holds about one phone number."""
+    from booking.clinics.lookups import find_clinic_by_slug
+    from booking.db import session_scope
+    from booking.messaging.phones import to_e164
+    from booking.records import patient_rights
+    from booking.records.tracker_store import TrackerStore
+
+    settings = get_settings()
+    tracker = TrackerStore(settings.rasa_tracker_store_url)
+    # The audit trail's "who" and "from where" for a command run on the server.
+    actor, address = f"cli:{getpass.getuser()}", socket.gethostname()
+    try:
+        with session_scope() as session:
+            clinic = find_clinic_by_slug(session, args.clinic)
+            if clinic is None:
+                print(f"error: no clinic {args.clinic!r}", file=sys.stderr)
+                return 2
+            try:
+                phone = to_e164(args.phone, default_region=clinic.country)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            act = patient_rights.export if args.action == "export" else patient_rights.erase
+            result = act(session, tracker, clinic=clinic, phone=phone, actor=actor,
+                         address=address)
+    except patient_rights.UnknownPatient as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        tracker.close()
+    if args.action == "export":
+        json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        print(f"erased {phone} at {args.clinic}: "
+              + ", ".join(f"{n} {what}" for what, n in result.items()))
+    return 0
+
+
+def rotate_field_keys(_: argparse.Namespace) -> int:
+    from booking.db import get_engine
+    from booking.field_encryption import FieldKeyError, key_ring, rotate
+
+    try:
+        current = key_ring().current_id
+        with get_engine(get_settings().database_url).begin() as connection:
+            rotated = rotate(connection)
+    except FieldKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"every sealed value is under key {current!r} now: "
+          + ", ".join(f"{n} re-sealed in {column}" for column, n in rotated.items()))
+    return 0
+
+
+def new_field_key(_: argparse.Namespace) -> int:
+    from booking.field_encryption import new_key
+
+    print(new_key())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from stack.supervisor import PRIVATE_UMASK
+
+    # The database files `migrate` creates, and everything else a command writes, hold
+    # patient data: readable by this user only.
+    os.umask(PRIVATE_UMASK)
     try:
         get_settings()
     except ValidationError as exc:  # production's refusals: say why, not a traceback
@@ -184,6 +282,21 @@ def main(argv: list[str] | None = None) -> int:
     player.add_argument("--simulator-url",
                         default=f"http://127.0.0.1:{get_settings().twilio_fake_port}")
     player.set_defaults(handler=demo)
+    purger = commands.add_parser(
+        "purge", help="remove message bodies and transcripts past each clinic's retention")
+    purger.add_argument("--clinic", help="one clinic's slug (default: every clinic)")
+    purger.set_defaults(handler=purge)
+    commands.add_parser(
+        "rotate-field-keys",
+        help="re-seal dates of birth and emails with the first FIELD_ENCRYPTION_KEYS key",
+    ).set_defaults(handler=rotate_field_keys)
+    commands.add_parser("new-field-key", help="print a new key for FIELD_ENCRYPTION_KEYS"
+                        ).set_defaults(handler=new_field_key)
+    rights = commands.add_parser("patient", help="a patient's export or erasure")
+    rights.add_argument("action", choices=["export", "erase"])
+    rights.add_argument("--clinic", required=True)
+    rights.add_argument("--phone", required=True)
+    rights.set_defaults(handler=patient)
     args = parser.parse_args(argv)
     return args.handler(args)
 

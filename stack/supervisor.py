@@ -37,6 +37,10 @@ class Service:
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
+# Files created by Ringback's processes: readable and writable by their own user only.
+PRIVATE_UMASK = 0o077
+
+
 def with_backend_tokens(env: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
     """The settings of one run and the environment of its children, both carrying RASA_TOKEN and
     ACTION_SERVER_TOKEN, so the gateway, Rasa and the action server agree on them.
@@ -55,23 +59,21 @@ def with_backend_tokens(env: Mapping[str, str]) -> tuple[Settings, dict[str, str
             {**env, **{name.upper(): token for name, token in tokens.items()}})
 
 
-def rasa_endpoints(settings: Settings, run_dir: Path, *, process: int = 0) -> Path:
-    """endpoints.yml for this run's Rasa process number `process`: the action server with its
-    token, the SQL tracker store on the booking database's server kind, and the Redis lock
-    store if there is one. On SQLite each process keeps its own tracker file (the gateway sends
-    each conversation to one process always); on PostgreSQL they share the tracker store.
+def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
+    """endpoints.yml for this run's Rasa processes: the action server with its token, the SQL
+    tracker store (every process shares it; the gateway sends each conversation to one process
+    always), and the Redis lock store if there is one.
 
     It holds secrets (the token, database and Redis passwords), so only our user may read it.
     """
-    suffix = "" if process == 0 else f"_{process + 1}"
     endpoints: dict = {"action_endpoint": {
         "url": settings.action_server_url,
         "headers": {"Authorization": f"Bearer {settings.action_server_token}"}}}
-    if settings.database_url.startswith("sqlite"):
-        endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite",
-                                      "db": str(run_dir / f"rasa_tracker{suffix}.db")}
+    # The same place the retention purge and `ringback patient` look (Settings).
+    url = make_url(settings.rasa_tracker_store_url)
+    if url.drivername.startswith("sqlite"):
+        endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": url.database}
     else:
-        url = make_url(settings.database_url)
         endpoints["tracker_store"] = {
             "type": "SQL", "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
             "username": url.username, "password": url.password, "db": url.database,
@@ -84,7 +86,7 @@ def rasa_endpoints(settings: Settings, run_dir: Path, *, process: int = 0) -> Pa
                                    "db": int(url.database or 0),
                                    "username": url.username or None, "password": url.password,
                                    "use_ssl": url.drivername == "rediss"}
-    path = run_dir / f"endpoints{suffix}.yml"
+    path = run_dir / "endpoints.yml"
     # Created afresh with 0600: a file left by an earlier run may be readable by others, and
     # opening it would keep its mode.
     path.unlink(missing_ok=True)
@@ -101,6 +103,7 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
     if missing:
         raise ValueError(f"{' and '.join(missing)} missing: see with_backend_tokens")
     rasa_status = urlencode({"token": settings.rasa_token})
+    endpoints = rasa_endpoints(settings, run_dir)
     rasas = [
         Service("rasa" if index == 0 else f"rasa {index + 1}",
                 [str(Path(sys.executable).parent / "rasa"), "run", "--enable-api",
@@ -109,7 +112,7 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
                  # which as a separate word Rasa's parser reads as an option and refuses.
                  f"--auth-token={settings.rasa_token}", "--model", str(model),
                  "--credentials", str(PROJECT_ROOT / "credentials.yml"),
-                 "--endpoints", str(rasa_endpoints(settings, run_dir, process=index))],
+                 "--endpoints", str(endpoints)],
                 f"http://{settings.rasa_host}:{settings.rasa_port + index}/status?{rasa_status}")
         for index in range(settings.rasa_processes)]
     started = [
@@ -166,14 +169,19 @@ class Supervisor:
         self._stop_requested.set()
 
     def _start(self, timeout: float) -> bool:
-        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self._log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._log_dir.chmod(0o700)
         for service in self.services:
             if self._stop_requested.is_set():
                 return False
-            log = open(self._log_dir / f"{service.name.replace(' ', '_')}.log", "ab")
+            path = self._log_dir / f"{service.name.replace(' ', '_')}.log"
+            log = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+            path.chmod(0o600)  # a log left by an older run keeps the mode it was made with
+            # Whatever a child creates (SQLite files and their journals, Rasa's tracker store)
+            # is its user's alone: they hold patients' words.
             service.process = subprocess.Popen(
                 service.command, cwd=PROJECT_ROOT, env=self._env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                stderr=subprocess.STDOUT, start_new_session=True, umask=PRIVATE_UMASK,
             )
         deadline = time.monotonic() + timeout
         return all(self._wait_healthy(service, deadline) for service in self.services)

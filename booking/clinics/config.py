@@ -281,11 +281,28 @@ class EscalationSettings(BaseModel):
     # Also email alerted staff who have an address (needs SMTP_HOST), and these addresses.
     email_alerts: bool = False
     email_to: list[constr(regex=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)] = []
-    # A Slack-compatible incoming webhook (JSON {"text": ...}); it is a secret.
+    # A Slack-compatible incoming webhook (JSON {"text": ...}); it is a secret. Its posts
+    # never carry the patient's words or number: a team channel is wider than one phone.
     webhook_url: constr(regex=r"^https?://") | None = None
+    # Minimum necessary: whether alerts quote the patient (name, number, their words, what the
+    # bot told them) or only say what kind of caller it is and link to the console. Texts go
+    # to the on-call clinician's own phone; email passes through mail servers and inboxes.
+    patient_words_in_texts: bool = True
+    patient_words_in_email: bool = False
 
     class Config:
         extra = "forbid"  # a misspelt alert setting must not silently turn alerts off
+
+
+class RetentionSettings(BaseModel):
+    """How long patients' words are kept (booking.records.retention): message bodies, the
+    dialogue's inbox copies, escalation transcripts and Rasa's tracker events. The rows stay
+    (the funnel and the dashboard count them); only the words go."""
+
+    message_days: conint(ge=30, le=36500) = 730
+
+    class Config:
+        extra = "forbid"
 
 
 class OtherLanguageSettings(BaseModel):
@@ -342,6 +359,7 @@ class ClinicSettings(BaseModel):
     escalation: EscalationSettings = EscalationSettings()
     outreach: OutreachSettings = OutreachSettings()
     other_language: OtherLanguageSettings = OtherLanguageSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     class Config:
         extra = "allow"

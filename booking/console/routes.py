@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from sqlalchemy import select
 
 from booking.console import dashboard, views
 from booking.console.auth import (
@@ -34,7 +35,8 @@ from booking.escalation import handoff
 from booking.escalation.escalations import acknowledge, resolve
 from booking.gateway.context import GatewayContext, get_context
 from booking.messaging.rasa_client import RasaUnavailable
-from booking.models import StaffMember, ThreadState, utcnow
+from booking.models import Clinic, StaffMember, ThreadState, utcnow
+from booking.records import audit
 from booking.reports import exports
 from booking.reports.periods import BadPeriod, choose
 
@@ -77,6 +79,20 @@ def _escalation_id(escalation_id: str) -> int:
 # After UserDep in each route's parameters: signing in comes first, even for a bad id.
 ThreadId = Annotated[int, Depends(_thread_id)]
 EscalationId = Annotated[int, Depends(_escalation_id)]
+
+
+def client_address(request: Request) -> str:
+    """Where a console request came from, for the audit trail (the proxy's address when a
+    proxy does not forward the client's)."""
+    return request.client.host if request.client else "unknown"
+
+
+def audited(session, request: Request, user: ConsoleUser, action: str, *, clinic_id: int,
+            **about) -> None:
+    """Record a console action in the caller's transaction (`records.audit`)."""
+    audit.record(session, clinic_id=clinic_id, action=action, channel="console",
+                 address=client_address(request), staff=views.get_staff(session, user),
+                 **about)
 
 
 def render(request: Request, name: str, user: ConsoleUser | None, status_code: int = 200,
@@ -195,18 +211,22 @@ async def queue_rows(request: Request, context: ContextDep, user: UserDep,
 
 
 @router.get("/escalations/{escalation_id}")
-async def escalation_page(context: ContextDep, user: UserDep,
+async def escalation_page(request: Request, context: ContextDep, user: UserDep,
                           escalation_id: EscalationId) -> RedirectResponse:
     def find() -> int:
-        with context.sessions() as session:
-            return views.get_escalation(session, user, escalation_id).thread_id
+        with context.sessions() as session, session.begin():
+            escalation = views.get_escalation(session, user, escalation_id)
+            audited(session, request, user, audit.VIEW_ESCALATION,
+                    clinic_id=escalation.clinic_id, escalation_id=escalation.id,
+                    thread_id=escalation.thread_id, contact_id=escalation.contact_id)
+            return escalation.thread_id
 
     thread_id = await asyncio.to_thread(find)
     return back_to(f"/console/threads/{thread_id}#escalation-{escalation_id}")
 
 
-def _escalation_action(context: GatewayContext, user: ConsoleUser, escalation_id: int,
-                       action: str) -> tuple[int, bool]:
+def _escalation_action(request: Request, context: GatewayContext, user: ConsoleUser,
+                       escalation_id: int, action: str) -> tuple[int, bool]:
     with context.sessions() as session, session.begin():
         escalation = views.get_escalation(session, user, escalation_id)
         staff = views.get_staff(session, user)
@@ -215,13 +235,18 @@ def _escalation_action(context: GatewayContext, user: ConsoleUser, escalation_id
                                   channel="console", instant=utcnow())
         else:
             changed = resolve(session, escalation=escalation, staff=staff, instant=utcnow())
+        if changed:
+            audited(session, request, user,
+                    audit.ACKNOWLEDGE if action == "ack" else audit.RESOLVE,
+                    clinic_id=escalation.clinic_id, escalation_id=escalation.id,
+                    thread_id=escalation.thread_id, contact_id=escalation.contact_id)
         return escalation.thread_id, changed
 
 
 @router.post("/escalations/{escalation_id}/ack", dependencies=[Csrf])
 async def acknowledge_escalation(request: Request, context: ContextDep, user: UserDep,
                                  escalation_id: EscalationId) -> RedirectResponse:
-    thread_id, changed = await asyncio.to_thread(_escalation_action, context, user,
+    thread_id, changed = await asyncio.to_thread(_escalation_action, request, context, user,
                                                  escalation_id, "ack")
     request.session["flash"] = (f"Escalation {escalation_id} acknowledged." if changed
                                 else f"Escalation {escalation_id} was already acknowledged.")
@@ -231,7 +256,7 @@ async def acknowledge_escalation(request: Request, context: ContextDep, user: Us
 @router.post("/escalations/{escalation_id}/resolve", dependencies=[Csrf])
 async def resolve_escalation(request: Request, context: ContextDep, user: UserDep,
                              escalation_id: EscalationId) -> RedirectResponse:
-    thread_id, changed = await asyncio.to_thread(_escalation_action, context, user,
+    thread_id, changed = await asyncio.to_thread(_escalation_action, request, context, user,
                                                  escalation_id, "resolve")
     request.session["flash"] = (f"Escalation {escalation_id} resolved." if changed
                                 else f"Escalation {escalation_id} was already resolved.")
@@ -289,7 +314,7 @@ EXPORTS = {
 
 
 @router.get("/dashboard/{export}.csv")
-async def dashboard_export(context: ContextDep, user: UserDep, export: str,
+async def dashboard_export(request: Request, context: ContextDep, user: UserDep, export: str,
                            period: PeriodQuery = None, first: DayQuery = None,
                            last: LastDayQuery = None, clinic: ClinicQuery = "") -> Response:
     if export not in EXPORTS:
@@ -302,6 +327,9 @@ async def dashboard_export(context: ContextDep, user: UserDep, export: str,
                                                   first=first, last=last)
             rows = rows_of(session, clinic_id=chosen.id, period=span)
             days = span.days()
+            audited(session, request, user, audit.EXPORT, clinic_id=chosen.id,
+                    detail=f"dashboard {export}.csv {days[0]} to {days[-1]}")
+            session.commit()
             return chosen.slug, days[0], days[-1], exports.to_csv(rows, columns)
 
     slug, start, end, text = await asyncio.to_thread(load)
@@ -326,9 +354,13 @@ async def threads_page(request: Request, context: ContextDep, user: UserDep,
                   states=[s.value for s in ThreadState])
 
 
-def _thread_page(context: GatewayContext, user: ConsoleUser, thread_id: int) -> dict:
-    with context.sessions() as session:
+def _thread_page(request: Request, context: GatewayContext, user: ConsoleUser,
+                 thread_id: int) -> dict:
+    with context.sessions() as session, session.begin():
         thread = views.get_thread(session, user, thread_id)
+        # The page's polls are not recorded: the view that opened the page covers them.
+        audited(session, request, user, audit.VIEW_THREAD, clinic_id=thread.clinic_id,
+                thread_id=thread.id, contact_id=thread.contact_id)
         message_rows = views.messages(session, thread)
         return {
             "thread": thread, "clinic": thread.clinic, "contact": thread.contact,
@@ -350,7 +382,7 @@ def _panel(session, thread) -> dict:
 @router.get("/threads/{thread_id}", response_class=HTMLResponse)
 async def thread_page(request: Request, context: ContextDep, user: UserDep,
                       thread_id: ThreadId) -> HTMLResponse:
-    page = await asyncio.to_thread(_thread_page, context, user, thread_id)
+    page = await asyncio.to_thread(_thread_page, request, context, user, thread_id)
     panel_html, panel_version = fragment("_panel.html", csrf=csrf_token(request), **page)
     return render(request, "thread.html", user, panel_html=panel_html,
                   panel_version=panel_version, **page)
@@ -395,7 +427,7 @@ async def take_over(request: Request, context: ContextDep, user: UserDep,
                     thread_id: ThreadId) -> RedirectResponse:
     # Pause the bot first: if Rasa cannot be reached, nothing claims the thread is ours.
     await _change_holder(request, context, user, thread_id, tell_rasa=context.rasa.pause,
-                         change=handoff.take_over)
+                         change=handoff.take_over, action=audit.TAKE_OVER)
     logger.info("thread %s taken over by staff member %s", thread_id, user.staff_id)
     request.session["flash"] = "You have the thread; the bot is paused."
     return back_to(f"/console/threads/{thread_id}")
@@ -405,7 +437,7 @@ async def take_over(request: Request, context: ContextDep, user: UserDep,
 async def hand_back(request: Request, context: ContextDep, user: UserDep,
                     thread_id: ThreadId) -> RedirectResponse:
     await _change_holder(request, context, user, thread_id, tell_rasa=context.rasa.resume,
-                         change=handoff.hand_back)
+                         change=handoff.hand_back, action=audit.HAND_BACK)
     logger.info("thread %s handed back to the bot by staff member %s", thread_id,
                 user.staff_id)
     request.session["flash"] = "Handed back: the bot answers this patient again."
@@ -413,7 +445,7 @@ async def hand_back(request: Request, context: ContextDep, user: UserDep,
 
 
 async def _change_holder(request: Request, context: GatewayContext, user: ConsoleUser,
-                         thread_id: int, *, tell_rasa, change) -> None:
+                         thread_id: int, *, tell_rasa, change, action: str) -> None:
     """Tell Rasa first, then record who holds the thread (`handoff.take_over`/`hand_back`)."""
     sender_id = await asyncio.to_thread(_sender_id, context, user, thread_id)
     await _rasa_call(request, tell_rasa(sender_id=sender_id))
@@ -423,6 +455,8 @@ async def _change_holder(request: Request, context: GatewayContext, user: Consol
             thread = views.get_thread(session, user, thread_id)
             change(session, thread=thread, staff=views.get_staff(session, user),
                    instant=utcnow())
+            audited(session, request, user, action, clinic_id=thread.clinic_id,
+                    thread_id=thread.id, contact_id=thread.contact_id)
 
     await asyncio.to_thread(commit)
 
@@ -433,9 +467,12 @@ async def reply(request: Request, context: ContextDep, user: UserDep, thread_id:
     def store() -> list[int]:
         with context.sessions() as session, session.begin():
             thread = views.get_thread(session, user, thread_id)
-            return [m.id for m in handoff.staff_reply(session, thread=thread,
-                                                      staff=views.get_staff(session, user),
-                                                      body=body)]
+            messages = handoff.staff_reply(session, thread=thread,
+                                           staff=views.get_staff(session, user), body=body)
+            audited(session, request, user, audit.REPLY, clinic_id=thread.clinic_id,
+                    thread_id=thread.id, contact_id=thread.contact_id,
+                    detail=f"message {messages[0].id}")
+            return [m.id for m in messages]
 
     try:
         message_ids = await asyncio.to_thread(store)
@@ -448,3 +485,26 @@ async def reply(request: Request, context: ContextDep, user: UserDep, thread_id:
     logger.info("staff member %s replied in thread %s", user.staff_id, thread_id)
     return back_to(f"/console/threads/{thread_id}#reply")
 
+
+
+# -- the audit trail ----------------------------------------------------------------------
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_page(request: Request, context: ContextDep, user: UserDep,
+                     before: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None
+                     ) -> HTMLResponse:
+    """Who did what with which patient's records, newest first, for the user's clinics only.
+    Every signed-in staff member of a clinic may read it (the console has no admin role yet)."""
+    def load():
+        with context.sessions() as session:
+            zones = dict(session.execute(
+                select(Clinic.id, Clinic.timezone).where(Clinic.id.in_(user.clinic_ids))).all())
+            return (audit.trail(session, clinic_ids=user.clinic_ids, before_id=before),
+                    views.clinic_names(session, user), zones)
+
+    rows, clinics, zones = await asyncio.to_thread(load)
+    older = rows[-1].id if len(rows) == audit.PAGE_SIZE else None
+    return render(request, "audit.html", user, clinics=clinics, older=older,
+                  rows=[(views.local(row.occurred_at, zones[row.clinic_id]), row)
+                        for row in rows])

@@ -89,14 +89,20 @@ def thread_link(thread_id: int, settings: Settings | None = None) -> str:
 
 
 def alert_text(*, escalation: Escalation, thread: Thread, repeat: bool = False,
-               settings: Settings | None = None) -> str:
-    """The text staff get: who, what they said, what the bot told them, how to take it."""
+               settings: Settings | None = None, patient_words: bool = True) -> str:
+    """The text staff get: who, what they said, what the bot told them, how to take it; without
+    `patient_words`, only what kind of caller it is and the link (minimum necessary)."""
     contact = thread.contact
+    prefix = f"REPEAT ({escalation.alert_count + 1}), not yet acknowledged: " if repeat else ""
+    if not patient_words:
+        caller = "a known patient" if contact.is_known_patient else "a new caller"
+        return (f"{prefix}{LABEL[escalation.reason]} {thread.clinic.name}: message from "
+                f"{caller}; open the console: {thread_link(thread.id, settings)} "
+                f"{ack_instruction(escalation)}")
     who = " ".join(filter(None, [contact.first_name, contact.last_name])) or "New caller"
     known = "known patient" if contact.is_known_patient else "not on file"
     recent = [line for line in escalation.transcript if line["author"] == "patient"][-3:]
     said = " / ".join(clip(line["body"], 160) for line in recent)
-    prefix = f"REPEAT ({escalation.alert_count + 1}), not yet acknowledged: " if repeat else ""
     return (f"{prefix}{LABEL[escalation.reason]} {thread.clinic.name}: {who} ({contact.phone}, "
             f"{known}). Said: \"{said}\". Bot told them: "
             f"\"{clip(escalation.bot_told_patient, 160)}\". "
@@ -143,7 +149,8 @@ def queue_alerts(session: Session, *, escalation: Escalation, thread: Thread,
     clinic = thread.clinic
     policy = escalation_policy(clinic)
     repeat = kind == "realert"
-    text = alert_text(escalation=escalation, thread=thread, repeat=repeat, settings=settings)
+    text = alert_text(escalation=escalation, thread=thread, repeat=repeat, settings=settings,
+                      patient_words=policy["patient_words_in_texts"])
     message_ids: list[int] = []
     for staff in recipients:
         if not staff.phone:
@@ -197,10 +204,17 @@ def send_email(settings: Settings, *, to: str, subject: str, body: str) -> None:
     message["To"] = to
     message["Subject"] = subject
     message.set_content(body)
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port,
-                      timeout=settings.smtp_timeout_seconds) as smtp:
-        if settings.smtp_starttls:
-            smtp.starttls(context=ssl.create_default_context())
+    tls = ssl.create_default_context()
+    if settings.smtp_ssl:  # SMTPS: TLS from the first byte (usually port 465)
+        connection = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port,
+                                      timeout=settings.smtp_timeout_seconds, context=tls)
+    else:
+        connection = smtplib.SMTP(settings.smtp_host, settings.smtp_port,
+                                  timeout=settings.smtp_timeout_seconds)
+    with connection as smtp:
+        if settings.smtp_starttls and not settings.smtp_ssl:
+            # Raises when the server does not offer STARTTLS: never falls back to plain text.
+            smtp.starttls(context=tls)
         if settings.smtp_username:
             smtp.login(settings.smtp_username, settings.smtp_password or "")
         smtp.send_message(message)
@@ -338,7 +352,9 @@ class EscalationAlerts:
                     alert_id=alert.id, channel=alert.channel, recipient=alert.recipient,
                     subject=email_subject(escalation=escalation, clinic=clinic),
                     body=alert_text(escalation=escalation, thread=thread, repeat=repeat,
-                                    settings=self._settings),
+                                    settings=self._settings,
+                                    patient_words=escalation_policy(clinic)[
+                                        "patient_words_in_email"]),
                     webhook_url=escalation_policy(clinic)["webhook_url"],
                     payload=webhook_payload(escalation=escalation, clinic=clinic,
                                             repeat=repeat, settings=self._settings),

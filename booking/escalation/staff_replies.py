@@ -34,6 +34,7 @@ from booking.models import (
     ThreadState,
     utcnow,
 )
+from booking.records import audit
 from booking.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,10 @@ def _acknowledge(session: Session, *, clinic: Clinic, staff: StaffMember, channe
         who = f" by {taken_by.name}" if taken_by else ""
         return f"Escalation {escalation.id} was already {escalation.status.value}{who}."
     thread = escalation.thread
+    # From their phone: the address is the number the text came from (matched to them).
+    audit.record(session, clinic_id=clinic.id, action=audit.ACKNOWLEDGE, channel=channel.value,
+                 address=staff.phone or "", staff=staff, escalation_id=escalation.id,
+                 thread_id=thread.id, contact_id=escalation.contact_id)
     if thread.state == ThreadState.handed_off and thread.handed_off_to_id is None:
         thread.handed_off_to_id = staff.id
     logger.info("escalation %s acknowledged by staff member %s by %s", escalation.id, staff.id,

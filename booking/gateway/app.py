@@ -30,6 +30,7 @@ from booking.messaging.outbox import Outbox
 from booking.messaging.rasa_client import RasaClient
 from booking.models import utcnow
 from booking.outreach.gate import ComplianceGate
+from booking.records.retention import RetentionPurge
 from booking.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -91,9 +92,14 @@ def create_app(settings: Settings | None = None, *,
         realerts = asyncio.create_task(
             alerts.run(interval=settings.escalation_sweep_interval_seconds),
             name="escalation alerts")
+        # Patients' words past their clinic's retention, here and in Rasa's tracker store.
+        retention = asyncio.create_task(RetentionPurge(
+            sessions=context.sessions, tracker_store_url=settings.rasa_tracker_store_url).run(
+                interval=settings.retention_purge_interval_seconds), name="retention purge")
         try:
             yield
         finally:
+            retention.cancel()
             sweeper.cancel()
             undecided.cancel()
             intake.cancel()

@@ -7,6 +7,8 @@ import asyncio
 from datetime import timedelta
 from email import message_from_bytes, policy
 
+import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from booking.db import make_engine, session_factory
@@ -19,6 +21,7 @@ from booking.models import (
     EscalationReason,
     StaffMember,
 )
+from booking.settings import Settings
 from tests.escalation.conftest import CONSOLE_URL, RIVERSIDE_CLOSED, RIVERSIDE_OPEN, start_thread
 
 DR_PATEL, DR_HUGHES = "+447700900111", "+447700900222"
@@ -197,6 +200,9 @@ async def test_email_and_webhook_alerts(sessions, load_example, settings, outbox
     body = email.get_content()
     assert f"ACK {_ack_code(sessions, escalation_id)}" in body
     assert f"{CONSOLE_URL}/console/threads/" in body
+    # Minimum necessary by default in email: no words, no number, no name.
+    assert "message from a new caller; open the console" in body
+    assert "filler" not in body and "+447700900416" not in body
 
     (post,) = webhook_receiver.posts
     assert post["content_type"] == "application/json"
@@ -238,3 +244,64 @@ async def test_billing_contact_without_a_phone_is_emailed(sessions, load_example
         ("alert", "email", "accounts@riverside.example", "sent")]
     await sweeper.aclose()
     await outbox.aclose()
+
+
+async def test_a_clinic_chooses_what_alerts_quote(sessions, load_example, settings, outbox,
+                                                  phones, smtp_server):
+    """Texts without the patient's words, email with them: each is the clinic's choice."""
+    port, mailbox = smtp_server
+    settings = settings.copy(update={"smtp_host": "127.0.0.1", "smtp_port": port,
+                                     "smtp_starttls": False})
+    clinics = load_example(riverside={"email_alerts": True, "patient_words_in_texts": False,
+                                      "patient_words_in_email": True})
+    escalation_id = await _escalate(sessions, settings, outbox, clinic_id=clinics["riverside"],
+                                    phone="+447700900418", said="my cheek went white and numb")
+    (text,) = phones.wait_for(DR_PATEL, count=1)
+    assert text["body"] == (
+        "URGENT Riverside Dental & Aesthetics: message from a new caller; open the console: "
+        f"{CONSOLE_URL}/console/threads/{_thread_id(sessions, escalation_id)} "
+        f"Reply ACK {_ack_code(sessions, escalation_id)} to take it.")
+    sweeper = EscalationAlerts(sessions=sessions, outbox=outbox, settings=settings)
+    assert (await sweeper.sweep(now=RIVERSIDE_OPEN)).delivered == 1
+    body = message_from_bytes(mailbox.messages[0].content, policy=policy.default).get_content()
+    assert "my cheek went white and numb" in body and "+447700900418" in body
+    await sweeper.aclose()
+    await outbox.aclose()
+
+
+async def test_starttls_is_never_skipped_when_the_server_does_not_offer_it(
+        sessions, load_example, settings, outbox, phones, smtp_server):
+    port, mailbox = smtp_server  # a plain server: no STARTTLS on offer
+    settings = settings.copy(update={"smtp_host": "127.0.0.1", "smtp_port": port,
+                                     "smtp_starttls": True})
+    clinics = load_example(riverside={"email_to": ["duty-inbox@riverside.example"]})
+    escalation_id = await _escalate(sessions, settings, outbox, clinic_id=clinics["riverside"],
+                                    phone="+447700900419", said="my lip is white after filler")
+    sweeper = EscalationAlerts(sessions=sessions, outbox=outbox, settings=settings)
+    assert (await sweeper.sweep(now=RIVERSIDE_OPEN)).failed == 1
+    assert mailbox.messages == []
+    assert ("alert", "email", "duty-inbox@riverside.example", "pending") in _alerts(
+        sessions, escalation_id)
+    await sweeper.aclose()
+    await outbox.aclose()
+
+
+def _thread_id(sessions, escalation_id: int) -> int:
+    with sessions() as session:
+        return session.get(Escalation, escalation_id).thread_id
+
+
+def test_production_refuses_smtp_without_tls():
+    secret = "s" * 40
+    production = {"environment": "production", "twilio_auth_token": secret,
+                  "missed_call_hmac_secret": secret, "session_secret": secret,
+                  "rasa_token": secret, "action_server_token": secret,
+                  "database_url": "postgresql+psycopg2://ringback@db.internal/ringback",
+                  "gateway_public_url": "https://ringback.example",
+                  "console_public_url": "https://ringback.example",
+                  "smtp_host": "mail.example",
+                  "field_encryption_keys": "k1:" + "f" * 43 + "="}
+    with pytest.raises(ValidationError, match="SMTP_STARTTLS or SMTP_SSL must be on"):
+        Settings(**production, smtp_starttls=False)
+    assert Settings(**production, smtp_starttls=False, smtp_ssl=True).smtp_ssl
+    assert Settings(**production).smtp_starttls  # the default: STARTTLS

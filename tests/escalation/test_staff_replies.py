@@ -8,6 +8,7 @@ from sqlalchemy import select
 from booking.escalation.escalations import ACK_CODE_ALPHABET, hand_over
 from booking.escalation.staff_replies import handle_staff_message
 from booking.models import (
+    AuditEvent,
     Channel,
     Clinic,
     Escalation,
@@ -78,6 +79,12 @@ def test_ack_with_the_right_code_acknowledges_that_escalation(sessions, clinics,
         logged = session.execute(select(Message).where(Message.twilio_sid == "SMack1")
                                  ).scalar_one()
         assert logged.author == f"staff:{hughes.id}"
+        # The audit trail: who, by which channel, from which number, about which thread.
+        trail = session.execute(select(AuditEvent)).scalars().all()
+        assert [(e.action, e.channel, e.address, e.staff_id, e.escalation_id, e.thread_id,
+                 e.contact_id) for e in trail] == [
+            ("acknowledge", "sms", DR_HUGHES, hughes.id, escalation_id, escalation.thread_id,
+             escalation.contact_id)]
 
 
 def test_ack_without_the_right_code_acknowledges_nothing(sessions, clinics, settings):

@@ -10,6 +10,7 @@ import psycopg2
 import pytest
 import yaml
 from argon2 import PasswordHasher
+from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
@@ -58,6 +59,7 @@ def test_booking_on_postgres_and_redis_keeps_bodies_out_of_logs(
                                    "SESSION_SECRET": "production-test-session-secret-0123",
                                    "MISSED_CALL_HMAC_SECRET": "production-test-hmac-secret-01234",
                                    "REDIS_URL": "redis://127.0.0.1:6379/0",
+                                   "FIELD_ENCRYPTION_KEYS": f"k1:{Fernet.generate_key().decode()}",
                                    "CLINICS_FILE": str(production_clinics)})
     said = ["yes please", "a check up please", "the first one", "It's Sam Taylor"]
     try:

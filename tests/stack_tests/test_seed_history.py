@@ -89,6 +89,7 @@ def test_production_refuses_to_seed():
     env = {**os.environ, "ENVIRONMENT": "production", "TWILIO_AUTH_TOKEN": "t" * 32,
            "MISSED_CALL_HMAC_SECRET": "h" * 32, "SESSION_SECRET": "s" * 32,
            "RASA_TOKEN": "r" * 32, "ACTION_SERVER_TOKEN": "a" * 32,
+           "FIELD_ENCRYPTION_KEYS": "k1:" + "f" * 43 + "=",
            # Nothing listens there: the refusal comes before any connection.
            "DATABASE_URL": "postgresql+psycopg2://nobody@127.0.0.1:1/none"}
     result = subprocess.run([RINGBACK, "seed-history", "--clinic", "riverside"], env=env,

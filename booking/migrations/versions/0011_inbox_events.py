@@ -19,5 +19,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('inbox_items') as batch:
-        batch.drop_column('intent')
+    # Plain DROP COLUMN (SQLite >= 3.35 and PostgreSQL both have it); no table rebuild.
+    op.drop_column('inbox_items', 'intent')

@@ -25,6 +25,7 @@ STRONG = {
     "action_server_token": "a" * 32,
     "gateway_public_url": "https://gateway.clinic.example",
     "console_public_url": "https://console.clinic.example",
+    "field_encryption_keys": "k1:" + "K" * 43 + "=",  # the clinic's own key, not the dev one
 }
 
 

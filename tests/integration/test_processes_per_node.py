@@ -63,6 +63,8 @@ def test_two_gateways_and_two_rasas_share_one_node_each_conversation_in_one_rasa
                 assert told[0].startswith("EXTERNAL"), (patient, told)
                 assert told[1:] == list(QUESTIONS), (patient, told)
                 assert len(stack.phone.sent_to(patient)) == 1 + len(QUESTIONS), patient
+    finally:
+        stack.stop()
 
 
 def test_a_conversation_always_goes_to_the_same_rasa_process_and_all_are_used():
@@ -72,7 +74,3 @@ def test_a_conversation_always_goes_to_the_same_rasa_process_and_all_are_used():
     chosen = [route.base_for(sender) for sender in senders]
     assert chosen == [RasaClient(base_urls=urls, token=None).base_for(s) for s in senders]
     assert set(chosen) == set(urls)
-
-
-    finally:
-        stack.stop()

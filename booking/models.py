@@ -458,6 +458,9 @@ class MissedCallStatus(str, enum.Enum):
     duplicate = "duplicate"  # same caller rang again shortly after; one text-back covers both
     opted_out = "opted_out"
     answered = "answered"
+    # Not texted for a fraud limit (MissedCall.refused_reason says which): a country the clinic
+    # does not text, a costly number type, or an hourly cap reached.
+    refused = "refused"
 
 
 class MissedCall(Base):
@@ -479,6 +482,7 @@ class MissedCall(Base):
     occurred_at = Column(UTCDateTime, nullable=False, default=utcnow)
     texted_at = Column(UTCDateTime)
     thread_id = Column(ForeignKey("threads.id"))
+    refused_reason = Column(String(64))  # why a `refused` call was not texted
 
     contact = relationship("Contact")
 
@@ -649,11 +653,25 @@ class WebhookReplay(Base):
                          server_default=text("CURRENT_TIMESTAMP"))
 
 
+class TextBackHour(Base):
+    """Text-backs sent and refused in one clock hour (UTC), per clinic and for all clinics
+    together: the hourly caps count here, so they hold across gateway processes."""
+
+    __tablename__ = "text_back_hours"
+
+    scope = Column(String(32), primary_key=True)  # "all", or "clinic:<id>"
+    hour_start = Column(UTCDateTime, primary_key=True)
+    texted = Column(Integer, nullable=False, default=0)
+    refused = Column(Integer, nullable=False, default=0)
+    # Staff (or, for "all", the operator's log) were told this hour that a cap was reached.
+    alerted = Column(Boolean, nullable=False, default=False)
+
+
 __all__ = [
     "Appointment", "AppointmentStatus", "Base", "Channel", "ChannelPolicy", "Clinic", "Closure",
     "Consent", "Contact", "Direction", "Escalation", "EscalationAlert", "EscalationReason",
     "EscalationStatus", "FunnelEvent", "JobDecision", "JobKind", "JobState", "Message",
     "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours", "Patient",
     "Provider", "ProviderHours", "ScheduledJob", "Service", "SlotClaim", "StaffMember",
-    "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
+    "TextBackHour", "Thread", "ThreadState", "UTCDateTime", "WebhookReplay", "utcnow",
 ]

@@ -18,11 +18,13 @@ from booking.calls.recovery import (
     decide_text_backs,
     undecided_missed_calls,
 )
+from booking.calls.hourly_caps import Allowance, HourlyCaps
+from booking.escalation.cap_alerts import alert_cap_reached
 from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext
 from booking.gateway.work import Decided
 from booking.messaging.rasa_client import RasaUnavailable
-from booking.models import utcnow
+from booking.models import Clinic, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +69,24 @@ def _decide(context: GatewayContext, missed_call_ids: list[int]) -> list[Decided
 
     Raises AlreadyDecided when another process decided one of these calls meanwhile."""
     with context.sessions() as session, session.begin():
+        outcomes = decide_text_backs(session, missed_call_ids,
+                                     caps=HourlyCaps.from_settings(context.settings))
         decided = {outcome.missed_call_id: (outcome, context.outbox.claim(
                        session, outcome.message_ids[0]) if outcome.message_ids else None)
-                   for outcome in decide_text_backs(session, missed_call_ids)}
+                   for outcome in outcomes}
+        for outcome in outcomes:
+            if outcome.cap_reached is not None:
+                _alert_cap_reached(session, context, outcome.cap_reached)
     return [decided.get(missed_call_id) for missed_call_id in missed_call_ids]
+
+
+def _alert_cap_reached(session, context: GatewayContext, allowance: Allowance) -> None:
+    """In the decision's transaction, so the alert is stored exactly when the refusal is; the
+    outbox's sweeper sends it."""
+    alert_cap_reached(session, clinic=session.get(Clinic, allowance.clinic_id),
+                      refused_by=allowance.refused_by, cap=allowance.cap,
+                      hour_start=allowance.hour_start, instant=utcnow(),
+                      settings=context.settings)
 
 
 async def sweep_undecided(context: GatewayContext, *,

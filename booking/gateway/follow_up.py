@@ -13,12 +13,12 @@ import functools
 import logging
 from datetime import timedelta
 
+from booking.calls.hourly_caps import Allowance, HourlyCaps
 from booking.calls.recovery import (
     AlreadyDecided,
     decide_text_backs,
     undecided_missed_calls,
 )
-from booking.calls.hourly_caps import Allowance, HourlyCaps
 from booking.escalation.cap_alerts import alert_cap_reached
 from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext

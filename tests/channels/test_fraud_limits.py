@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -34,10 +35,12 @@ from booking.models import (
     MissedCallStatus,
     TextBackHour,
     WebhookReplay,
+    utcnow,
 )
+from booking.reports import exports
+from booking.reports.periods import Period
 from booking.settings import Settings
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
-from tests.channels.conftest import fake_twilio  # noqa: F401 - a fixture
 from tests.channels.conftest import RunningFake, twilio_post, wait_until, write_clinics
 from tests.stack import ACCOUNT_SID, AUTH_TOKEN, HMAC_SECRET, free_port
 
@@ -111,7 +114,7 @@ def _serve(settings: Settings, port: int) -> tuple[uvicorn.Server, threading.Thr
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def gateways(request: pytest.FixtureRequest, tmp_path, fake_twilio: RunningFake  # noqa: F811
+def gateways(request: pytest.FixtureRequest, tmp_path, fake_twilio: RunningFake
              ) -> Iterator[Gateways]:
     """Two gateway apps on one database of each kind, as two gateway processes behind a load
     balancer: each batches and decides on its own. Twilio is the local fake; Rasa is absent
@@ -243,6 +246,8 @@ def test_no_text_back_to_a_country_the_clinic_does_not_allow_or_a_costly_number(
             response = dial_missed(gateway, caller=caller, to=number("spare"),
                                    call_sid=f"CAdest{n}")
             assert response.status_code == 200, response.text
+            # The caller is promised a text only when one may go.
+            assert ("sending you a text" in response.text) == (callers[caller] is None)
         else:
             response = hook(gateway, {"call_id": f"dest-{n}", "caller": caller,
                                       "clinic": "spare"}, secret=SECRETS["spare"])
@@ -259,6 +264,15 @@ def test_no_text_back_to_a_country_the_clinic_does_not_allow_or_a_costly_number(
     for refused in (LESOTHO_MOBILE, UK_PREMIUM):
         assert outbound_to(gateways, refused) == []
         assert gateways.fake.outbound(refused) == []
+    # The clinic's export of its missed calls (in the console) says why.
+    with gateways.session() as session:
+        rows = exports.missed_call_rows(session, clinic_id=clinic_id(gateways, "spare"),
+                                        period=Period(since=calls[0].occurred_at,
+                                                      until=utcnow() + timedelta(minutes=1),
+                                                      zone="Europe/London"))
+    assert [row["outcome"] for row in rows] == [
+        "not texted: a country the clinic does not text (LS)",
+        "not texted: a costly number (premium rate)", "texted, no reply"]
 
 
 def test_a_clinic_texts_back_the_countries_it_lists(gateways):

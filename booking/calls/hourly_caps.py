@@ -72,13 +72,14 @@ def take(session: Session, *, wanted: dict[Clinic, int], caps: HourlyCaps,
     """
     hour = hour_of(now)
     clinics = sorted(wanted, key=lambda clinic: clinic.id)
-    scopes = [ALL_CLINICS, *(clinic_scope(clinic.id) for clinic in clinics)]
+    # Rows are added and locked in one order in every process ("all" sorts before
+    # "clinic:..."), so two deciders never wait on each other in a circle.
+    scopes = sorted([ALL_CLINICS, *(clinic_scope(clinic.id) for clinic in clinics)])
     session.execute(delete(TextBackHour).where(TextBackHour.hour_start < hour - KEEP_FOR))
     session.execute(
         insert_ignoring_duplicates(session, TextBackHour, ("scope", "hour_start")),
         [{"scope": scope, "hour_start": hour, "texted": 0, "refused": 0, "alerted": False}
          for scope in scopes])
-    # One order for every process ("all" sorts before "clinic:..."), so none waits in a circle.
     rows = {row.scope: row for row in session.execute(
         select(TextBackHour).where(TextBackHour.scope.in_(scopes),
                                    TextBackHour.hour_start == hour)

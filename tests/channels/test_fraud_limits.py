@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ import uvicorn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from booking.calls.hourly_caps import clinic_scope
+from booking.calls.hourly_caps import HourlyCaps, clinic_scope
+from booking.calls.recovery import CallReport, decide_text_backs, register_missed_calls
 from booking.clinics.config import load_clinics_file
-from booking.db import get_engine
+from booking.db import get_engine, session_factory
 from booking.gateway.app import create_app
 from booking.gateway.missed_call_hook import signature_for
 from booking.migrate import upgrade
@@ -379,3 +381,51 @@ def test_the_cap_for_all_clinics_holds_across_clinics_and_alerts_each_clinic_onc
         assert len(outbound_to(gateways, staff_phone(slug))) == alerted
     assert sum(sum(row.alerted for row in hours(gateways, clinic_scope(clinic_id(gateways, s))))
                for s in slugs) > 0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    database_url = (f"sqlite:///{tmp_path / 'race.db'}" if request.param == "sqlite"
+                    else request.getfixturevalue("postgres_url"))
+    upgrade(database_url)
+    load_clinics_file(database_url=database_url,
+                      path=write_clinics(tmp_path / "clinics.yml", CLINICS))
+    yield database_url
+    get_engine(database_url).dispose()
+
+
+def test_deciders_racing_in_parallel_transactions_text_no_more_than_the_cap(database):
+    """Eight deciders at once, as eight gateway processes' batches: the counts are taken under
+    a lock (PostgreSQL) or the single writer (SQLite), so the cap holds exactly."""
+    sessions = session_factory(get_engine(database))
+    with sessions() as session, session.begin():
+        clinic = session.execute(select(Clinic).where(Clinic.slug == "spare")).scalar_one()
+        recorded = register_missed_calls(session, [
+            CallReport(clinic_id=clinic.id, caller=f"+4477009007{n:02d}",
+                       call_sid=f"CArace{n}", dial_status="no-answer", source="twilio",
+                       occurred_at=utcnow()) for n in range(16)])
+    ids = [r.missed_call_id for r in recorded]
+    barrier = threading.Barrier(8)
+    caps = HourlyCaps(clinic=CAP, all_clinics=1000)
+
+    def decide(batch: list[int]) -> list:
+        barrier.wait()
+        with sessions() as session, session.begin():
+            return decide_text_backs(session, batch, caps=caps)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = [o for batch in pool.map(decide, [ids[n::8] for n in range(8)])
+                    for o in batch]
+    assert sorted(o.missed_call_id for o in outcomes) == sorted(ids)
+    with sessions() as session:
+        rows = list(session.execute(select(TextBackHour).where(
+            TextBackHour.scope == clinic_scope(clinic.id))).scalars())
+        statuses = Counter(session.execute(
+            select(MissedCall.status).where(MissedCall.id.in_(ids))).scalars())
+        messages = session.execute(select(Message.id).where(
+            Message.direction == Direction.outbound, Message.clinic_id == clinic.id)).all()
+    assert_capped_per_hour(rows, cap=CAP, calls=len(ids))
+    assert statuses[MissedCallStatus.texted] == len(messages) == sum(r.texted for r in rows)
+    assert statuses[MissedCallStatus.refused] == len(ids) - len(messages) > 0
+    # One refused call per hour carries the alert, for the gateway to send.
+    assert sum(o.cap_reached is not None for o in outcomes) == sum(r.alerted for r in rows)

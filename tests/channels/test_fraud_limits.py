@@ -7,6 +7,9 @@ and alert staff once. Refused calls are stored, with why, and nothing is sent to
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -14,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -41,7 +45,7 @@ from booking.models import (
 )
 from booking.reports import exports
 from booking.reports.periods import Period
-from booking.settings import Settings
+from booking.settings import PROJECT_ROOT, Settings
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
 from tests.channels.conftest import RunningFake, twilio_post, wait_until, write_clinics
 from tests.stack import ACCOUNT_SID, AUTH_TOKEN, HMAC_SECRET, free_port
@@ -429,3 +433,19 @@ def test_deciders_racing_in_parallel_transactions_text_no_more_than_the_cap(data
     assert statuses[MissedCallStatus.refused] == len(ids) - len(messages) > 0
     # One refused call per hour carries the alert, for the gateway to send.
     assert sum(o.cap_reached is not None for o in outcomes) == sum(r.alerted for r in rows)
+
+
+def test_loading_clinics_warns_of_a_hook_secret_for_no_clinic(tmp_path):
+    """A misspelt slug would leave its clinic on the shared secret: `ringback load-clinics`
+    says so."""
+    env = {**os.environ, "ENVIRONMENT": "development",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+           "MISSED_CALL_HOOK_SECRETS": json.dumps({"capped": "a", "caped": "b"})}
+    clinics = write_clinics(tmp_path / "clinics.yml", CLINICS)
+    ringback = str(Path(sys.executable).parent / "ringback")
+    subprocess.run([ringback, "migrate"], env=env, check=True, capture_output=True,
+                   cwd=PROJECT_ROOT, timeout=120)
+    result = subprocess.run([ringback, "load-clinics", "--file", str(clinics)], env=env,
+                            capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "MISSED_CALL_HOOK_SECRETS names no clinic: caped" in result.stderr

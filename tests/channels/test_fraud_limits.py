@@ -43,7 +43,7 @@ from booking.models import (
     WebhookReplay,
     utcnow,
 )
-from booking.reports import exports
+from booking.reports import exports, metrics
 from booking.reports.periods import Period
 from booking.settings import PROJECT_ROOT, Settings
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
@@ -270,12 +270,15 @@ def test_no_text_back_to_a_country_the_clinic_does_not_allow_or_a_costly_number(
     for refused in (LESOTHO_MOBILE, UK_PREMIUM):
         assert outbound_to(gateways, refused) == []
         assert gateways.fake.outbound(refused) == []
-    # The clinic's export of its missed calls (in the console) says why.
+    # The clinic's dashboard counts them, and its export of missed calls says why.
+    period = Period(since=calls[0].occurred_at - timedelta(minutes=1),
+                    until=utcnow() + timedelta(minutes=1), zone="Europe/London")
     with gateways.session() as session:
+        figures = metrics.clinic_figures(session, clinic_id=clinic_id(gateways, "spare"),
+                                         period=period)
         rows = exports.missed_call_rows(session, clinic_id=clinic_id(gateways, "spare"),
-                                        period=Period(since=calls[0].occurred_at,
-                                                      until=utcnow() + timedelta(minutes=1),
-                                                      zone="Europe/London"))
+                                        period=period)
+    assert (figures.count("text_back_refused"), figures.count("texted")) == (2, 1)
     assert [row["outcome"] for row in rows] == [
         "not texted: a country the clinic does not text (LS)",
         "not texted: a costly number (premium rate)", "texted, no reply"]

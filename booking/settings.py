@@ -6,7 +6,7 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseSettings, root_validator, validator
+from pydantic import BaseSettings, conint, root_validator, validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,8 +85,8 @@ class Settings(BaseSettings):
     # Fraud limits on text-backs (booking.calls.fraud_limits): at most this many per clock hour
     # for one clinic (a clinic's settings.text_back.hourly_cap overrides it), and for all
     # clinics of this deployment together.
-    text_back_clinic_hourly_cap: int = 100
-    text_back_global_hourly_cap: int = 1000
+    text_back_clinic_hourly_cap: conint(ge=0) = 100
+    text_back_global_hourly_cap: conint(ge=0) = 1000
     session_secret: str = DEVELOPMENT_PLACEHOLDER
 
     # The public address clinics' staff open links to (alerts carry a link to the thread).

@@ -35,20 +35,17 @@ def cap_alert_text(*, clinic: Clinic, refused_by: str, cap: int, hour_start: dat
 
 def alert_cap_reached(session: Session, *, clinic: Clinic, refused_by: str, cap: int,
                       hour_start: datetime, instant: datetime,
-                      settings: Settings) -> tuple[int, ...]:
-    """Store the alert texts; returns their outbox ids (the outbox's sweeper sends them too)."""
+                      settings: Settings) -> None:
+    """Store the alert texts in the caller's transaction; the outbox's sweeper sends them."""
     text = cap_alert_text(clinic=clinic, refused_by=refused_by, cap=cap, hour_start=hour_start,
                           settings=settings)
     recipients = [staff for staff in alert_recipients(
         session, clinic=clinic, reason=EscalationReason.billing, instant=instant) if staff.phone]
     logger.error("clinic %s: %s reached (%s); %d staff alerted", clinic.slug, refused_by, cap,
                  len(recipients))
-    message_ids: list[int] = []
     for staff in recipients:
         channel = staff.alert_channel or Channel.sms
         if channel == Channel.whatsapp and not clinic.whatsapp_number:
             channel = Channel.sms
-        message_ids.extend(message.id for message in enqueue(
-            session, clinic=clinic, channel=channel, to_number=staff.phone, body=text,
-            author="system"))
-    return tuple(message_ids)
+        enqueue(session, clinic=clinic, channel=channel, to_number=staff.phone, body=text,
+                author="system")

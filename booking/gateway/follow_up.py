@@ -81,8 +81,7 @@ def _decide(context: GatewayContext, missed_call_ids: list[int]) -> list[Decided
 
 
 def _alert_cap_reached(session, context: GatewayContext, allowance: Allowance) -> None:
-    """In the decision's transaction, so the alert is stored exactly when the refusal is; the
-    outbox's sweeper sends it."""
+    """In the decision's transaction, so the alert is stored exactly when the refusal is."""
     alert_cap_reached(session, clinic=session.get(Clinic, allowance.clinic_id),
                       refused_by=allowance.refused_by, cap=allowance.cap,
                       hour_start=allowance.hour_start, instant=utcnow(),

@@ -238,6 +238,37 @@ def test_without_any_secret_for_it_production_takes_no_hook_calls_for_a_clinic()
         Settings(**{**settings.dict(), "missed_call_hmac_secret": "dev-only-change-me"})
 
 
+def test_a_production_gateway_refuses_hook_calls_for_a_clinic_without_a_secret(
+        postgres_url, tmp_path):  # noqa: F811
+    upgrade(postgres_url)
+    load_clinics_file(database_url=postgres_url,
+                      path=write_clinics(tmp_path / "clinics.yml", CLINICS))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        environment="production", database_url=postgres_url, gateway_public_url=url,
+        console_public_url=url, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
+        twilio_api_base_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9",
+        rasa_token="r" * 32, action_server_token="a" * 32, session_secret="s" * 32,
+        missed_call_hook_secrets=SECRETS)  # and no shared secret
+    server, thread = _serve(settings, port)
+    try:
+        call = {"call_id": "pbx-prod", "caller": "+447700900103"}
+        with Session(get_engine(postgres_url)) as session:
+            before = session.execute(select(MissedCall)).all()
+        assert hook(url, {**call, "clinic": "shared"}, secret=HMAC_SECRET).status_code == 403
+        assert hook(url, {**call, "clinic": "shared"},
+                    secret="dev-only-change-me").status_code == 403
+        with Session(get_engine(postgres_url)) as session:
+            assert session.execute(select(MissedCall)).all() == before == []
+        assert hook(url, {**call, "clinic": "capped"},
+                    secret=SECRETS["capped"]).status_code == 202
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        get_engine(postgres_url).dispose()
+
+
 # -- destinations --------------------------------------------------------------------------
 
 

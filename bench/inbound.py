@@ -7,7 +7,7 @@ with the example clinics. Every message is "what time do you open?": NLU, the po
 custom action (the FAQ answer from clinic config) and the outbox.
 
 - `webhook_answer`: 50 signed Messaging webhooks from 50 patients at the same moment; from
-  sending each to the gateway's answer (the message is stored in the inbox by then).
+  sending each to the gateway's answer (the message is stored, as it came, by then).
   Target: p99 < 100 ms. `health_floor` is 50 concurrent GET /health on the same gateway.
 - `sustained`: messages at a steady rate, each from a patient with no message in flight, for
   `STEP_SECONDS` per rate, rates rising; from sending the webhook to the reply reaching the

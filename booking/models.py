@@ -421,11 +421,16 @@ class InboxState(str, enum.Enum):
     answered = "answered"  # the dialogue's replies are in the outbox
     held = "held"  # staff hold the thread: for them, not the bot
     handed_to_staff = "handed_to_staff"  # waited too long for the dialogue
+    expired = "expired"  # an event the dialogue could not be told in time: no one waits on it
 
 
 class InboxItem(Base):
     """A patient message on its way to the dialogue: stored before Twilio gets its answer,
-    done only once the dialogue's replies are stored. Each thread's items go in id order."""
+    done only once the dialogue's replies are stored. Each thread's items go in id order.
+
+    Or an event the dialogue must hear of in that order (`intent`, e.g. the missed call whose
+    text-back `message_id` is): told to Rasa as an external intent, before the patient's reply.
+    """
 
     __tablename__ = "inbox_items"
     __table_args__ = (
@@ -438,6 +443,7 @@ class InboxItem(Base):
                         unique=True)
     thread_id = Column(ForeignKey("threads.id", ondelete="CASCADE"), nullable=False)
     text = Column(Text, nullable=False)
+    intent = Column(String(64))
     state = Column(_enum(InboxState, "inbox_state"), nullable=False, default=InboxState.waiting)
     attempts = Column(Integer, nullable=False, default=0)
     next_attempt_at = Column(UTCDateTime)
@@ -450,6 +456,23 @@ class InboxItem(Base):
 
     thread = relationship("Thread")
     message = relationship("Message")
+
+
+class Arrival(Base):
+    """A message exactly as Twilio posted it, stored by the messaging webhook before Twilio gets
+    its answer and kept only until the intake has taken it into the inbox
+    (`booking.messaging.arrivals`)."""
+
+    __tablename__ = "arrivals"
+
+    id = Column(Integer, primary_key=True)
+    message_sid = Column(String(64), nullable=False, unique=True)
+    channel = Column(_enum(Channel, "arrival_channel"), nullable=False)
+    params = Column(JSON, nullable=False)
+    received_at = Column(UTCDateTime, nullable=False)
+    # Failed intakes: the arrival stays (nothing is lost) and is retried a few times.
+    attempts = Column(Integer, nullable=False, default=0)
+    last_error = Column(String(300))
 
 
 class MissedCallStatus(str, enum.Enum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseSettings, conint, root_validator, validator
 
@@ -43,9 +44,15 @@ class Settings(BaseSettings):
     redis_url: str | None = None
 
     rasa_url: str = "http://127.0.0.1:5005"
+    # Rasa processes on this node, one core each: on RASA_URL's port and the ports after it.
+    # A patient's conversation always goes to the same one (booking.messaging.rasa_client).
+    rasa_processes: conint(ge=1) = 1
     action_server_url: str = "http://127.0.0.1:5055/webhook"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    # Gateway processes on this node (uvicorn workers on one port); their inbox, outbox and
+    # outreach workers share the work through the database.
+    gateway_processes: conint(ge=1) = 1
     # Rasa and the action server are private: loopback unless a private network is named.
     rasa_host: str = "127.0.0.1"
     rasa_port: int = 5005
@@ -139,6 +146,14 @@ class Settings(BaseSettings):
             if values.get("database_url", "").startswith("sqlite"):
                 raise ValueError("DATABASE_URL must point to PostgreSQL in production")
         return values
+
+    @property
+    def rasa_urls(self) -> list[str]:
+        """Where each of this node's Rasa processes answers: RASA_URL, then the next ports."""
+        parts = urlsplit(self.rasa_url.rstrip("/"))
+        host, port = parts.hostname, parts.port or 5005
+        return [parts._replace(netloc=f"{host}:{port + index}").geturl()
+                for index in range(self.rasa_processes)]
 
     @property
     def is_production(self) -> bool:

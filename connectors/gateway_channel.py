@@ -28,8 +28,11 @@ from sanic.response import HTTPResponse
 
 from booking.messaging.inbox import patient_text
 from booking.settings import get_settings
+from connectors import action_response_check
 
 logger = logging.getLogger(__name__)
+# This module is what Rasa's process imports of ours at start (credentials.yml names it).
+action_response_check.install()
 
 # The words Rasa's processor logs when it swallows an action's failure (rasa 3.6).
 _ACTION_FAILED = "Encountered an exception while running action"

@@ -55,18 +55,21 @@ def with_backend_tokens(env: Mapping[str, str]) -> tuple[Settings, dict[str, str
             {**env, **{name.upper(): token for name, token in tokens.items()}})
 
 
-def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
-    """endpoints.yml for this run: the action server with its token, the SQL tracker store on the
-    booking database's server kind, and the Redis lock store if there is one.
+def rasa_endpoints(settings: Settings, run_dir: Path, *, process: int = 0) -> Path:
+    """endpoints.yml for this run's Rasa process number `process`: the action server with its
+    token, the SQL tracker store on the booking database's server kind, and the Redis lock
+    store if there is one. On SQLite each process keeps its own tracker file (the gateway sends
+    each conversation to one process always); on PostgreSQL they share the tracker store.
 
     It holds secrets (the token, database and Redis passwords), so only our user may read it.
     """
+    suffix = "" if process == 0 else f"_{process + 1}"
     endpoints: dict = {"action_endpoint": {
         "url": settings.action_server_url,
         "headers": {"Authorization": f"Bearer {settings.action_server_token}"}}}
     if settings.database_url.startswith("sqlite"):
         endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite",
-                                      "db": str(run_dir / "rasa_tracker.db")}
+                                      "db": str(run_dir / f"rasa_tracker{suffix}.db")}
     else:
         url = make_url(settings.database_url)
         endpoints["tracker_store"] = {
@@ -81,7 +84,7 @@ def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
                                    "db": int(url.database or 0),
                                    "username": url.username or None, "password": url.password,
                                    "use_ssl": url.drivername == "rediss"}
-    path = run_dir / "endpoints.yml"
+    path = run_dir / f"endpoints{suffix}.yml"
     # Created afresh with 0600: a file left by an earlier run may be readable by others, and
     # opening it would keep its mode.
     path.unlink(missing_ok=True)
@@ -98,22 +101,25 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
     if missing:
         raise ValueError(f"{' and '.join(missing)} missing: see with_backend_tokens")
     rasa_status = urlencode({"token": settings.rasa_token})
-    started = [
-        Service("action server", [sys.executable, "-m", "stack.action_server"],
-                f"http://{settings.action_server_host}:{settings.action_server_port}/health"),
-        Service("rasa",
+    rasas = [
+        Service("rasa" if index == 0 else f"rasa {index + 1}",
                 [str(Path(sys.executable).parent / "rasa"), "run", "--enable-api",
-                 "--interface", settings.rasa_host, "--port", str(settings.rasa_port),
+                 "--interface", settings.rasa_host, "--port", str(settings.rasa_port + index),
                  # One argument: a token may start with "-" (token_urlsafe's alphabet has it),
                  # which as a separate word Rasa's parser reads as an option and refuses.
                  f"--auth-token={settings.rasa_token}", "--model", str(model),
                  "--credentials", str(PROJECT_ROOT / "credentials.yml"),
-                 "--endpoints", str(rasa_endpoints(settings, run_dir))],
-                f"http://{settings.rasa_host}:{settings.rasa_port}/status?{rasa_status}"),
+                 "--endpoints", str(rasa_endpoints(settings, run_dir, process=index))],
+                f"http://{settings.rasa_host}:{settings.rasa_port + index}/status?{rasa_status}")
+        for index in range(settings.rasa_processes)]
+    started = [
+        Service("action server", [sys.executable, "-m", "stack.action_server"],
+                f"http://{settings.action_server_host}:{settings.action_server_port}/health"),
+        *rasas,
         Service("gateway",
                 [sys.executable, "-m", "uvicorn", "booking.gateway.app:create_app", "--factory",
                  "--host", settings.gateway_host, "--port", str(settings.gateway_port),
-                 "--no-access-log"],
+                 "--no-access-log", "--workers", str(settings.gateway_processes)],
                 f"http://127.0.0.1:{settings.gateway_port}/health"),
     ]
     if with_simulator:

@@ -6,6 +6,7 @@ started by the same supervisor as `make run`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -27,6 +28,23 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def free_ports_in_a_row(count: int) -> int:
+    """The first of `count` consecutive free ports (several Rasa processes listen on RASA_PORT
+    and the ports after it)."""
+    for _ in range(100):
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                for offset in range(1, count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def train_model() -> Path:
@@ -74,7 +92,9 @@ class RunningStack:
 
 def stack_environment(run_dir: Path, *, database_url: str | None = None,
                       extra: dict[str, str] | None = None) -> dict[str, str]:
-    ports = {name: free_port() for name in ("gateway", "rasa", "actions", "fake")}
+    ports = {name: free_port() for name in ("gateway", "actions", "fake")}
+    ports["rasa"] = free_ports_in_a_row(int({**os.environ, **(extra or {})}.get(
+        "RASA_PROCESSES", "1")))
     return {
         **os.environ,
         "ENVIRONMENT": "development",

@@ -9,8 +9,9 @@
    this hour's cap?), on which channel and in which words, and writes the text-backs into the
    outbox and the funnel events, in one transaction that only one process can complete for a
    call.
-3. The gateway then delivers the stored text-backs and tells Rasa each thread began
-   (`EXTERNAL_missed_call`), so the dialogue knows why the patient is replying.
+3. The gateway then delivers the stored text-backs; with each it stores, in the same
+   transaction, the inbox's news of the call for the dialogue (`EXTERNAL_missed_call`), so the
+   dialogue knows why the patient is replying before it reads the reply.
 
 `record_missed_call` does 1 and 2 in one transaction, for callers that need no fast answer."""
 
@@ -78,6 +79,7 @@ class MissedCallOutcome:
     status: MissedCallStatus
     message_ids: tuple[int, ...]  # the stored text-back, to deliver now
     sender_id: str | None
+    thread_id: int | None
     channel: Channel | None
     is_new: bool  # False when the decision had been made already
     # Set on the first call of the hour a clinic's cap (or the global one) refused: staff are
@@ -480,6 +482,6 @@ def _outcome(missed: MissedCall, *, message_ids: tuple[int, ...], is_new: bool,
              cap_reached: Allowance | None = None) -> MissedCallOutcome:
     return MissedCallOutcome(
         missed_call_id=missed.id, status=missed.status, message_ids=message_ids,
-        sender_id=thread.sender_id if thread else None, channel=channel, is_new=is_new,
-        cap_reached=cap_reached,
+        sender_id=thread.sender_id if thread else None, thread_id=thread.id if thread else None,
+        channel=channel, is_new=is_new, cap_reached=cap_reached,
     )

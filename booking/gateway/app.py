@@ -38,7 +38,7 @@ def build_context(settings: Settings) -> GatewayContext:
     context = GatewayContext(settings=settings,
                              sessions=session_factory(get_engine(settings.database_url)),
                              outbox=Outbox.from_settings(settings),
-                             rasa=RasaClient(base_url=settings.rasa_url,
+                             rasa=RasaClient(base_urls=settings.rasa_urls,
                                              token=settings.rasa_token,
                                              timeout=settings.rasa_timeout_seconds))
     context.outbox.use_executor(context.executor)  # sending never queues before webhooks
@@ -52,6 +52,7 @@ def build_context(settings: Settings) -> GatewayContext:
                                  before_each=context.give_way_to_webhooks)
     context.inbound = Batches(functools.partial(messaging.store_batch, context),
                               spawn=context.spawn, max_size=BATCH_SIZE)
+    context.intake = messaging.Intake(context, interval=settings.inbox_sweep_interval_seconds)
     context.inbox = messaging.InboxWorker(context, policy=InboxPolicy.from_settings(settings),
                                           interval=settings.inbox_sweep_interval_seconds)
     return context
@@ -71,7 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = asyncio.create_task(context.outbox.run(), name="outbox sweeper")
         undecided = asyncio.create_task(follow_up.sweep_undecided(context),
                                         name="undecided missed calls")
-        # Patient messages to the dialogue, including those left by a restart.
+        # Patient messages into the inbox and on to the dialogue, including those left by a
+        # restart.
+        intake = asyncio.create_task(context.intake.run(), name="intake")
         inbox_worker = asyncio.create_task(context.inbox.run(), name="inbox")
         # Follow-ups, reminders and rebooking offers, through the compliance gate.
         outreach_worker = asyncio.create_task(outreach.OutreachWorker(
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             sweeper.cancel()
             undecided.cancel()
+            intake.cancel()
             inbox_worker.cancel()
             outreach_worker.cancel()
             realerts.cancel()

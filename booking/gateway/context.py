@@ -17,8 +17,8 @@ from sqlalchemy.orm import sessionmaker
 
 from booking.calls.recovery import CallReport, RecordedCall
 from booking.gateway.batching import Batches
-from booking.gateway.work import Decided, DeliveryReport, Inbound, InboxDelivery
-from booking.messaging.inbox import Accepted
+from booking.gateway.work import Decided, DeliveryReport, InboxDelivery, Wakeable
+from booking.messaging.arrivals import NewArrival
 from booking.messaging.outbox import Outbox
 from booking.messaging.rasa_client import RasaClient
 from booking.settings import Settings
@@ -46,10 +46,11 @@ class GatewayContext:
     missed_calls: Batches[CallReport, RecordedCall] = field(init=False)
     delivery_reports: Batches[DeliveryReport, None] = field(init=False)
     text_backs: Batches[int, Decided | None] = field(init=False)
-    inbound: Batches[Inbound, Accepted] = field(init=False)
+    inbound: Batches[NewArrival, None] = field(init=False)
+    intake: Wakeable = field(init=False)
     inbox: InboxDelivery = field(init=False)
-    # Number -> (expiry, look-up of its clinic) for the voice webhooks; see
-    # voice.clinic_for_number.
+    # Number -> (expiry, look-up of its clinic) for the webhooks; see
+    # clinic_numbers.clinic_for_number.
     clinic_cache: dict[str, tuple[float, asyncio.Future]] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
 

@@ -1,4 +1,5 @@
-"""After a missed call is stored: decide its text-back, send it, then tell Rasa the thread began.
+"""After a missed call is stored: decide its text-back and send it; the dialogue hears of the
+call through the inbox, before the patient's reply.
 
 The webhook only stores the call (so Twilio gets its answer fast); everything here runs after
 the answer, on the gateway's background threads, in batches (`context.text_backs`), so fifty
@@ -23,7 +24,7 @@ from booking.escalation.cap_alerts import alert_cap_reached
 from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext
 from booking.gateway.work import Decided
-from booking.messaging.rasa_client import RasaUnavailable
+from booking.messaging import inbox
 from booking.models import Clinic, utcnow
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 # A call is left to its own follow-up this long before the sweeper takes it as abandoned.
 UNDECIDED_GRACE = timedelta(seconds=10)
 SWEEP_INTERVAL_SECONDS = 2.0
+# What the dialogue hears of a missed call (domain.yml; actions/conversation.py).
+MISSED_CALL_INTENT = "EXTERNAL_missed_call"
 
 
 async def follow_up(context: GatewayContext, missed_call_id: int) -> None:
@@ -46,13 +49,7 @@ async def follow_up(context: GatewayContext, missed_call_id: int) -> None:
     else:  # an older message to this patient goes first; the outbox keeps the order
         rest = outcome.message_ids
     await context.outbox.deliver(rest)
-    try:
-        await context.rasa.trigger_intent(
-            sender_id=outcome.sender_id, intent="EXTERNAL_missed_call")
-    except RasaUnavailable:
-        # The text-back is out; without this event the dialogue still handles the reply,
-        # it only lacks the "you called us" context.
-        logger.warning("could not tell Rasa about missed call %s", outcome.missed_call_id)
+    context.inbox.wake()
 
 
 async def decide_batch(context: GatewayContext, missed_call_ids: list[int]
@@ -65,18 +62,24 @@ async def decide_batch(context: GatewayContext, missed_call_ids: list[int]
 
 
 def _decide(context: GatewayContext, missed_call_ids: list[int]) -> list[Decided | None]:
-    """Store the text-backs and claim their first messages for sending, in one transaction.
+    """Store the text-backs, the dialogue's news of each call, and claim their first messages
+    for sending, in one transaction.
 
     Raises AlreadyDecided when another process decided one of these calls meanwhile."""
     with context.sessions() as session, session.begin():
         outcomes = decide_text_backs(session, missed_call_ids,
                                      caps=HourlyCaps.from_settings(context.settings))
+        now = utcnow()
+        for outcome in outcomes:
+            if outcome.message_ids and outcome.thread_id is not None:
+                inbox.queue_event(session, thread_id=outcome.thread_id,
+                                  message_id=outcome.message_ids[0], intent=MISSED_CALL_INTENT,
+                                  now=now)
+            if outcome.cap_reached is not None:
+                _alert_cap_reached(session, context, outcome.cap_reached)
         decided = {outcome.missed_call_id: (outcome, context.outbox.claim(
                        session, outcome.message_ids[0]) if outcome.message_ids else None)
                    for outcome in outcomes}
-        for outcome in outcomes:
-            if outcome.cap_reached is not None:
-                _alert_cap_reached(session, context, outcome.cap_reached)
     return [decided.get(missed_call_id) for missed_call_id in missed_call_ids]
 
 

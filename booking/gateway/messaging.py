@@ -1,10 +1,11 @@
 """Twilio Messaging: patients' texts in, through the inbox, to the dialogue and back.
 
-`POST /twilio/messaging/sms` and `/twilio/messaging/whatsapp` store each message (once per
-MessageSid) before answering Twilio; messages arriving together are stored together
-(`context.inbound`), so a burst costs a few commits. `InboxWorker` then hands the inbox to
-Rasa, one message at a time per patient, and stores the replies in the outbox. See
-`booking.messaging.inbox` for the rules.
+`POST /twilio/messaging/sms` and `/twilio/messaging/whatsapp` store each message as it came
+(an arrival, once per MessageSid) and answer Twilio; messages arriving together are stored
+with one statement (`context.inbound`). `Intake` then takes the arrivals into the inbox (the
+keywords, staff replies and red-flag rules run there, at once), and `InboxWorker` hands the
+inbox to Rasa, one message at a time per patient, and stores the replies in the outbox. See
+`booking.messaging.arrivals` and `booking.messaging.inbox` for the rules.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
-from booking.gateway.batching import together_or_one_by_one
+from booking.gateway.clinic_numbers import clinic_for_number, receives
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.twilio_auth import TwilioForm, require
-from booking.gateway.work import Inbound
-from booking.messaging import inbox
+from booking.messaging import arrivals, inbox
+from booking.messaging.arrivals import NewArrival
 from booking.messaging.inbox import Claimed, InboxPolicy
+from booking.messaging.phones import to_e164
 from booking.messaging.rasa_client import RasaUnavailable
 from booking.models import Channel, utcnow
 
@@ -31,6 +33,9 @@ Context = Annotated[GatewayContext, Depends(get_context)]
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # Patients handled at once by one gateway process; each waits on Rasa, not on this process.
 DELIVERIES_AT_ONCE = 16
+# Arrivals taken in per transaction: on SQLite a pass holds the one write lock, which the
+# webhooks' own inserts wait for, so a pass stays short.
+INTAKE_PASS = 20
 
 
 @router.post("/sms")
@@ -45,29 +50,64 @@ async def whatsapp(params: TwilioForm, context: Context) -> Response:
 
 async def _receive(channel: Channel, params: dict[str, str], context: GatewayContext
                    ) -> Response:
-    require(params, "MessageSid", "From", "To")
+    _, from_number, to_number = require(params, "MessageSid", "From", "To")
+    clinic = await clinic_for_number(context, to_number)
+    if not receives(clinic, channel, to_number):
+        raise HTTPException(404, f"no clinic receives {channel.value} at this number")
     try:
-        accepted = await context.inbound.submit(Inbound(channel, params, utcnow()))
-    except LookupError as exc:
-        raise HTTPException(404, str(exc)) from exc
+        to_e164(from_number.removeprefix("whatsapp:"), default_region=clinic.country)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
-    if accepted.reply_ids:
-        context.spawn(context.outbox.deliver(accepted.reply_ids), name="inbound replies")
-    if accepted.queued:
-        context.inbox.wake()
+    await context.inbound.submit(NewArrival(channel, params, utcnow()))
+    context.intake.wake()
     return Response(EMPTY_TWIML, media_type="application/xml")
 
 
-async def store_batch(context: GatewayContext, batch: list[Inbound]
-                      ) -> list[inbox.Accepted | Exception]:
-    """One batch of `context.inbound`, in one transaction when it can be."""
-    def store(messages: list[Inbound]) -> list[inbox.Accepted]:
+async def store_batch(context: GatewayContext, batch: list[NewArrival]) -> list[None]:
+    """One batch of `context.inbound`: stored, and committed, before any of them is answered."""
+    def store() -> None:
         with context.sessions() as session, session.begin():
-            return [inbox.accept(session, channel=m.channel, params=m.params, now=m.received_at)
-                    for m in messages]
+            arrivals.store(session, batch)
 
-    return await asyncio.to_thread(together_or_one_by_one, store, batch)
+    await asyncio.to_thread(store)
+    return [None] * len(batch)
+
+
+class Intake:
+    """Takes stored arrivals into the inbox as soon as they are stored, and any that a stopped
+    process left behind at the next tick; any number of these share the arrivals."""
+
+    def __init__(self, context: GatewayContext, *, interval: float):
+        self._context = context
+        self._interval = interval
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                while await self._one_pass() == INTAKE_PASS:
+                    pass  # a full pass: more may be waiting
+            except Exception:  # the database may be down: keep the loop, try next tick
+                logger.exception("intake: taking arrivals in failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+
+    async def _one_pass(self) -> int:
+        def take_in() -> arrivals.TakenIn:
+            with self._context.sessions() as session, session.begin():
+                return arrivals.take_in(session, limit=INTAKE_PASS)
+
+        taken = await self._context.in_background(take_in)
+        if taken.reply_ids:
+            self._context.spawn(self._context.outbox.deliver(taken.reply_ids),
+                                name="inbound replies")
+        if taken.queued:
+            self._context.inbox.wake()
+        return taken.handled
 
 
 class InboxWorker:
@@ -119,9 +159,14 @@ class InboxWorker:
 
     async def _deliver(self, claimed: Claimed) -> None:
         try:
-            replies = await self._context.rasa.handle_message(
-                sender_id=claimed.sender_id, text=claimed.text,
-                message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata)
+            if claimed.intent is not None:
+                await self._context.rasa.trigger_intent(sender_id=claimed.sender_id,
+                                                        intent=claimed.intent)
+                replies: list[str] = []  # an event's actions do not speak
+            else:
+                replies = await self._context.rasa.handle_message(
+                    sender_id=claimed.sender_id, text=claimed.text,
+                    message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata)
         except RasaUnavailable as exc:
             error = str(exc)
             logger.warning("inbox item %s: dialogue unavailable (%s)", claimed.item_id, error)

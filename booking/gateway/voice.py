@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -24,8 +23,8 @@ from booking.calls.recovery import (
     register_missed_calls,
 )
 from booking.calls.text_back import describe_opening
-from booking.clinics.lookups import find_clinic_by_number
 from booking.clinics.opening_hours import is_open_at, next_opening
+from booking.gateway.clinic_numbers import bare, clinic_for_number
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.follow_up import follow_up
 from booking.gateway.twilio_auth import TwilioForm, require
@@ -67,39 +66,11 @@ def _twiml(response: VoiceResponse) -> Response:
     return Response(content=str(response), media_type="application/xml")
 
 
-# The webhooks of a burst of calls all name the same number: look the clinic up once in a while.
-# A clinic's changed hours or numbers reach the voice webhooks within this many seconds.
-CLINIC_SECONDS = 30.0
-
-
-async def clinic_for_number(context: GatewayContext, number: str) -> Clinic:
-    """The clinic taking calls on `number`, with its opening hours and closures loaded.
-
-    Detached from any session and shared between requests, so read it and nothing more. The
-    webhooks of a burst share one look-up: the first starts it, the others wait for it.
-    """
-    now = time.monotonic()
-    cached = context.clinic_cache.get(number)
-    if cached is None or cached[0] <= now:
-        cached = (now + CLINIC_SECONDS,
-                  asyncio.ensure_future(asyncio.to_thread(_look_up_clinic, context, number)))
-        context.clinic_cache[number] = cached
-    try:
-        # shield: a caller hanging up must not cancel the look-up the others wait for
-        return await asyncio.shield(cached[1])
-    except Exception:
-        if context.clinic_cache.get(number) is cached:
-            del context.clinic_cache[number]  # an unknown number, or the database: not kept
-        raise
-
-
-def _look_up_clinic(context: GatewayContext, number: str) -> Clinic:
-    with context.sessions() as session:
-        clinic = find_clinic_by_number(session, number)
-        if clinic is None or clinic.voice_number != _bare(number):
-            raise HTTPException(404, "no clinic takes calls on this number")
-        clinic.opening_hours, clinic.closures  # noqa: B018 - loaded before the session ends
-        return clinic
+async def _clinic_taking_calls(context: GatewayContext, number: str) -> Clinic:
+    clinic = await clinic_for_number(context, number)
+    if clinic.voice_number != bare(number):
+        raise HTTPException(404, "no clinic takes calls on this number")
+    return clinic
 
 
 async def record_calls(context: GatewayContext, reports: list[CallReport]) -> list[RecordedCall]:
@@ -116,10 +87,6 @@ async def _report(context: GatewayContext, clinic: Clinic, *, caller: str, call_
     return await context.missed_calls.submit(CallReport(
         clinic_id=clinic.id, caller=caller, call_sid=call_sid, dial_status=dial_status,
         source="twilio", occurred_at=utcnow()))
-
-
-def _bare(number: str) -> str:
-    return try_e164(number, default_region=None) or number
 
 
 def _url(context: GatewayContext, path: str) -> str:
@@ -161,7 +128,7 @@ async def incoming_call(params: TwilioForm, context: Context) -> Response:
     """Ring the front desk, or when closed say so and text back straight away."""
     call_sid, caller_raw, to = require(params, "CallSid", "From", "To")
 
-    clinic = await clinic_for_number(context, to)
+    clinic = await _clinic_taking_calls(context, to)
     if is_open_at(clinic, utcnow()) and clinic.front_desk_number:
         dial = Dial(timeout=ring_timeout(clinic),
                     action=_url(context, "/twilio/voice/dial-status"), method="POST",
@@ -193,7 +160,7 @@ async def dial_status(params: TwilioForm, context: Context) -> Response:
     # Voicemail, or a screening whisper nobody accepted, never bridges the caller.
     missed = status in MISSED_DIAL_STATUSES or params.get("DialBridged") == "false"
 
-    clinic = await clinic_for_number(context, to)
+    clinic = await _clinic_taking_calls(context, to)
     caller = try_e164(caller_raw, default_region=clinic.country)
     response = VoiceResponse()
     if not missed:
@@ -229,7 +196,7 @@ async def call_status(params: TwilioForm, context: Context) -> Response:
     if status not in FINAL_CALL_STATUSES:
         return Response(status_code=204)
 
-    clinic = await clinic_for_number(context, to)
+    clinic = await _clinic_taking_calls(context, to)
     caller = try_e164(caller_raw, default_region=clinic.country)
     if caller is not None:
         recorded = await _report(context, clinic, caller=caller, call_sid=call_sid,

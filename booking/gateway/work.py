@@ -8,23 +8,13 @@ from both, so the context never imports its handlers and the handlers import the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 from booking.calls.recovery import MissedCallOutcome
 from booking.messaging.outbox import Claim
-from booking.models import Channel
 
 # A missed call's text-back, once decided: the outcome and the first message's outbox claim.
 Decided = tuple[MissedCallOutcome, Claim | None]
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A patient's (or staff member's) message as Twilio posted it, with when it arrived."""
-    channel: Channel
-    params: dict[str, str]
-    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -35,11 +25,15 @@ class DeliveryReport:
     message_id: int | None  # ours, from the StatusCallback URL
 
 
-class InboxDelivery(Protocol):
-    """What the routes and the app need of the inbox worker (`messaging.InboxWorker`)."""
+class Wakeable(Protocol):
+    """A worker that runs at each tick and at once when told there is work (`messaging.Intake`)."""
 
     def wake(self) -> None: ...
 
     async def run(self) -> None: ...
+
+
+class InboxDelivery(Wakeable, Protocol):
+    """What the routes and the app need of the inbox worker (`messaging.InboxWorker`)."""
 
     async def aclose(self) -> None: ...

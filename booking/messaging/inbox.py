@@ -1,7 +1,8 @@
 """The inbox: every patient message is stored once before Twilio gets its answer, and reaches
 the dialogue in order, exactly as often as it takes to get the dialogue's replies stored.
 
-1. `accept` (the messaging webhook, one transaction): store the message once per MessageSid;
+1. `accept` (the intake, right after the webhook stored the message as it came: see
+   `booking.messaging.arrivals`): store the message once per MessageSid;
    answer staff (`staff_replies`), STOP/START/HELP (`consent`) and words-less photos here; run
    the red-flag rules, so an emergency is escalated at once whatever state the dialogue is in;
    queue what the dialogue should read as an `InboxItem`.
@@ -11,6 +12,8 @@ the dialogue in order, exactly as often as it takes to get the dialogue's replie
 3. The worker's outcome, stored with whatever must be sent: `answered` (the replies go into the
    outbox in the same transaction), `retry_later` (the dialogue is down or failed: back off,
    and past `INBOX_MAX_WAIT_SECONDS` `hand_to_staff` with one holding reply).
+The missed call reaches the dialogue the same way (`queue_event`, stored with its text-back),
+so the dialogue hears of it before the patient's reply, however fast that comes.
 A thread staff hold is theirs: its messages are `held`, not read by the bot; the patient's
 first message after a handover gets one line saying the team has it (`HELD_REPLY`).
 The worker itself is `booking.gateway.messaging.InboxWorker`.
@@ -222,6 +225,14 @@ def _count(value: str | None) -> int:
         return 0
 
 
+def queue_event(session: Session, *, thread_id: int, message_id: int, intent: str,
+                now: datetime) -> None:
+    """Tell the dialogue of an event (the missed call, stored with its text-back `message_id`)
+    in the thread's order: before any reply the patient sends to that text-back."""
+    session.add(InboxItem(message_id=message_id, thread_id=thread_id, text="", intent=intent,
+                          state=InboxState.waiting, attempts=0, received_at=now))
+
+
 # -- the worker's side ----------------------------------------------------------------------
 
 
@@ -235,6 +246,7 @@ class Claimed:
     text: str
     metadata: dict
     received_at: datetime
+    intent: str | None = None  # an event to tell the dialogue, not a message to read
 
 
 @dataclass(frozen=True)
@@ -295,7 +307,7 @@ def claim_due(session: Session, *, now: datetime, limit: int,
                 item_id=item.id, claim_token=token, sender_id=thread.sender_id, text=item.text,
                 metadata={"clinic": thread.clinic.slug, "channel": message.channel.value,
                           "message_id": message.id, "media_count": message.media_count},
-                received_at=item.received_at))
+                received_at=item.received_at, intent=item.intent))
         if not held:
             break
         session.flush()
@@ -351,6 +363,9 @@ def retry_later(session: Session, *, claimed: Claimed, error: str, now: datetime
         _finish(item, InboxState.held, now)
         return ()
     if now - item.received_at >= policy.max_wait:
+        if item.intent is not None:  # nobody wrote: nothing for staff, the reply goes next
+            _finish(item, InboxState.expired, now)
+            return ()
         return hand_to_staff(session, item=item, now=now)
     item.claim_token = item.claimed_until = None
     item.next_attempt_at = now + policy.retry_delay(item.attempts)
@@ -368,7 +383,8 @@ def hand_to_staff(session: Session, *, item: InboxItem, now: datetime) -> tuple[
     ).scalars().all()
     handover = hand_over(session, thread=thread, reason=EscalationReason.bot_unavailable,
                          intent=None, red_flag=None,
-                         last_message=" / ".join(w.text for w in waiting) or item.text,
+                         last_message=" / ".join(w.text for w in waiting if w.intent is None)
+                         or item.text,
                          instant=now)
     for each in waiting:
         _finish(each, InboxState.handed_to_staff, now)
@@ -377,4 +393,5 @@ def hand_to_staff(session: Session, *, item: InboxItem, now: datetime) -> tuple[
 
 
 __all__ = ["Accepted", "Claimed", "InboxPolicy", "accept", "answered", "claim_due",
-           "hand_to_staff", "patient_text", "red_flag_rules", "retry_later", "storable"]
+           "hand_to_staff", "patient_text", "queue_event", "red_flag_rules", "retry_later",
+           "storable"]

@@ -2,12 +2,18 @@
 
 aiohttp, like the Twilio client: every missed call ends with a call to Rasa, and in a burst
 httpx's pool cost milliseconds of CPU per request (encode/httpx#3215).
+
+With several Rasa processes, each conversation always goes to the same one (a stable hash of
+its sender id): every event of a patient's conversation, the missed call, their messages, a
+reminder, staff's pause, is handled by one process, whose own lock serialises them; with
+PostgreSQL and Redis any process could take any conversation, this only keeps caches warm.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from urllib.parse import quote
 
 import aiohttp
@@ -22,16 +28,22 @@ class RasaUnavailable(Exception):
 
 
 class RasaClient:
-    def __init__(self, *, base_url: str, token: str | None, timeout: float = 30.0):
-        self._base = base_url.rstrip("/")
+    def __init__(self, *, base_urls: list[str], token: str | None, timeout: float = 30.0):
+        if not base_urls:
+            raise ValueError("no Rasa process to talk to")
+        self._bases = [url.rstrip("/") for url in base_urls]
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
+    def base_for(self, sender_id: str) -> str:
+        """The Rasa process that keeps this conversation."""
+        return self._bases[zlib.crc32(sender_id.encode()) % len(self._bases)]
+
     def _conversation(self, sender_id: str) -> str:
         # Rasa's routes do not unquote the id: "%3A%2B" would name another conversation than
         # the one the Twilio channel keeps under "riverside:+44...", so ':' and '+' stay as is.
-        return f"{self._base}/conversations/{quote(sender_id, safe=':+')}"
+        return f"{self.base_for(sender_id)}/conversations/{quote(sender_id, safe=':+')}"
 
     async def _request(self, method: str, url: str, **kwargs) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
@@ -58,7 +70,7 @@ class RasaClient:
                              metadata: dict) -> list[str]:
         """The dialogue reads one patient message; its replies, in order. RasaUnavailable
         when Rasa, or an action the message needed, failed: nothing was answered."""
-        body = await self._post(self._base + GATEWAY_CHANNEL_PATH, json={
+        body = await self._post(self.base_for(sender_id) + GATEWAY_CHANNEL_PATH, json={
             "sender": sender_id, "text": text, "message_id": message_id, "metadata": metadata})
         try:
             replies = json.loads(body)["replies"]

@@ -282,6 +282,13 @@ def test_a_nul_byte_in_a_text_is_dropped_and_the_message_kept(gateway_only):
             "Body": "my tooth\x00 hurts"}
     response = twilio_post(f"{gateway_only.gateway}/twilio/messaging/sms", form)
     assert response.status_code == 200, response.text
+
+    def taken_in() -> Message | None:
+        with gateway_only.session() as session:
+            return session.execute(select(Message).where(Message.twilio_sid == "SMnul")
+                                   ).scalar_one_or_none()
+
+    wait_until(taken_in, message="the message taken into the inbox")
     with gateway_only.session() as session:
         message = session.execute(select(Message).where(Message.twilio_sid == "SMnul")
                                   ).scalar_one()

@@ -139,6 +139,51 @@ def test_a_dialogue_that_is_down_is_retried_with_backoff_then_staff_get_the_thre
                                ).scalars().first() == InboxState.held
 
 
+def queue_missed_call(sessions, patient: str = "+447700900501") -> None:
+    """The dialogue's news of a missed call, stored with the text-back (here: the last
+    message we sent them), as the gateway's follow-up does."""
+    with sessions() as session, session.begin():
+        text_back = session.execute(
+            select(Message).where(Message.direction == Direction.outbound,
+                                  Message.to_number == patient).order_by(Message.id.desc())
+        ).scalars().first()
+        inbox.queue_event(session, thread_id=text_back.thread_id, message_id=text_back.id,
+                          intent="EXTERNAL_missed_call", now=NOW)
+
+
+def test_the_dialogue_hears_of_a_missed_call_before_the_reply_to_its_text_back(sessions):
+    text(sessions, "hi", sid="SMearlier")
+    (earlier,) = claim(sessions)
+    answer(sessions, earlier, ["Hello! How can we help?"])
+    queue_missed_call(sessions)
+    text(sessions, "yes please", sid="SMreply", at=NOW + timedelta(seconds=1))
+    (event,) = claim(sessions)
+    assert (event.intent, event.text) == ("EXTERNAL_missed_call", "")
+    assert claim(sessions) == []  # the reply waits for the event
+    assert answer(sessions, event, []) == ()
+    (reply,) = claim(sessions)
+    assert (reply.intent, reply.text) == (None, "yes please")
+
+
+def test_an_event_the_dialogue_cannot_be_told_in_time_expires_without_troubling_staff(sessions):
+    text(sessions, "hi", sid="SMbefore")
+    (earlier,) = claim(sessions)
+    answer(sessions, earlier, ["Hello! How can we help?"])
+    queue_missed_call(sessions)
+    (event,) = claim(sessions)
+    later = NOW + POLICY.max_wait + timedelta(seconds=1)
+    with sessions() as session, session.begin():
+        assert inbox.retry_later(session, claimed=event, error="connection refused",
+                                 now=later, policy=POLICY) == ()
+    with sessions() as session:
+        assert session.execute(select(InboxItem.state).where(InboxItem.id == event.item_id)
+                               ).scalar_one() == InboxState.expired
+        assert session.execute(select(Escalation)).scalars().all() == []
+        assert session.execute(select(Thread.state)).scalar_one() == ThreadState.bot
+    text(sessions, "are you open today?", sid="SMafter", at=later)
+    assert [c.text for c in claim(sessions, at=later)] == ["are you open today?"]
+
+
 def test_an_emergency_is_escalated_as_it_is_stored_once(sessions):
     accepted = text(sessions, URGENT, sid="SMurgent1")
     assert not accepted.queued and len(accepted.reply_ids) >= 1

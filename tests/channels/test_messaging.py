@@ -142,9 +142,14 @@ def test_staff_texting_the_clinic_number_never_reach_the_dialogue(stack, channel
     before = count(db, Contact, Contact.phone == STAFF_PHONE)
     result = stack.phone.text(sender=STAFF_PHONE, clinic_number=OPEN_NUMBER, body="ACK 1")
     assert result["webhook_status"] == 200
-    db.expire_all()
+
+    def logged_message() -> Message | None:
+        db.expire_all()
+        return db.execute(select(Message).where(Message.twilio_sid == result["sid"])
+                          ).scalar_one_or_none()
+
+    logged = wait_until(logged_message, message="the staff text logged")
     staff = db.execute(select(StaffMember).where(StaffMember.phone == STAFF_PHONE)).scalar_one()
-    logged = db.execute(select(Message).where(Message.twilio_sid == result["sid"])).scalar_one()
     assert (logged.author, logged.body, logged.thread_id) == (f"staff:{staff.id}", "ACK 1", None)
     assert count(db, Contact, Contact.phone == STAFF_PHONE) == before
     assert user_turns(stack, f"allday:{STAFF_PHONE}") == []

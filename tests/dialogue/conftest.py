@@ -156,7 +156,8 @@ class Patient:
         with self.sessions() as session:
             return list(session.execute(
                 select(InboxItem.state).join(Thread, Thread.id == InboxItem.thread_id)
-                .where(Thread.sender_id == self.sender_id).order_by(InboxItem.id)).scalars())
+                .where(Thread.sender_id == self.sender_id, InboxItem.intent.is_(None))
+                .order_by(InboxItem.id)).scalars())
 
     def escalations(self) -> list[Escalation]:
         with self.sessions() as session:

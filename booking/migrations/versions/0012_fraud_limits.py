@@ -1,8 +1,8 @@
 """fraud limits: why a missed call was not texted back (refused_reason), and the hourly
 counts of text-backs the per-clinic and global caps are checked against
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-05 18:30:00
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 import booking.models
 
-revision = '0010'
-down_revision = '0009'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

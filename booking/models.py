@@ -486,6 +486,9 @@ class MissedCallStatus(str, enum.Enum):
     duplicate = "duplicate"  # same caller rang again shortly after; one text-back covers both
     opted_out = "opted_out"
     answered = "answered"
+    # Not texted for a fraud limit (MissedCall.refused_reason says which): a country the clinic
+    # does not text, a costly number type, or an hourly cap reached.
+    refused = "refused"
 
 
 class MissedCall(Base):
@@ -507,6 +510,7 @@ class MissedCall(Base):
     occurred_at = Column(UTCDateTime, nullable=False, default=utcnow)
     texted_at = Column(UTCDateTime)
     thread_id = Column(ForeignKey("threads.id"))
+    refused_reason = Column(String(64))  # why a `refused` call was not texted
 
     contact = relationship("Contact")
 
@@ -763,6 +767,20 @@ for _dialect, _statements in AUDIT_APPEND_ONLY_DDL.items():
                      DDL(_statement).execute_if(dialect=_dialect))
 
 
+class TextBackHour(Base):
+    """Text-backs sent and refused in one clock hour (UTC), per clinic and for all clinics
+    together: the hourly caps count here, so they hold across gateway processes."""
+
+    __tablename__ = "text_back_hours"
+
+    scope = Column(String(32), primary_key=True)  # "all", or "clinic:<id>"
+    hour_start = Column(UTCDateTime, primary_key=True)
+    texted = Column(Integer, nullable=False, default=0)
+    refused = Column(Integer, nullable=False, default=0)
+    # Staff (or, for "all", the operator's log) were told this hour that a cap was reached.
+    alerted = Column(Boolean, nullable=False, default=False)
+
+
 __all__ = [
     "Appointment", "AppointmentStatus", "Arrival", "AUDIT_APPEND_ONLY_DDL", "AuditEvent", "Base",
     "Channel", "ChannelPolicy", "Clinic", "Closure", "Consent", "ConsoleSession", "Contact",
@@ -770,5 +788,6 @@ __all__ = [
     "FunnelEvent", "InboxItem", "InboxState", "JobDecision", "JobKind", "JobState", "Message",
     "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours", "Patient",
     "Provider", "ProviderHours", "ScheduledJob", "Service", "SignInFailures", "SlotClaim",
-    "StaffMember", "Thread", "ThreadState", "UTCDateTime", "utcnow", "WebhookReplay",
+    "StaffMember", "TextBackHour", "Thread", "ThreadState", "UTCDateTime", "utcnow",
+    "WebhookReplay",
 ]

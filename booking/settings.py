@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseSettings, conint, root_validator
+from pydantic import BaseSettings, conint, root_validator, validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ DEVELOPMENT_FIELD_KEYS = "dev:ZGV2LW9ubHktZmllbGQta2V5LWNoYW5nZS1tZS0wMDA="
 
 # Secrets we choose ourselves (Twilio issues its own token): production wants them long enough
 # that guessing is hopeless.
-OUR_SECRETS = ("missed_call_hmac_secret", "session_secret", "rasa_token", "action_server_token")
+OUR_SECRETS = ("session_secret", "rasa_token", "action_server_token")
 MIN_SECRET_LENGTH = 32
 # Addresses that carry a credential or a patient's data across a network.
 PUBLIC_URLS = ("gateway_public_url", "console_public_url", "twilio_api_base_url")
@@ -104,8 +104,21 @@ class Settings(BaseSettings):
     # The compliance gate's rules (quiet hours, caps, state laws); see the file's header.
     outreach_rules_file: Path = PROJECT_ROOT / "data" / "outreach_rules.yml"
 
-    missed_call_hmac_secret: str = DEVELOPMENT_PLACEHOLDER
+    # The JSON missed-call hook (/hooks/missed-call) checks each request with the secret of
+    # the clinic it names, so one clinic's secret cannot report calls for another:
+    # {"<clinic slug>": "<secret>"} as JSON.
+    missed_call_hook_secrets: dict[str, str] = {}
+    # The one shared secret of earlier versions: still accepted for clinics that have no
+    # secret of their own above, so a deployment moves clinic by clinic, then unsets it.
+    # Unset in development, the placeholder stands in (see `hook_secret_for`).
+    missed_call_hmac_secret: str | None = None
     missed_call_max_skew_seconds: int = 300
+
+    # Fraud limits on text-backs (booking.calls.fraud_limits): at most this many per clock hour
+    # for one clinic (a clinic's settings.text_back.hourly_cap overrides it), and for all
+    # clinics of this deployment together.
+    text_back_clinic_hourly_cap: conint(ge=0) = 100
+    text_back_global_hourly_cap: conint(ge=0) = 1000
     session_secret: str = DEVELOPMENT_PLACEHOLDER
     # Keys for dates of birth and emails at rest, "id:key,..." (booking.field_encryption); the
     # first seals, all open. Make a key with `ringback new-field-key`.
@@ -138,6 +151,18 @@ class Settings(BaseSettings):
         env_file = PROJECT_ROOT / ".env"
         env_file_encoding = "utf-8"
 
+    @validator("missed_call_hmac_secret")
+    def _empty_shared_secret_is_unset(cls, value: str | None) -> str | None:
+        return value if value and value.strip() else None
+
+    @validator("missed_call_hook_secrets")
+    def _every_clinic_secret_is_given(cls, value: dict[str, str]) -> dict[str, str]:
+        # An empty secret would quietly fall back to the shared one.
+        empty = sorted(slug for slug, secret in value.items() if not secret.strip())
+        if empty:
+            raise ValueError(f"MISSED_CALL_HOOK_SECRETS: no secret for {', '.join(empty)}")
+        return value
+
     @root_validator(skip_on_failure=True)
     def _refuse_weak_production_settings(cls, values: dict) -> dict:
         """Every problem at once, one a line, so a deployment is fixed in one go."""
@@ -150,6 +175,16 @@ class Settings(BaseSettings):
             elif field in OUR_SECRETS and len(values[field]) < MIN_SECRET_LENGTH:
                 problems.append(f"{field.upper()} must be at least {MIN_SECRET_LENGTH} "
                                 "characters in production (e.g. `openssl rand -hex 32`)")
+        # The hook's secrets are optional (no secret, no hook), but never weak.
+        hook_secrets = {"MISSED_CALL_HMAC_SECRET": values.get("missed_call_hmac_secret"),
+                        **{f"MISSED_CALL_HOOK_SECRETS[{slug}]": secret for slug, secret
+                           in (values.get("missed_call_hook_secrets") or {}).items()}}
+        for name, secret in hook_secrets.items():
+            if secret is None:
+                continue
+            if secret == DEVELOPMENT_PLACEHOLDER or len(secret) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} must be a real secret of at least "
+                                f"{MIN_SECRET_LENGTH} characters in production")
         for field in PUBLIC_URLS:
             if not _https_or_loopback(values[field]):
                 problems.append(f"{field.upper()} must be an https:// URL in production, "
@@ -187,6 +222,16 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == Environment.production
+
+    def hook_secret_for(self, clinic_slug: str) -> str | None:
+        """The secret that signs this clinic's missed-call hook requests: its own, else the
+        shared one (a deployment from before per-clinic secrets), else None (no hook)."""
+        own = self.missed_call_hook_secrets.get(clinic_slug)
+        if own:
+            return own
+        if self.missed_call_hmac_secret:
+            return self.missed_call_hmac_secret
+        return None if self.is_production else DEVELOPMENT_PLACEHOLDER
 
 
 @lru_cache(maxsize=1)

@@ -46,7 +46,26 @@ def load_clinics(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"loaded {len(clinics)} clinic(s) from {path}: {', '.join(clinics)}")
+    unknown = _hook_secrets_without_a_clinic()
+    if unknown:
+        # A misspelt slug leaves its clinic on the shared secret (or without the hook).
+        print(f"warning: MISSED_CALL_HOOK_SECRETS names no clinic: {', '.join(unknown)}",
+              file=sys.stderr)
     return 0
+
+
+def _hook_secrets_without_a_clinic() -> list[str]:
+    from sqlalchemy import select
+
+    from booking.db import get_engine, session_factory
+    from booking.models import Clinic
+
+    settings = get_settings()
+    if not settings.missed_call_hook_secrets:
+        return []
+    with session_factory(get_engine(settings.database_url))() as session:
+        slugs = set(session.execute(select(Clinic.slug)).scalars())
+    return sorted(set(settings.missed_call_hook_secrets) - slugs)
 
 
 def run(args: argparse.Namespace) -> int:

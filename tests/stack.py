@@ -112,6 +112,10 @@ def stack_environment(run_dir: Path, *, database_url: str | None = None,
         "ACTION_SERVER_URL": f"http://127.0.0.1:{ports['actions']}/webhook",
         "MISSED_CALL_HMAC_SECRET": HMAC_SECRET,
         "SESSION_SECRET": "test-session-secret",
+        # The suite's clinics take hundreds of calls within the hour: the caps are tested on
+        # clinics and gateways of their own (tests/channels/test_fraud_limits.py).
+        "TEXT_BACK_CLINIC_HOURLY_CAP": "100000",
+        "TEXT_BACK_GLOBAL_HOURLY_CAP": "100000",
         # Follow-ups, reminders and rebooking offers planned and run within a second or two.
         "OUTREACH_INTERVAL_SECONDS": "0.5",
         "OUTREACH_PLAN_INTERVAL_SECONDS": "1",

@@ -5,9 +5,10 @@
    fifty calls at once are answered quickly, and a crash after the answer loses nothing.
 2. `decide_text_backs` runs straight after the answer (and, for anything a crash left
    `pending`, from the gateway's sweeper): it works out whether each caller should hear from us
-   (opted out? texted a few minutes ago?), on which channel and in which words, and writes the
-   text-backs into the outbox and the funnel events, in one transaction that only one process
-   can complete for a call.
+   (opted out? texted a few minutes ago? a number or country the clinic does not text? over
+   this hour's cap?), on which channel and in which words, and writes the text-backs into the
+   outbox and the funnel events, in one transaction that only one process can complete for a
+   call.
 3. The gateway then delivers the stored text-backs; with each it stores, in the same
    transaction, the inbox's news of the call for the dialogue (`EXTERNAL_missed_call`), so the
    dialogue knows why the patient is replying before it reads the reply.
@@ -17,14 +18,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from booking.calls import destinations, hourly_caps
 from booking.calls import text_back as wording
+from booking.calls.hourly_caps import Allowance, HourlyCaps
 from booking.db import insert_ignoring_duplicates
 from booking.messaging.conversations import (
     get_or_create_contact,
@@ -47,6 +51,7 @@ from booking.models import (
     utcnow,
 )
 from booking.outreach import jobs
+from booking.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +82,9 @@ class MissedCallOutcome:
     thread_id: int | None
     channel: Channel | None
     is_new: bool  # False when the decision had been made already
+    # Set on the first call of the hour a clinic's cap (or the global one) refused: staff are
+    # to be told, once.
+    cap_reached: Allowance | None = None
 
 
 @dataclass(frozen=True)
@@ -192,8 +200,13 @@ def text_back(session: Session, *, missed_call_id: int) -> MissedCallOutcome | N
     return outcomes[0] if outcomes else None
 
 
-def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[MissedCallOutcome]:
+def decide_text_backs(session: Session, missed_call_ids: list[int], *,
+                      caps: HourlyCaps | None = None) -> list[MissedCallOutcome]:
     """Decide pending missed calls and store their text-backs; decided calls are left alone.
+
+    A caller the clinic may not text (`destinations`), and calls over this hour's caps
+    (`hourly_caps`, from the settings unless `caps` says), are marked `refused` with the reason
+    and a `text_back_refused` funnel event; nothing is sent to them.
 
     Set-based, so a burst of calls is a handful of statements rather than a dozen per call:
     fifty calls at once is what the clinic's phone does at nine in the morning. Returns one
@@ -232,14 +245,19 @@ def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[Miss
                   if clinics[call.clinic_id].channel_policy == ChannelPolicy.whatsapp_then_sms])
 
     outcomes: dict[int, MissedCallOutcome] = {}
+    refusals: list[tuple[MissedCall, dict]] = []
     texting = []
     for call in calls:
         contact, clinic = contacts[call.contact_id], clinics[call.clinic_id]
         texted = last_texted.get(contact.id)
+        refused = destinations.refusal(clinic, contact.phone)
         if contact.consent == Consent.opted_out:
             _settle(session, call, MissedCallStatus.opted_out)
         elif texted is not None and texted >= call.occurred_at - REPEAT_CALL_WINDOW:
             _settle(session, call, MissedCallStatus.duplicate)
+        elif refused is not None:
+            _settle(session, call, MissedCallStatus.refused, refused_reason=refused.code)
+            refusals.append((call, {"reason": refused.reason, "detail": refused.detail}))
         else:
             last_texted[contact.id] = call.occurred_at
             texting.append((call, clinic, contact, choose_channel(
@@ -247,6 +265,14 @@ def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[Miss
                 last_inbound=last_inbound.get(contact.id))))
             continue
         outcomes[call.id] = _outcome(call, message_ids=(), is_new=True)
+
+    texting, capped = _within_hourly_caps(session, texting, caps=caps or HourlyCaps.from_settings(
+        get_settings()))
+    for call, allowance in capped:
+        _settle(session, call, MissedCallStatus.refused, refused_reason=allowance.refused_by)
+        refusals.append((call, {"reason": allowance.refused_by, "detail": str(allowance.cap)}))
+        outcomes[call.id] = _outcome(call, message_ids=(), is_new=True,
+                                     cap_reached=allowance if allowance.alert else None)
 
     threads = threads_for(session, [(clinic, contact, channel)
                                      for _, clinic, contact, channel in texting])
@@ -274,8 +300,34 @@ def decide_text_backs(session: Session, missed_call_ids: list[int]) -> list[Miss
         *({"clinic_id": clinic.id, "kind": "texted", "contact_id": contact.id,
            "thread_id": threads[contact.id].id, "occurred_at": now,
            "detail": {"channel": channel.value}}
-          for _, clinic, contact, channel in texting)])
+          for _, clinic, contact, channel in texting),
+        *({"clinic_id": call.clinic_id, "kind": "text_back_refused",
+           "contact_id": call.contact_id, "thread_id": None, "occurred_at": now,
+           "detail": detail}
+          for call, detail in refusals)])
     return [outcomes[call.id] for call in calls]
+
+
+def _within_hourly_caps(session: Session, texting: list[tuple], *, caps: HourlyCaps
+                        ) -> tuple[list[tuple], list[tuple[MissedCall, Allowance]]]:
+    """The text-backs this hour's caps allow (the earliest calls first), and the calls over a
+    cap with the allowance that refused them."""
+    if not texting:
+        return texting, []
+    wanted = Counter(clinic for _, clinic, _, _ in texting)
+    allowances = hourly_caps.take(session, wanted=dict(wanted), caps=caps, now=utcnow())
+    allowed, capped, taken, told = [], [], Counter(), set()
+    for entry in texting:
+        call, clinic = entry[0], entry[1]
+        allowance = allowances[clinic.id]
+        if taken[clinic.id] < allowance.granted:
+            taken[clinic.id] += 1
+            allowed.append(entry)
+            continue
+        # Only the clinic's first refused call carries the alert: staff hear of it once.
+        capped.append((call, replace(allowance, alert=allowance.alert and clinic.id not in told)))
+        told.add(clinic.id)
+    return allowed, capped
 
 
 def _clinics_with_hours(session: Session, clinic_ids: set[int]) -> dict[int, Clinic]:
@@ -426,9 +478,10 @@ def _find(session: Session, *, clinic: Clinic, call_sid: str) -> MissedCall | No
 
 
 def _outcome(missed: MissedCall, *, message_ids: tuple[int, ...], is_new: bool,
-             thread: Thread | None = None, channel: Channel | None = None) -> MissedCallOutcome:
+             thread: Thread | None = None, channel: Channel | None = None,
+             cap_reached: Allowance | None = None) -> MissedCallOutcome:
     return MissedCallOutcome(
         missed_call_id=missed.id, status=missed.status, message_ids=message_ids,
         sender_id=thread.sender_id if thread else None, thread_id=thread.id if thread else None,
-        channel=channel, is_new=is_new,
+        channel=channel, is_new=is_new, cap_reached=cap_reached,
     )

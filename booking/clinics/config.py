@@ -305,6 +305,26 @@ class RetentionSettings(BaseModel):
         extra = "forbid"
 
 
+class TextBackSettings(BaseModel):
+    """Fraud limits on text-backs (booking.calls.destinations, booking.calls.hourly_caps)."""
+
+    # Countries (ISO 3166 codes) whose numbers are texted back; empty: the clinic's own.
+    allowed_countries: list[str] = []
+    # Text-backs per clock hour; unset: TEXT_BACK_CLINIC_HOURLY_CAP.
+    hourly_cap: conint(ge=0) | None = None
+
+    class Config:
+        extra = "forbid"  # a misspelt limit must not silently fall back to the default
+
+    @validator("allowed_countries", each_item=True, pre=True)
+    def _country_code(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO 3166 country code like GB or US")
+        return value
+
+
 class OtherLanguageSettings(BaseModel):
     """A message wholly in another language (Spanish): a short reply, or a person takes over."""
 
@@ -358,6 +378,7 @@ class ClinicSettings(BaseModel):
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     escalation: EscalationSettings = EscalationSettings()
     outreach: OutreachSettings = OutreachSettings()
+    text_back: TextBackSettings = TextBackSettings()
     other_language: OtherLanguageSettings = OtherLanguageSettings()
     retention: RetentionSettings = RetentionSettings()
 

@@ -108,6 +108,11 @@ def sections(now: metrics.Figures, before: metrics.Figures, open_now: int) -> li
           meaning="Answered calls of all calls the phone system reported."),
         f("texted", "Text-backs sent", now.count("texted"), before.count("texted"),
           kind="count", meaning="Missed calls Ringback texted back."),
+        f("text_back_refused", "Text-backs refused", now.count("text_back_refused"),
+          before.count("text_back_refused"), kind="count",
+          meaning="Missed callers not texted for the fraud limits: a country or number type "
+          "the clinic does not text, or an hourly cap reached (the missed-calls export says "
+          "which)."),
         *_timing("text_back", "Call end to text-back", now.text_back_time,
                  before.text_back_time, meaning="From the call ending to Twilio taking the "
                  "text-back.", tail="text-backs left"),

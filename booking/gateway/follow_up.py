@@ -14,16 +14,18 @@ import functools
 import logging
 from datetime import timedelta
 
+from booking.calls.hourly_caps import Allowance, HourlyCaps
 from booking.calls.recovery import (
     AlreadyDecided,
     decide_text_backs,
     undecided_missed_calls,
 )
+from booking.escalation.cap_alerts import alert_cap_reached
 from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext
 from booking.gateway.work import Decided
 from booking.messaging import inbox
-from booking.models import utcnow
+from booking.models import Clinic, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +67,28 @@ def _decide(context: GatewayContext, missed_call_ids: list[int]) -> list[Decided
 
     Raises AlreadyDecided when another process decided one of these calls meanwhile."""
     with context.sessions() as session, session.begin():
-        outcomes = decide_text_backs(session, missed_call_ids)
+        outcomes = decide_text_backs(session, missed_call_ids,
+                                     caps=HourlyCaps.from_settings(context.settings))
         now = utcnow()
         for outcome in outcomes:
             if outcome.message_ids and outcome.thread_id is not None:
                 inbox.queue_event(session, thread_id=outcome.thread_id,
                                   message_id=outcome.message_ids[0], intent=MISSED_CALL_INTENT,
                                   now=now)
+            if outcome.cap_reached is not None:
+                _alert_cap_reached(session, context, outcome.cap_reached)
         decided = {outcome.missed_call_id: (outcome, context.outbox.claim(
                        session, outcome.message_ids[0]) if outcome.message_ids else None)
                    for outcome in outcomes}
     return [decided.get(missed_call_id) for missed_call_id in missed_call_ids]
+
+
+def _alert_cap_reached(session, context: GatewayContext, allowance: Allowance) -> None:
+    """In the decision's transaction, so the alert is stored exactly when the refusal is."""
+    alert_cap_reached(session, clinic=session.get(Clinic, allowance.clinic_id),
+                      refused_by=allowance.refused_by, cap=allowance.cap,
+                      hour_start=allowance.hour_start, instant=utcnow(),
+                      settings=context.settings)
 
 
 async def sweep_undecided(context: GatewayContext, *,

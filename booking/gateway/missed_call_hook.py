@@ -1,7 +1,10 @@
 """`POST /hooks/missed-call`: missed calls from any other phone system, HMAC-signed.
 
-The sender signs `"{timestamp}.{raw body}"` with HMAC-SHA256 and the shared secret, and sends
-`X-Ringback-Timestamp` (Unix seconds) and `X-Ringback-Signature` (hex). A request older than the
+The sender signs `"{timestamp}.{raw body}"` with HMAC-SHA256 and the secret of the clinic the
+body names (`Settings.hook_secret_for`), and sends `X-Ringback-Timestamp` (Unix seconds) and
+`X-Ringback-Signature` (hex). Since the body says whose secret checks it, the body is read (and
+the clinic looked up) before the signature is checked; nothing is stored before. A signature
+made with another clinic's secret is refused like any wrong one. A request older than the
 allowed skew is refused, and so is one whose signature was already accepted (a replay).
 """
 
@@ -26,7 +29,7 @@ from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.follow_up import follow_up
 from booking.gateway.twilio_auth import MAX_WEBHOOK_BYTES, read_limited
 from booking.messaging.phones import to_e164
-from booking.models import MissedCall, WebhookReplay, utcnow
+from booking.models import Clinic, MissedCall, WebhookReplay, utcnow
 
 router = APIRouter()
 Context = Annotated[GatewayContext, Depends(get_context)]
@@ -74,7 +77,8 @@ def signature_for(*, secret: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def _verify(request: Request, body: bytes, context: GatewayContext) -> str:
+def _signed_headers(request: Request, context: GatewayContext) -> tuple[str, str]:
+    """The timestamp and signature, present and fresh; checked against a secret later."""
     timestamp = request.headers.get(TIMESTAMP_HEADER, "")
     signature = request.headers.get(SIGNATURE_HEADER, "")
     if not timestamp or not signature:
@@ -85,8 +89,16 @@ def _verify(request: Request, body: bytes, context: GatewayContext) -> str:
     skew = context.settings.missed_call_max_skew_seconds
     if abs(time.time() - int(timestamp)) > skew:
         raise HTTPException(401, "stale request: timestamp outside the allowed window")
-    expected = signature_for(secret=context.settings.missed_call_hmac_secret,
-                             timestamp=timestamp, body=body)
+    return timestamp, signature
+
+
+def _verify(clinic: Clinic, *, timestamp: str, signature: str, body: bytes,
+            context: GatewayContext) -> str:
+    """The accepted signature, if this clinic's secret made it; else 403 or 401."""
+    secret = context.settings.hook_secret_for(clinic.slug)
+    if secret is None:
+        raise HTTPException(403, "this clinic takes no missed-call hook requests")
+    expected = signature_for(secret=secret, timestamp=timestamp, body=body)
     # compare_digest refuses non-ASCII text with a TypeError, so anything but hex is wrong.
     if not HEX_SHA256.fullmatch(signature) or not hmac.compare_digest(expected,
                                                                       signature.lower()):
@@ -112,7 +124,7 @@ def _check_occurred_at(occurred_at: datetime, skew_seconds: int) -> None:
 @router.post("/hooks/missed-call", status_code=202)
 async def missed_call_hook(request: Request, context: Context) -> dict:
     body = await read_limited(request, MAX_WEBHOOK_BYTES)
-    signature = _verify(request, body, context)
+    timestamp, signed = _signed_headers(request, context)
     try:
         hook = MissedCallHook.parse_raw(body)
     except ValidationError as exc:
@@ -130,6 +142,8 @@ async def missed_call_hook(request: Request, context: Context) -> dict:
                 clinic = find_clinic_by_number(session, hook.to)
             if clinic is None:
                 raise HTTPException(404, "unknown clinic")
+            signature = _verify(clinic, timestamp=timestamp, signature=signed, body=body,
+                                context=context)
             try:
                 caller = to_e164(hook.caller, default_region=clinic.country)
             except ValueError as exc:

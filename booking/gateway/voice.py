@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Response
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from booking.calls import destinations
 from booking.calls.recovery import (
     CallReport,
     RecordedCall,
@@ -109,6 +110,13 @@ def _after_hours_follow(*, textable: bool) -> str:
             if textable else " Please call back when we are open.")
 
 
+def _will_text(clinic: Clinic, caller: str | None, recorded: RecordedCall | None) -> bool:
+    """What the caller may be promised: a text-back, unless they cannot have one (opted out,
+    or a number the clinic does not text; an hourly cap can still refuse it)."""
+    return (recorded is not None and recorded.will_text
+            and destinations.refusal(clinic, caller) is None)
+
+
 def _spawn_follow_up(context: GatewayContext, recorded: RecordedCall | None,
                      call_sid: str) -> None:
     if recorded is not None and recorded.is_new:
@@ -138,7 +146,7 @@ async def incoming_call(params: TwilioForm, context: Context) -> Response:
                                  dial_status="after-hours")
     response = VoiceResponse()
     response.say(_closed_words(clinic) + _after_hours_follow(
-        textable=recorded is not None and recorded.will_text))
+        textable=_will_text(clinic, caller, recorded)))
     response.hangup()
     _spawn_follow_up(context, recorded, call_sid)
     return _twiml(response)
@@ -168,7 +176,7 @@ async def dial_status(params: TwilioForm, context: Context) -> Response:
     if caller is not None:  # withheld numbers cannot be texted back
         recorded = await _report(context, clinic, caller=caller, call_sid=call_sid,
                                  dial_status=status)
-    texting = recorded is not None and recorded.will_text
+    texting = _will_text(clinic, caller, recorded)
     response.say(f"Sorry, nobody at {clinic.name} could take your call."
                  + (" We are sending you a text message now." if texting
                     else " Please try again later."))

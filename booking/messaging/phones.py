@@ -79,3 +79,32 @@ def for_reading(e164: str, *, country: str | None) -> str:
         parsed.country_code)
     return phonenumbers.format_number(
         parsed, PhoneNumberFormat.NATIONAL if home else PhoneNumberFormat.INTERNATIONAL)
+
+
+def region_of(e164: str) -> str | None:
+    """The country (ISO 3166 code) a number belongs to: by its number range where
+    libphonenumber knows the range (+1 876... is Jamaica, not the US), else the main country of
+    its calling code (fictional numbers, ranges newer than the metadata); None if not even the
+    calling code is known."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return None
+    region = phonenumbers.region_code_for_number(parsed)
+    if region is None:
+        region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    return None if region == phonenumbers.UNKNOWN_REGION else region
+
+
+_TYPE_NAMES = {value: name.lower() for name, value in vars(phonenumbers.PhoneNumberType).items()
+               if name.isupper()}
+
+
+def number_type(e164: str) -> str:
+    """What libphonenumber says a number is: "mobile", "fixed_line", "premium_rate",
+    "shared_cost", "voip", ... ("unknown" outside every known range, e.g. fictional numbers)."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return "unknown"
+    return _TYPE_NAMES.get(phonenumbers.number_type(parsed), "unknown")

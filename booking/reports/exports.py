@@ -42,6 +42,20 @@ NOT_TEXTED = {
     MissedCallStatus.opted_out: "not texted: opted out",
     MissedCallStatus.pending: "text-back not yet decided",
 }
+# MissedCall.refused_reason ("country_not_allowed:LS") in words; see booking.calls.destinations
+# and booking.calls.hourly_caps.
+REFUSED = {
+    "country_not_allowed": "not texted: a country the clinic does not text ({detail})",
+    "costly_number": "not texted: a costly number ({detail})",
+    "clinic_hourly_cap": "not texted: the clinic's hourly cap was reached",
+    "global_hourly_cap": "not texted: the hourly cap for all clinics was reached",
+}
+
+
+def refused_words(reason: str | None) -> str:
+    kind, _, detail = (reason or "").partition(":")
+    words = REFUSED.get(kind)
+    return words.format(detail=detail.replace("_", " ")) if words else f"not texted: {reason}"
 
 
 # A booking or hand-over in the caller's thread within a week is what became of the call.
@@ -74,16 +88,18 @@ def missed_call_rows(session: Session, *, clinic_id: int, period: Period) -> lis
     """One row per missed call of the period, oldest first, times in the clinic's zone."""
     rows = session.execute(
         select(MissedCall.occurred_at, Contact.phone, MissedCall.status, MissedCall.source,
-               MissedCall.thread_id, TEXT_BACK_SENT, FIRST_REPLY)
+               MissedCall.thread_id, TEXT_BACK_SENT, FIRST_REPLY, MissedCall.refused_reason)
         .join(Contact, Contact.id == MissedCall.contact_id)
         .where(*missed_calls_in(clinic_id, period))
         .order_by(MissedCall.occurred_at, MissedCall.id)
     ).all()
     events = _thread_events(session, clinic_id=clinic_id, period=period)
     result = []
-    for occurred, phone, status, source, thread_id, sent, replied in rows:
+    for occurred, phone, status, source, thread_id, sent, replied, refused in rows:
         sent, replied = _instant(sent), _instant(replied)
-        if status != MissedCallStatus.texted:
+        if status == MissedCallStatus.refused:
+            outcome = refused_words(refused)
+        elif status != MissedCallStatus.texted:
             outcome = NOT_TEXTED.get(status, status.value)
         elif _happened(events, thread_id, "booked", occurred):
             outcome = "booked"

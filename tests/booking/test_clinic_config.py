@@ -221,11 +221,22 @@ def _breakage(minimal: dict, case: str) -> tuple[dict, str]:
         minimal["on_call"] = [{"staff": "ghost", "days": ["mon"], "from": "09:00",
                                "to": "17:00"}]
         return minimal, "on_call[0].staff: unknown staff member 'ghost'"
+    if case == "text_back_country":
+        minimal["settings"] = {"text_back": {"allowed_countries": ["GB", "UK"]}}
+        return minimal, ("settings.text_back.allowed_countries[1]: 'UK' is not an ISO 3166 "
+                         "country code")
+    if case == "text_back_cap":
+        minimal["settings"] = {"text_back": {"hourly_cap": -1}}
+        return minimal, "settings.text_back.hourly_cap: ensure this value is greater than"
+    if case == "text_back_typo":
+        minimal["settings"] = {"text_back": {"hourly_limit": 10}}
+        return minimal, "settings.text_back.hourly_limit: extra fields not permitted"
     raise AssertionError(case)
 
 
 CASES = ["timezone", "overlap", "provider", "service", "phone", "staff_phone", "adapter",
-         "adapter_config", "typo", "unknown_key", "missing", "grid", "on_call"]
+         "adapter_config", "typo", "unknown_key", "missing", "grid", "on_call",
+         "text_back_country", "text_back_cap", "text_back_typo"]
 
 
 @pytest.mark.parametrize("case", CASES)

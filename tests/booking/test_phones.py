@@ -1,6 +1,13 @@
 import pytest
 
-from booking.messaging.phones import is_fictional, strip_address_prefix, to_e164, try_e164
+from booking.messaging.phones import (
+    is_fictional,
+    number_type,
+    region_of,
+    strip_address_prefix,
+    to_e164,
+    try_e164,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,3 +46,23 @@ def test_fictional_ranges():
     assert is_fictional("+12025550199")
     assert not is_fictional("+447911123456")
     assert strip_address_prefix(" whatsapp:+1 ") == "+1"
+
+
+@pytest.mark.parametrize(("number", "country", "kind"), [
+    ("+26658001234", "LS", "mobile"),  # the Lesotho caller
+    ("+18765550123", "JM", "mobile"),  # +1, but Jamaica's range: not the US
+    ("+447911123456", "GG", "mobile"),  # a Guernsey range inside +44
+    ("+447700900123", "GB", "unknown"),  # fictional: the calling code's main country
+    ("+449012345678", "GB", "premium_rate"),
+    ("+448431234567", "GB", "premium_rate"),  # 0843, which libphonenumber counts as premium
+    ("+447012345678", "GB", "personal_number"),
+    ("+445612345678", "GB", "voip"),
+    ("+19005550123", "US", "premium_rate"),
+])
+def test_a_numbers_country_and_type(number, country, kind):
+    assert (region_of(number), number_type(number)) == (country, kind)
+
+
+def test_a_number_without_a_known_calling_code_has_no_country():
+    assert region_of("+999123456") is None
+    assert number_type("not a number") == "unknown"

@@ -115,6 +115,15 @@ def new_patient() -> str:
     return f"+447700900{next(_patients) % 1000:03d}"
 
 
+_us_patients = itertools.count(0)
+
+
+def new_us_patient() -> str:
+    """A fresh caller from the US (NANP's fictional 555-01xx in Boston), for Northside: a
+    clinic texts back callers of its own country only (booking.calls.destinations)."""
+    return f"+16175550{100 + next(_us_patients) % 100:03d}"
+
+
 def write_clinics(path: Path, clinics: list[dict]) -> Path:
     path.write_text(yaml.safe_dump({"clinics": clinics}, sort_keys=False))
     return path

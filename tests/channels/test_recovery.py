@@ -20,7 +20,7 @@ from booking.models import (
     MissedCall,
     MissedCallStatus,
 )
-from tests.channels.conftest import new_patient
+from tests.channels.conftest import new_patient, new_us_patient
 
 # Riverside (Europe/London): Mon-Fri 08:00-18:00 (Thu to 20:00), Sat 09:00-13:00, Sun shut.
 TUESDAY_10AM = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)
@@ -52,7 +52,7 @@ def outbound(sessions, outcome) -> list[Message]:
 
 
 def test_a_call_sid_is_recorded_once_however_often_twilio_reports_it(sessions, clinics):
-    caller = new_patient()
+    caller = new_us_patient()
     first = missed(sessions, "northside", caller, at=TUESDAY_10AM, call_sid="CAonce")
     again = missed(sessions, "northside", caller, at=TUESDAY_10AM, call_sid="CAonce")
     assert first.is_new and first.message_ids
@@ -64,7 +64,7 @@ def test_a_call_sid_is_recorded_once_however_often_twilio_reports_it(sessions, c
 
 
 def test_three_calls_in_ten_minutes_get_one_text_back(sessions, clinics):
-    caller = new_patient()
+    caller = new_us_patient()
     outcomes = [missed(sessions, "northside", caller, at=TUESDAY_10AM + timedelta(minutes=m))
                 for m in (0, 4, 9)]
     assert [o.status for o in outcomes] == [MissedCallStatus.texted, MissedCallStatus.duplicate,
@@ -75,7 +75,7 @@ def test_three_calls_in_ten_minutes_get_one_text_back(sessions, clinics):
 
 
 def test_opted_out_callers_are_recorded_but_never_texted(sessions, clinics):
-    caller = new_patient()
+    caller = new_us_patient()
     outcome = missed(sessions, "northside", caller, at=TUESDAY_10AM,
                      contact={"consent": Consent.opted_out})
     assert outcome.status == MissedCallStatus.opted_out and outcome.message_ids == ()
@@ -85,7 +85,7 @@ def test_opted_out_callers_are_recorded_but_never_texted(sessions, clinics):
 
 
 def test_text_back_names_the_practice_and_says_how_to_opt_out(sessions, clinics):
-    (message,) = outbound(sessions, missed(sessions, "northside", new_patient(),
+    (message,) = outbound(sessions, missed(sessions, "northside", new_us_patient(),
                                            at=datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc)))
     assert message.body.startswith("Sorry we missed your call at Northside Physio.")
     assert "Reply STOP to opt out." in message.body

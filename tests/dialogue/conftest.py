@@ -1,8 +1,9 @@
 """A patient who rings and texts the real stack, and what the clinic's database holds.
 
 Conversation tests go through the simulator's signed Twilio webhooks to the real Rasa server,
-action server and database. Each test uses its own phone number (+4477009003xx), so the one
-stack of the test session is shared without conversations mixing.
+action server and database. Each test uses its own phone number (+4477009003xx, or
++13125550100..197 for Northside), so the one stack of the test session is shared without
+conversations mixing.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ STAFF_PHONES = {staff["phone"] for clinic in yaml.safe_load(EXAMPLE_CLINICS.read
                 for staff in clinic.get("staff", []) if staff.get("phone")}
 
 
-def new_number() -> str:
+def new_number(clinic: str = "riverside") -> str:
+    """A UK number, or for Northside a US one (NANP's fictional 555-01xx in Chicago): a clinic
+    texts back callers of its own country only."""
     while True:
         number = next(_numbers)
         assert number < 398, "the dialogue tests own +447700900300..399 (398, 399: the diary)"
-        phone = f"+447700900{number:03d}"
+        phone = (f"+447700900{number:03d}" if CLINICS[clinic][1] == "Europe/London"
+                 else f"+13125550{number - 200:03d}")
         if phone not in STAFF_PHONES:
             return phone
 
@@ -180,7 +184,7 @@ def patient(stack, booking_sessions) -> Callable[..., Patient]:
     """patient() or patient(clinic="northside"): a new phone number each time."""
 
     def make(clinic: str = "riverside") -> Patient:
-        return Patient(stack=stack, number=new_number(), clinic=clinic,
+        return Patient(stack=stack, number=new_number(clinic), clinic=clinic,
                        sessions=booking_sessions)
 
     return make

@@ -182,9 +182,11 @@ class Settings(BaseSettings):
         for name, secret in hook_secrets.items():
             if secret is None:
                 continue
-            if secret == DEVELOPMENT_PLACEHOLDER or len(secret) < MIN_SECRET_LENGTH:
-                problems.append(f"{name} must be a real secret of at least "
-                                f"{MIN_SECRET_LENGTH} characters in production")
+            if secret == DEVELOPMENT_PLACEHOLDER:
+                problems.append(f"{name} must be a real secret in production")
+            elif len(secret) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters in "
+                                "production (e.g. `openssl rand -hex 32`)")
         for field in PUBLIC_URLS:
             if not _https_or_loopback(values[field]):
                 problems.append(f"{field.upper()} must be an https:// URL in production, "

@@ -39,12 +39,23 @@ def test_a_strong_production_configuration_is_accepted():
     assert Settings(**STRONG).is_production
 
 
-@pytest.mark.parametrize("field", ["session_secret", "missed_call_hmac_secret", "rasa_token",
-                                   "action_server_token"])
+@pytest.mark.parametrize("field", ["session_secret", "rasa_token", "action_server_token"])
 def test_production_refuses_a_secret_shorter_than_32_characters(field):
     assert (f"{field.upper()} must be at least {MIN_SECRET_LENGTH} characters in production"
             in refusal(**{field: "x" * (MIN_SECRET_LENGTH - 1)}))
     assert f"{field.upper()} must be set in production" in refusal(**{field: ""})
+
+
+def test_production_hook_secrets_are_optional_but_never_short_or_the_placeholder():
+    short = "x" * (MIN_SECRET_LENGTH - 1)
+    assert (f"MISSED_CALL_HMAC_SECRET must be at least {MIN_SECRET_LENGTH} characters"
+            in refusal(missed_call_hmac_secret=short))
+    assert (f"MISSED_CALL_HOOK_SECRETS[riverside] must be at least {MIN_SECRET_LENGTH} characters"
+            in refusal(missed_call_hook_secrets={"riverside": short}))
+    assert ("MISSED_CALL_HMAC_SECRET must be a real secret in production"
+            in refusal(missed_call_hmac_secret="dev-only-change-me"))
+    # No shared secret at all: the hook takes calls only for clinics with their own.
+    assert Settings(**{**STRONG, "missed_call_hmac_secret": ""}).is_production
 
 
 @pytest.mark.parametrize("field", ["gateway_public_url", "console_public_url",

@@ -52,10 +52,13 @@ from tests.stack import ACCOUNT_SID, AUTH_TOKEN, HMAC_SECRET, free_port
 
 pytestmark = pytest.mark.integration
 
-SECRETS = {"capped": "capped-clinic-hook-secret", "spare": "spare-clinic-hook-secret"}
+# Production wants 32 characters or more.
+SECRETS = {"capped": "capped-clinic-hook-secret-0123456789",
+           "spare": "spare-clinic-hook-secret-0123456789"}
 CAP = 5
 BURST = 12
 GLOBAL_CAP = 8
+CLINIC_FIELD_KEY = "k1:" + "K" * 43 + "="  # production refuses the development key
 LESOTHO_MOBILE = "+26658001234"  # the example: a signed call from Lesotho
 UK_PREMIUM = "+449012345678"  # 0901: premium rate, in the clinic's own country
 IRISH_MOBILE = "+353851234567"
@@ -231,6 +234,7 @@ def test_without_any_secret_for_it_production_takes_no_hook_calls_for_a_clinic()
     settings = Settings(environment="production", missed_call_hook_secrets=SECRETS,
                         twilio_auth_token="t" * 32, session_secret="s" * 32,
                         rasa_token="r" * 32, action_server_token="a" * 32,
+                        field_encryption_keys=CLINIC_FIELD_KEY,
                         database_url="postgresql+psycopg2://ringback@127.0.0.1/ringback")
     assert settings.hook_secret_for("capped") == SECRETS["capped"]
     assert settings.hook_secret_for("shared") is None  # the gateway answers 403
@@ -250,6 +254,7 @@ def test_a_production_gateway_refuses_hook_calls_for_a_clinic_without_a_secret(
         console_public_url=url, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
         twilio_api_base_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9",
         rasa_token="r" * 32, action_server_token="a" * 32, session_secret="s" * 32,
+        field_encryption_keys=CLINIC_FIELD_KEY,
         missed_call_hook_secrets=SECRETS)  # and no shared secret
     server, thread = _serve(settings, port)
     try:

@@ -294,6 +294,15 @@ class EscalationSettings(BaseModel):
         extra = "forbid"  # a misspelt alert setting must not silently turn alerts off
 
 
+def _iso_country(value: Any) -> Any:
+    """An ISO 3166 code as phonenumbers knows it ("gb " -> "GB"); anything else is refused."""
+    if isinstance(value, str):
+        value = value.strip().upper()
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{value!r} is not an ISO 3166 country code like GB or US")
+    return value
+
+
 class RetentionSettings(BaseModel):
     """How long patients' words are kept (booking.records.retention): message bodies, the
     dialogue's inbox copies, escalation transcripts and Rasa's tracker events. The rows stay
@@ -318,11 +327,7 @@ class TextBackSettings(BaseModel):
 
     @validator("allowed_countries", each_item=True, pre=True)
     def _country_code(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().upper()
-        if value not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"{value!r} is not an ISO 3166 country code like GB or US")
-        return value
+        return _iso_country(value)
 
 
 class OtherLanguageSettings(BaseModel):
@@ -420,11 +425,7 @@ class ClinicConfig(_Strict):
 
     @validator("country", pre=True)
     def _country_code(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().upper()
-            if value not in phonenumbers.SUPPORTED_REGIONS:
-                raise ValueError(f"{value!r} is not an ISO 3166 country code like GB or US")
-        return value
+        return _iso_country(value)
 
 
 class ClinicFile(_Strict):

@@ -4,8 +4,10 @@ The sender signs `"{timestamp}.{raw body}"` with HMAC-SHA256 and the secret of t
 body names (`Settings.hook_secret_for`), and sends `X-Ringback-Timestamp` (Unix seconds) and
 `X-Ringback-Signature` (hex). Since the body says whose secret checks it, the body is read (and
 the clinic looked up) before the signature is checked; nothing is stored before. A signature
-made with another clinic's secret is refused like any wrong one. A request older than the
-allowed skew is refused, and so is one whose signature was already accepted (a replay).
+made with another clinic's secret is refused like any wrong one, and so is a request for a
+clinic that is unknown or takes no hook requests, unless a secret signed it (then: 404). A
+request older than the allowed skew is refused, and so is one whose signature was already
+accepted (a replay).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.follow_up import follow_up
 from booking.gateway.twilio_auth import MAX_WEBHOOK_BYTES, read_limited
 from booking.messaging.phones import to_e164
-from booking.models import Clinic, MissedCall, WebhookReplay, utcnow
+from booking.models import MissedCall, WebhookReplay, utcnow
 
 router = APIRouter()
 Context = Annotated[GatewayContext, Depends(get_context)]
@@ -92,12 +94,12 @@ def _signed_headers(request: Request, context: GatewayContext) -> tuple[str, str
     return timestamp, signature
 
 
-def _verify(clinic: Clinic, *, timestamp: str, signature: str, body: bytes,
-            context: GatewayContext) -> str:
-    """The accepted signature, if this clinic's secret made it; else 403 or 401."""
-    secret = context.settings.hook_secret_for(clinic.slug)
+def _verify(secret: str | None, *, timestamp: str, signature: str, body: bytes) -> str:
+    """The accepted signature, if `secret` made it; else 401, the same answer whether the
+    clinic is unknown, has no secret, or the signature is wrong: a stranger cannot tell which
+    clinics exist."""
     if secret is None:
-        raise HTTPException(403, "this clinic takes no missed-call hook requests")
+        raise HTTPException(401, "invalid signature")
     expected = signature_for(secret=secret, timestamp=timestamp, body=body)
     # compare_digest refuses non-ASCII text with a TypeError, so anything but hex is wrong.
     if not HEX_SHA256.fullmatch(signature) or not hmac.compare_digest(expected,
@@ -141,9 +143,14 @@ async def missed_call_hook(request: Request, context: Context) -> dict:
             else:
                 clinic = find_clinic_by_number(session, hook.to)
             if clinic is None:
+                # Only a sender holding a secret (the shared one, or one configured for this
+                # slug) learns that the clinic is unknown; anyone else gets the 401 of a bad
+                # signature.
+                _verify(context.settings.hook_secret_for(hook.clinic or ""),
+                        timestamp=timestamp, signature=signed, body=body)
                 raise HTTPException(404, "unknown clinic")
-            signature = _verify(clinic, timestamp=timestamp, signature=signed, body=body,
-                                context=context)
+            signature = _verify(context.settings.hook_secret_for(clinic.slug),
+                                timestamp=timestamp, signature=signed, body=body)
             try:
                 caller = to_e164(hook.caller, default_region=clinic.country)
             except ValueError as exc:

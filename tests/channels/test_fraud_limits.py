@@ -237,7 +237,7 @@ def test_without_any_secret_for_it_production_takes_no_hook_calls_for_a_clinic()
                         field_encryption_keys=CLINIC_FIELD_KEY,
                         database_url="postgresql+psycopg2://ringback@127.0.0.1/ringback")
     assert settings.hook_secret_for("capped") == SECRETS["capped"]
-    assert settings.hook_secret_for("shared") is None  # the gateway answers 403
+    assert settings.hook_secret_for("shared") is None  # the gateway answers 401
     with pytest.raises(ValueError, match="MISSED_CALL_HMAC_SECRET"):
         Settings(**{**settings.dict(), "missed_call_hmac_secret": "dev-only-change-me"})
 
@@ -261,9 +261,12 @@ def test_a_production_gateway_refuses_hook_calls_for_a_clinic_without_a_secret(
         call = {"call_id": "pbx-prod", "caller": "+447700900103"}
         with Session(get_engine(postgres_url)) as session:
             before = session.execute(select(MissedCall)).all()
-        assert hook(url, {**call, "clinic": "shared"}, secret=HMAC_SECRET).status_code == 403
+        # Answered as a wrong signature: a stranger learns nothing of which clinics exist.
+        assert hook(url, {**call, "clinic": "shared"}, secret=HMAC_SECRET).status_code == 401
         assert hook(url, {**call, "clinic": "shared"},
-                    secret="dev-only-change-me").status_code == 403
+                    secret="dev-only-change-me").status_code == 401
+        assert hook(url, {**call, "clinic": "no-such-clinic"},
+                    secret=SECRETS["capped"]).status_code == 401
         with Session(get_engine(postgres_url)) as session:
             assert session.execute(select(MissedCall)).all() == before == []
         assert hook(url, {**call, "clinic": "capped"},

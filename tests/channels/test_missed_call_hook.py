@@ -77,6 +77,7 @@ def test_a_replayed_request_is_refused(stack, channel_clinics, db):
     ("stale", 401), ("future", 401), ("wrong secret", 401), ("no signature", 401),
     ("no timestamp", 401), ("body changed", 401), ("not json", 422), ("bad caller", 422),
     ("no clinic given", 422), ("unknown clinic", 404), ("unknown number", 404),
+    ("unknown clinic, wrong secret", 401),
     ("oversized", 413), ("naive time", 422),
 ])
 def test_bad_requests_are_refused_and_store_nothing(stack, channel_clinics, db, case, status):
@@ -108,6 +109,8 @@ def test_bad_requests_are_refused_and_store_nothing(stack, channel_clinics, db, 
         response = post_hook(stack, {"call_id": "x", "caller": caller})
     elif case == "unknown clinic":
         response = post_hook(stack, {**good, "clinic": "no-such-clinic"})
+    elif case == "unknown clinic, wrong secret":  # a stranger cannot probe for clinics
+        response = post_hook(stack, {**good, "clinic": "no-such-clinic"}, secret="guess")
     elif case == "unknown number":
         response = post_hook(stack, {"call_id": "x", "caller": caller, "to": "+441632960999"})
     elif case == "oversized":

@@ -11,8 +11,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import uvicorn
 
 from booking.settings import PROJECT_ROOT, Settings
 from simulator.client import SimulatedPhone
@@ -28,6 +33,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_in_thread(app, port: int, *, name: str, lifespan: str = "auto",
+                     timeout: float = 30) -> Iterator[None]:
+    """Serve an ASGI app on 127.0.0.1:`port` from a thread of this process, started before the
+    block and stopped after it."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                          log_level="warning", lifespan=lifespan))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not start")
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)
 
 
 def free_ports_in_a_row(count: int) -> int:

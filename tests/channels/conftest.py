@@ -5,7 +5,6 @@ local port, and clinics of our own loaded into the shared stack so open/closed i
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
@@ -34,7 +32,7 @@ from booking.models import (
 )
 from simulator.client import SimulatedPhone
 from simulator.twilio_fake import DEFAULT_CONTENT, FakeConfig, create_app
-from tests.stack import ACCOUNT_SID, AUTH_TOKEN, free_port
+from tests.stack import ACCOUNT_SID, AUTH_TOKEN, free_port, served_in_thread
 
 EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "clinics" / "example.yml"
 CONTENT_SID = "HX00000000000000000000000000000001"
@@ -177,22 +175,14 @@ def fake_twilio() -> Iterator[RunningFake]:
     config = FakeConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN,
                         gateway_url="http://127.0.0.1:9",
                         auto_status_callbacks=True)
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
-                                          log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the Twilio fake did not start")
-        time.sleep(0.02)
     url = f"http://127.0.0.1:{port}"
-    running = RunningFake(url=url, phone=SimulatedPhone(url), http=httpx.Client(base_url=url))
-    yield running
-    running.phone.close()
-    running.http.close()
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_in_thread(create_app(config), port, name="the Twilio fake", lifespan="off",
+                          timeout=10):
+        running = RunningFake(url=url, phone=SimulatedPhone(url),
+                              http=httpx.Client(base_url=url))
+        yield running
+        running.phone.close()
+        running.http.close()
 
 
 # -- stack level: our clinics in the shared stack ---------------------------------------------

@@ -4,15 +4,12 @@ unknown numbers, missing fields, numbers and times no database can hold. Replays
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -43,7 +40,7 @@ from tests.channels.conftest import (
     wait_until,
 )
 from tests.channels.test_missed_call_hook import post_hook
-from tests.stack import ACCOUNT_SID, AUTH_TOKEN, HMAC_SECRET, free_port
+from tests.stack import ACCOUNT_SID, AUTH_TOKEN, HMAC_SECRET, free_port, served_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -75,18 +72,8 @@ def gateway_only(request: pytest.FixtureRequest, tmp_path) -> Iterator[GatewayOn
                         twilio_auth_token=AUTH_TOKEN, missed_call_hmac_secret=HMAC_SECRET,
                         session_secret="test-session-secret",
                         twilio_api_base_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                          log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the gateway did not start")
-        time.sleep(0.02)
-    yield GatewayOnly(gateway=url, database_url=database_url)
-    server.should_exit = True
-    thread.join(timeout=30)
+    with served_in_thread(create_app(settings), port, name="the gateway"):
+        yield GatewayOnly(gateway=url, database_url=database_url)
     get_engine(database_url).dispose()  # before PostgreSQL drops the database
 
 # (path, a valid form for it): every webhook is the gateway's

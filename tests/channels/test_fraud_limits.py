@@ -6,6 +6,7 @@ and alert staff once. Refused calls are stored, with why, and nothing is sent to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -48,7 +48,7 @@ from booking.reports.periods import Period
 from booking.settings import PROJECT_ROOT, Settings
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
 from tests.channels.conftest import RunningFake, twilio_post, wait_until, write_clinics
-from tests.stack import ACCOUNT_SID, AUTH_TOKEN, HMAC_SECRET, free_port
+from tests.stack import ACCOUNT_SID, AUTH_TOKEN, HMAC_SECRET, free_port, served_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -109,19 +109,6 @@ class Gateways:
         return Session(get_engine(self.database_url))
 
 
-def _serve(settings: Settings, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                          log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the gateway did not start")
-        time.sleep(0.02)
-    return server, thread
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def gateways(request: pytest.FixtureRequest, tmp_path, fake_twilio: RunningFake
              ) -> Iterator[Gateways]:
@@ -133,22 +120,21 @@ def gateways(request: pytest.FixtureRequest, tmp_path, fake_twilio: RunningFake
     upgrade(database_url)
     load_clinics_file(database_url=database_url,
                       path=write_clinics(tmp_path / "clinics.yml", CLINICS))
-    running = []
-    for port in (free_port(), free_port()):
-        url = f"http://127.0.0.1:{port}"
-        settings = Settings(
-            database_url=database_url, gateway_public_url=url, console_public_url=url,
-            twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-            twilio_api_base_url=fake_twilio.url, rasa_url="http://127.0.0.1:9",
-            missed_call_hmac_secret=HMAC_SECRET, missed_call_hook_secrets=SECRETS,
-            session_secret="test-session-secret", outbox_sweep_interval_seconds=0.2,
-            text_back_global_hourly_cap=GLOBAL_CAP)
-        running.append((url, *_serve(settings, port)))
-    yield Gateways(urls=[url for url, _, _ in running], database_url=database_url,
-                   fake=fake_twilio)
-    for _, server, thread in running:
-        server.should_exit = True
-        thread.join(timeout=30)
+    urls = []
+    with contextlib.ExitStack() as serving:
+        for port in (free_port(), free_port()):
+            url = f"http://127.0.0.1:{port}"
+            settings = Settings(
+                database_url=database_url, gateway_public_url=url, console_public_url=url,
+                twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
+                twilio_api_base_url=fake_twilio.url, rasa_url="http://127.0.0.1:9",
+                missed_call_hmac_secret=HMAC_SECRET, missed_call_hook_secrets=SECRETS,
+                session_secret="test-session-secret", outbox_sweep_interval_seconds=0.2,
+                text_back_global_hourly_cap=GLOBAL_CAP)
+            serving.enter_context(served_in_thread(create_app(settings), port,
+                                                   name="the gateway"))
+            urls.append(url)
+        yield Gateways(urls=urls, database_url=database_url, fake=fake_twilio)
     get_engine(database_url).dispose()  # before PostgreSQL drops the database
 
 
@@ -256,24 +242,22 @@ def test_a_production_gateway_refuses_hook_calls_for_a_clinic_without_a_secret(
         rasa_token="r" * 32, action_server_token="a" * 32, session_secret="s" * 32,
         field_encryption_keys=CLINIC_FIELD_KEY,
         missed_call_hook_secrets=SECRETS)  # and no shared secret
-    server, thread = _serve(settings, port)
     try:
-        call = {"call_id": "pbx-prod", "caller": "+447700900103"}
-        with Session(get_engine(postgres_url)) as session:
-            before = session.execute(select(MissedCall)).all()
-        # Answered as a wrong signature: a stranger learns nothing of which clinics exist.
-        assert hook(url, {**call, "clinic": "shared"}, secret=HMAC_SECRET).status_code == 401
-        assert hook(url, {**call, "clinic": "shared"},
-                    secret="dev-only-change-me").status_code == 401
-        assert hook(url, {**call, "clinic": "no-such-clinic"},
-                    secret=SECRETS["capped"]).status_code == 401
-        with Session(get_engine(postgres_url)) as session:
-            assert session.execute(select(MissedCall)).all() == before == []
-        assert hook(url, {**call, "clinic": "capped"},
-                    secret=SECRETS["capped"]).status_code == 202
+        with served_in_thread(create_app(settings), port, name="the gateway"):
+            call = {"call_id": "pbx-prod", "caller": "+447700900103"}
+            with Session(get_engine(postgres_url)) as session:
+                before = session.execute(select(MissedCall)).all()
+            # Answered as a wrong signature: a stranger learns nothing of which clinics exist.
+            assert hook(url, {**call, "clinic": "shared"}, secret=HMAC_SECRET).status_code == 401
+            assert hook(url, {**call, "clinic": "shared"},
+                        secret="dev-only-change-me").status_code == 401
+            assert hook(url, {**call, "clinic": "no-such-clinic"},
+                        secret=SECRETS["capped"]).status_code == 401
+            with Session(get_engine(postgres_url)) as session:
+                assert session.execute(select(MissedCall)).all() == before == []
+            assert hook(url, {**call, "clinic": "capped"},
+                        secret=SECRETS["capped"]).status_code == 202
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         get_engine(postgres_url).dispose()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,7 +28,7 @@ from booking.settings import Settings
 from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
 from tests.channels.conftest import EXAMPLE_FILE
 from tests.console.conftest import csrf_of
-from tests.stack import free_port
+from tests.stack import free_port, served_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -75,20 +73,8 @@ def gateway(database_url: str, clock: Clock) -> Iterator[str]:
     settings = Settings(database_url=database_url, gateway_public_url=url,
                         console_public_url=url, session_secret="console-tests-session-secret",
                         twilio_api_base_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the gateway did not start")
-        time.sleep(0.02)
-    try:
+    with served_in_thread(create_app(settings, clock=clock), port, name="the gateway"):
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from booking import console
+from booking.batching import Batches
 from booking.db import get_engine, session_factory, warm_up
 from booking.escalation.staff_alerts import EscalationAlerts
 from booking.gateway import (
@@ -23,7 +24,6 @@ from booking.gateway import (
     outreach,
     voice,
 )
-from booking.gateway.batching import Batches
 from booking.gateway.context import GatewayContext
 from booking.messaging.inbox import InboxPolicy
 from booking.messaging.outbox import Outbox

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from fastapi import Request
 from sqlalchemy.orm import sessionmaker
 
+from booking.batching import Batches
 from booking.calls.recovery import CallReport, RecordedCall
-from booking.gateway.batching import Batches
 from booking.gateway.work import Decided, DeliveryReport, InboxDelivery, Wakeable
 from booking.messaging.arrivals import NewArrival
 from booking.messaging.outbox import Outbox

@@ -14,6 +14,7 @@ import functools
 import logging
 from datetime import timedelta
 
+from booking.batching import together_or_one_by_one
 from booking.calls.hourly_caps import Allowance, HourlyCaps
 from booking.calls.recovery import (
     AlreadyDecided,
@@ -21,7 +22,6 @@ from booking.calls.recovery import (
     undecided_missed_calls,
 )
 from booking.escalation.cap_alerts import alert_cap_reached
-from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext
 from booking.gateway.work import Decided
 from booking.messaging import inbox

@@ -13,16 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
+from sqlalchemy.orm import Session
 
+from booking.batching import Batches, together_or_one_by_one
 from booking.gateway.clinic_numbers import clinic_for_number, receives
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.twilio_auth import TwilioForm, require
 from booking.messaging import arrivals, inbox
 from booking.messaging.arrivals import NewArrival
 from booking.messaging.inbox import Claimed, InboxPolicy
+from booking.messaging.outbox import Claim
 from booking.messaging.phones import to_e164
 from booking.messaging.rasa_client import RasaUnavailable
 from booking.models import Channel, utcnow
@@ -36,6 +40,19 @@ DELIVERIES_AT_ONCE = 16
 # Arrivals taken in per transaction: on SQLite a pass holds the one write lock, which the
 # webhooks' own inserts wait for, so a pass stays short.
 INTAKE_PASS = 20
+
+
+@dataclass(frozen=True)
+class DialogueOutcome:
+    """What the dialogue made of one inbox item: its replies, or why it could not answer."""
+
+    claimed: Claimed
+    replies: list[str]
+    unavailable: str | None = None
+
+
+# What to send once an outcome is stored: claimed in the same transaction, then the rest.
+ToSend = tuple[list[tuple[int, Claim]], list[int]]
 
 
 @router.post("/sms")
@@ -122,6 +139,8 @@ class InboxWorker:
         self._at_once = at_once
         self._in_flight: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
+        self._outcomes: Batches[DialogueOutcome, ToSend] = Batches(
+            self._store_outcomes, spawn=context.spawn, max_size=at_once)
 
     def wake(self) -> None:
         """Something became due (a new message, a delivery done): look now, not at the tick."""
@@ -162,30 +181,33 @@ class InboxWorker:
             if claimed.intent is not None:
                 await self._context.rasa.trigger_intent(sender_id=claimed.sender_id,
                                                         intent=claimed.intent)
-                replies: list[str] = []  # an event's actions do not speak
+                outcome = DialogueOutcome(claimed, replies=[])  # an event's actions do not speak
             else:
-                replies = await self._context.rasa.handle_message(
+                outcome = DialogueOutcome(claimed, replies=await self._context.rasa.handle_message(
                     sender_id=claimed.sender_id, text=claimed.text,
-                    message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata)
+                    message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata))
         except RasaUnavailable as exc:
-            error = str(exc)
-            logger.warning("inbox item %s: dialogue unavailable (%s)", claimed.item_id, error)
+            logger.warning("inbox item %s: dialogue unavailable (%s)", claimed.item_id, exc)
+            outcome = DialogueOutcome(claimed, replies=[], unavailable=str(exc))
+        claims, rest = await self._outcomes.submit(outcome)
+        await self._context.outbox.send_in_order(claims, rest)
 
-            def retry() -> tuple[int, ...]:
-                with self._context.sessions() as session, session.begin():
-                    return inbox.retry_later(session, claimed=claimed, now=utcnow(),
-                                             error=error, policy=self._policy)
+    async def _store_outcomes(self, outcomes: list[DialogueOutcome]) -> list[ToSend | Exception]:
+        """Outcomes that arrive together are stored in one transaction, and what they send is
+        claimed in it (a commit and a transaction per message saved under load)."""
+        def store(some: list[DialogueOutcome]) -> list[ToSend]:
+            with self._context.sessions() as session, session.begin():
+                return [self._context.outbox.claim_in_order(session, self._store(session, each))
+                        for each in some]
 
-            to_send = await self._context.in_background(retry)
-        else:
-            def store() -> tuple[int, ...]:
-                with self._context.sessions() as session, session.begin():
-                    return inbox.answered(session, claimed=claimed, replies=replies,
-                                          now=utcnow())
+        return await self._context.in_background(together_or_one_by_one, store, outcomes)
 
-            to_send = await self._context.in_background(store)
-        if to_send:
-            await self._context.outbox.deliver(to_send)
+    def _store(self, session: Session, outcome: DialogueOutcome) -> tuple[int, ...]:
+        now = utcnow()
+        if outcome.unavailable is not None:
+            return inbox.retry_later(session, claimed=outcome.claimed, now=now,
+                                     error=outcome.unavailable, policy=self._policy)
+        return inbox.answered(session, claimed=outcome.claimed, replies=outcome.replies, now=now)
 
     async def aclose(self) -> None:
         for task in list(self._in_flight):

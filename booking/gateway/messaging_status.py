@@ -11,8 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
+from booking.batching import together_or_one_by_one
 from booking.db import parse_row_id
-from booking.gateway.batching import together_or_one_by_one
 from booking.gateway.context import GatewayContext, get_context
 from booking.gateway.twilio_auth import TwilioForm, require
 from booking.gateway.work import DeliveryReport

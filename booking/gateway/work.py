@@ -1,6 +1,6 @@
 """The kinds of work the gateway queues after a webhook has answered, as plain types.
 
-`context.GatewayContext` holds a queue (`batching.Batches`) of each kind, and the handlers
+`context.GatewayContext` holds a queue (`booking.batching.Batches`) of each kind, and the handlers
 (`follow_up`, `messaging`, `messaging_status`) fill and drain them. The types live here, apart
 from both, so the context never imports its handlers and the handlers import the context only.
 """

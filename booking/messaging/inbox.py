@@ -278,39 +278,46 @@ def claim_due(session: Session, *, now: datetime, limit: int,
     """Lease up to `limit` items whose turn has come: each its thread's oldest waiting one.
 
     Items of threads staff hold are marked held on the way, which lets the next one through.
+    One lease token per call: the items it leases are this worker's, whichever it is.
     """
     claimed: list[Claimed] = []
     while len(claimed) < limit:
-        held = 0
-        for item_id in _due(session, now=now, limit=limit - len(claimed)):
-            token = str(uuid.uuid4())
-            # Conditional, so two workers reading the same candidate cannot both take it.
-            won = session.execute(
-                update(InboxItem).where(
-                    InboxItem.id == item_id, InboxItem.state == InboxState.waiting,
-                    or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < now))
-                .values(claim_token=token, claimed_until=now + policy.lease,
-                        attempts=InboxItem.attempts + 1)
-                .execution_options(synchronize_session=False)
-            ).rowcount == 1
-            if not won:
-                continue
-            item = session.get(InboxItem, item_id)
-            session.refresh(item)
-            thread = item.thread
-            if thread.state == ThreadState.handed_off:
-                _finish(item, InboxState.held, now)
-                held += 1
-                continue
-            message = item.message
-            claimed.append(Claimed(
-                item_id=item.id, claim_token=token, sender_id=thread.sender_id, text=item.text,
-                metadata={"clinic": thread.clinic.slug, "channel": message.channel.value,
-                          "message_id": message.id, "media_count": message.media_count},
-                received_at=item.received_at, intent=item.intent))
+        candidates = _due(session, now=now, limit=limit - len(claimed))
+        if not candidates:
+            break
+        token = str(uuid.uuid4())
+        # Conditional, so two workers reading the same candidates cannot both take one.
+        session.execute(
+            update(InboxItem).where(
+                InboxItem.id.in_(candidates), InboxItem.state == InboxState.waiting,
+                or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < now))
+            .values(claim_token=token, claimed_until=now + policy.lease,
+                    attempts=InboxItem.attempts + 1)
+            .execution_options(synchronize_session=False))
+        won = session.execute(
+            select(InboxItem.id, InboxItem.text, InboxItem.intent, InboxItem.received_at,
+                   Thread.sender_id, Thread.state.label("thread_state"),
+                   Clinic.slug.label("clinic"), Message.id.label("message_id"),
+                   Message.channel, Message.media_count)
+            .join(Thread, Thread.id == InboxItem.thread_id)
+            .join(Clinic, Clinic.id == Thread.clinic_id)
+            .join(Message, Message.id == InboxItem.message_id)
+            .where(InboxItem.claim_token == token).order_by(InboxItem.id)
+        ).all()
+        held = [row.id for row in won if row.thread_state == ThreadState.handed_off]
+        claimed.extend(
+            Claimed(item_id=row.id, claim_token=token, sender_id=row.sender_id, text=row.text,
+                    metadata={"clinic": row.clinic, "channel": row.channel.value,
+                              "message_id": row.message_id, "media_count": row.media_count},
+                    received_at=row.received_at, intent=row.intent)
+            for row in won if row.thread_state != ThreadState.handed_off)
         if not held:
             break
-        session.flush()
+        session.execute(
+            update(InboxItem).where(InboxItem.id.in_(held))
+            .values(state=InboxState.held, finished_at=now, claim_token=None,
+                    claimed_until=None, next_attempt_at=None)
+            .execution_options(synchronize_session=False))
     return claimed
 
 

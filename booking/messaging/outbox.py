@@ -27,9 +27,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, exists, func, literal, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from booking.batching import Batches
 from booking.db import get_engine, session_factory
 from booking.messaging.twilio_rest import (
     UNSUBSCRIBED_RECIPIENT,
@@ -67,6 +68,8 @@ IN_DOUBT = "in-doubt"
 # WhatsApp errors after which the same text should go out by SMS instead.
 WHATSAPP_UNREACHABLE_CODES = {"63003", "63016", "63024", "63032"}
 _LIVE = (MessageStatus.pending, MessageStatus.sending)
+# Records of what Twilio took, written together when sends finish together.
+RECORDS_PER_TRANSACTION = 100
 
 
 def text_length(text: str) -> int:
@@ -195,6 +198,21 @@ def _older_live_sibling():
     )
 
 
+_SENDING = Message.status == MessageStatus.sending
+_NOW = bindparam("now", type_=Message.sent_at.type)
+_RECORD_SENT = (
+    update(Message).where(Message.id == bindparam("row_id"))
+    .values(
+        twilio_sid=func.coalesce(Message.twilio_sid, bindparam("sid")),
+        error_code=case((Message.error_code == IN_DOUBT, None), else_=Message.error_code),
+        # A delivery report may have overtaken this answer; never move backwards.
+        status=case((_SENDING, literal(MessageStatus.queued, Message.status.type)),
+                    else_=Message.status),
+        status_updated_at=case((_SENDING, _NOW), else_=Message.status_updated_at),
+        sent_at=_NOW, next_attempt_at=None)
+)
+
+
 class Outbox:
     def __init__(
         self,
@@ -212,6 +230,14 @@ class Outbox:
         self._backoff = backoff
         self.sweep_interval = sweep_interval
         self._executor = executor  # None: asyncio's default threads
+        self._records = Batches(self._record_sent_batch, spawn=self._spawn,
+                                max_size=RECORDS_PER_TRANSACTION)
+        self._tasks: set[asyncio.Task] = set()
+
+    def _spawn(self, coro, *, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)  # a reference, so the task is not collected mid-way
+        task.add_done_callback(self._tasks.discard)
 
     def use_executor(self, executor: Executor) -> None:
         self._executor = executor
@@ -321,6 +347,29 @@ class Outbox:
         return Claim(outgoing=outgoing,
                       settle_since=message.created_at - CLOCK_SLACK if in_doubt else None)
 
+    def claim_in_order(self, session: Session, message_ids: Iterable[int]
+                       ) -> tuple[list[tuple[int, Claim]], list[int]]:
+        """Claim in the caller's transaction what can go at once: (claims, the rest).
+
+        The rest (a second part to the same recipient, waiting behind the first) goes with
+        `deliver` once the claims are sent, in the order given.
+        """
+        claims: list[tuple[int, Claim]] = []
+        rest: list[int] = []
+        for message_id in message_ids:
+            claim = None if rest else self.claim(session, message_id)
+            if claim is None:
+                rest.append(message_id)
+            else:
+                claims.append((message_id, claim))
+        return claims, rest
+
+    async def send_in_order(self, claims: list[tuple[int, Claim]], rest: Iterable[int]) -> None:
+        """Send what `claim_in_order` claimed, then the rest."""
+        for message_id, claim in claims:
+            await self.send_claimed(message_id, claim)
+        await self.deliver(rest)
+
     async def _attempt(self, message_id: int) -> None:
         claim = await self._run(self._claim, message_id)
         if claim is not None:
@@ -337,7 +386,7 @@ class Outbox:
         except TwilioSendError as exc:
             await self._run(self._record_failure, message_id, exc)
             return
-        await self._run(self._record_sent, message_id, sid)
+        await self._records.submit((message_id, sid))
 
     async def _already_sent(self, message_id: int, claim: Claim) -> str | None:
         """The SID of a message Twilio created from an earlier, unanswered attempt, if any."""
@@ -362,23 +411,15 @@ class Outbox:
             return fresh[0]
         return None
 
-    def _record_sent(self, message_id: int, sid: str) -> None:
-        # One statement, no ORM load: this runs once per message sent, bursts included.
-        sending = Message.status == MessageStatus.sending
-        now = literal(utcnow(), Message.sent_at.type)
+    async def _record_sent_batch(self, sent: list[tuple[int, str]]) -> list[None]:
+        await self._run(self._record_sent, sent)
+        return [None] * len(sent)
+
+    def _record_sent(self, sent: list[tuple[int, str]]) -> None:
+        # One statement for the lot, no ORM load: this runs for every message sent.
         with self._sessions() as session, session.begin():
-            session.execute(
-                update(Message).where(Message.id == message_id)
-                .values(
-                    twilio_sid=func.coalesce(Message.twilio_sid, sid),
-                    error_code=case((Message.error_code == IN_DOUBT, None),
-                                    else_=Message.error_code),
-                    # A delivery report may have overtaken this answer; never move backwards.
-                    status=case((sending, literal(MessageStatus.queued, Message.status.type)),
-                                else_=Message.status),
-                    status_updated_at=case((sending, now), else_=Message.status_updated_at),
-                    sent_at=now, next_attempt_at=None)
-                .execution_options(synchronize_session=False))
+            session.connection().execute(_RECORD_SENT, [
+                {"row_id": message_id, "sid": sid, "now": utcnow()} for message_id, sid in sent])
 
     def _record_failure(self, message_id: int, error: TwilioSendError) -> None:
         with self._sessions() as session, session.begin():

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from booking.gateway.batching import Batches, together_or_one_by_one
+from booking.batching import Batches, together_or_one_by_one
 
 
 class Recorder:

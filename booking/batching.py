@@ -2,7 +2,8 @@
 
 A lone request is processed at once; under a burst the batches grow, so fifty missed calls at
 once cost the database a few transactions (and a few commits) instead of fifty. One batch runs
-at a time per gateway process.
+at a time per queue in a process. The gateway's webhooks and the outbox's records of what
+Twilio took use it.
 """
 
 from __future__ import annotations

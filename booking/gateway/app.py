@@ -25,7 +25,7 @@ from booking.gateway import (
     voice,
 )
 from booking.gateway.context import GatewayContext
-from booking.messaging.inbox import InboxPolicy
+from booking.messaging import inbox
 from booking.messaging.outbox import Outbox
 from booking.messaging.rasa_client import RasaClient
 from booking.models import utcnow
@@ -56,7 +56,7 @@ def build_context(settings: Settings) -> GatewayContext:
     context.inbound = Batches(functools.partial(messaging.store_batch, context),
                               spawn=context.spawn, max_size=BATCH_SIZE)
     context.intake = messaging.Intake(context, interval=settings.inbox_sweep_interval_seconds)
-    context.inbox = messaging.InboxWorker(context, policy=InboxPolicy.from_settings(settings),
+    context.inbox = messaging.InboxWorker(context, policy=inbox.InboxPolicy.from_settings(settings),
                                           interval=settings.inbox_sweep_interval_seconds)
     return context
 
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, *,
             await asyncio.to_thread(warm_up, get_engine(settings.database_url))
         except SQLAlchemyError:  # the database is not up yet: connect when it is needed
             logger.warning("could not open database connections at start", exc_info=True)
+        # Read once at start, so the first patient message does not wait on the rule file.
+        await asyncio.to_thread(inbox.red_flag_rules)
         sweeper = asyncio.create_task(context.outbox.run(), name="outbox sweeper")
         undecided = asyncio.create_task(follow_up.sweep_undecided(context),
                                         name="undecided missed calls")

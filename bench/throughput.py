@@ -14,6 +14,9 @@ Reported per database (SQLite, and PostgreSQL when the local server answers) and
 messages answered per second, reply p50/p95 (from sending the webhook to the reply reaching
 Twilio), and each process's CPU milliseconds (user + system, from /proc, over the
 conversations only) per message.
+Before them, a burst of `BENCH_CALLS` (200) missed calls from as many callers, all sent at
+once: missed calls handled per second (from the first webhook to the last text-back reaching
+Twilio) and text-back p95: the other half of a layout's capacity (issue 18's capacity note).
 Targets (issue 19): 40 patients x 5 messages, at least 30 messages/s with reply p95 < 1 s.
 `BENCH_PATIENTS` changes the number of patients.
 """
@@ -121,6 +124,22 @@ async def _post(session: aiohttp.ClientSession, stack, path: str, form: dict[str
             raise RuntimeError(f"{path} answered {response.status}")
 
 
+async def _missed_call_burst(stack, twilio: TwilioStandIn, callers: list[str]) -> dict:
+    async with _session(len(callers)) as session:
+        began = time.time()
+
+        async def call(caller: str) -> float:
+            path, form = dial_callback(caller)
+            form["To"] = CLINIC_NUMBER
+            await _post(session, stack, path, form)
+            return await twilio.wait_for(caller, 1) - began
+
+        texted = sorted(await asyncio.gather(*[call(caller) for caller in callers]))
+    return {"calls": len(callers),
+            "calls_per_second": round(len(callers) / texted[-1], 1),
+            "text_back_p95_ms": round(_percentile([t * 1000 for t in texted], 0.95), 1)}
+
+
 async def _conversations(stack, twilio: TwilioStandIn, patients: list[str]) -> dict:
     async with _session(len(patients)) as session:
         for patient in patients:
@@ -161,7 +180,7 @@ async def _conversations(stack, twilio: TwilioStandIn, patients: list[str]) -> d
 
 
 async def _with_stand_in(database_url: str, run_dir: Path, model: Path, patients: int,
-                         processes: int) -> dict:
+                         calls: int, processes: int) -> dict:
     from tests.stack import free_port, start_stack
 
     twilio = TwilioStandIn()
@@ -175,8 +194,12 @@ async def _with_stand_in(database_url: str, run_dir: Path, model: Path, patients
             extra_env={"TWILIO_API_BASE_URL": f"http://127.0.0.1:{port}",
                        "RASA_PROCESSES": str(processes), "GATEWAY_PROCESSES": str(processes)})
         try:
-            callers = [f"+4477009{n:05d}" for n in range(patients)]
-            return await _conversations(stack, twilio, callers)
+            # Ofcom's drama range, 07700 900000-900999: the patients first, then the callers.
+            burst = await _missed_call_burst(
+                stack, twilio, [f"+4477009{n:05d}" for n in range(patients, patients + calls)])
+            conversations = await _conversations(
+                stack, twilio, [f"+4477009{n:05d}" for n in range(patients)])
+            return {**conversations, "missed_call_burst": burst}
         finally:
             await asyncio.to_thread(stack.stop)
     finally:
@@ -205,6 +228,7 @@ def run() -> dict:
 
     model = train_model()
     patients = int(os.environ.get("BENCH_PATIENTS", "40"))
+    calls = min(int(os.environ.get("BENCH_CALLS", "200")), 1000 - patients)
     results: dict = {}
     layouts = sorted({1, os.cpu_count() or 1})
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
@@ -214,7 +238,7 @@ def run() -> dict:
                 run_dir.mkdir()
                 with _fresh_database(kind, run_dir) as url:
                     results[f"{kind}, {processes} gateway + {processes} rasa"] = asyncio.run(
-                        _with_stand_in(url, run_dir, model, patients, processes))
+                        _with_stand_in(url, run_dir, model, patients, calls, processes))
     results["targets"] = {"messages_per_second": TARGET_MESSAGES_PER_SECOND,
                           "reply_p95_ms": TARGET_REPLY_P95_MS}
     return results

@@ -71,11 +71,13 @@ def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
         "headers": {"Authorization": f"Bearer {settings.action_server_token}"}}}
     # The same place the retention purge and `ringback patient` look (Settings).
     url = make_url(settings.rasa_tracker_store_url)
+    # Rasa's SQL store, bounded and never replaced by memory (connectors/tracker_store.py).
+    store = "connectors.tracker_store.BoundedSQLTrackerStore"
     if url.drivername.startswith("sqlite"):
-        endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": url.database}
+        endpoints["tracker_store"] = {"type": store, "dialect": "sqlite", "db": url.database}
     else:
         endpoints["tracker_store"] = {
-            "type": "SQL", "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
+            "type": store, "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
             "username": url.username, "password": url.password, "db": url.database,
             # sslmode and friends: the tracker store keeps the booking database's TLS.
             "query": dict(url.query),

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RASA := $(BIN)/rasa
 
 .DEFAULT_GOAL := help
-.PHONY: help install train migrate run demo test test-unit test-stress bench nlu-report lint validate clean
+.PHONY: help install train migrate run demo test test-unit test-stress bench nlu-report lint validate image check-deploy clean
 
 help:
 	@echo "make run         start Rasa, the action server, the gateway and the Twilio simulator"
@@ -16,6 +16,8 @@ help:
 	@echo "make train       retrain the model when data/, domain.yml or config.yml changed"
 	@echo "make nlu-report  5-fold cross-validation report in reports/"
 	@echo "make bench       speed benchmarks (BENCH=\"slots nlu_parse\" for some)"
+	@echo "make image       the Docker image (gateway, Rasa, action server); builds its base if missing"
+	@echo "make check-deploy  validate deploy/kubernetes and deploy/compose against their schemas"
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -69,6 +71,14 @@ nlu-report: install
 
 lint: install
 	$(BIN)/ruff check booking actions connectors nlu_components simulator tests bench
+
+# One image for gateway, Rasa and action server (docker/Dockerfile, README "Images and
+# manifests"); makes the base image locally when no registry serves it.
+image: train
+	docker/build_image.sh
+
+check-deploy:
+	deploy/check.sh
 
 clean:
 	rm -rf models var reports .pytest_cache

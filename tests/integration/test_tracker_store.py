@@ -5,8 +5,6 @@ conversation kept in memory."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from booking.models import Direction, InboxItem, InboxState, Message
-from booking.settings import PROJECT_ROOT, Settings
+from booking.settings import Settings
 from stack.supervisor import Supervisor, services, with_backend_tokens
 from tests.channels.conftest import twilio_post, wait_until
 from tests.postgres import ADMIN, throwaway_database
@@ -92,11 +90,6 @@ def _rasa_alone(tmp_path: Path, model: Path, *, tracker_store_url: str,
         "TRACKER_STORE_URL": tracker_store_url, "RASA_PORT": str(rasa_port),
         "RASA_URL": f"http://127.0.0.1:{rasa_port}", **(extra or {})})
     settings, env = with_backend_tokens(env)
-    # The actions read the clinics from the booking database.
-    ringback = str(Path(sys.executable).parent / "ringback")
-    for command in (["migrate"], ["load-clinics"]):
-        subprocess.run([ringback, *command], cwd=PROJECT_ROOT, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
     wanted = [each for each in services(settings, model=model, run_dir=tmp_path,
                                         with_simulator=False)
               if each.name in ("action server", "rasa")]
@@ -129,33 +122,38 @@ def test_a_tracker_store_outage_fails_the_health_check_and_each_message(trained_
                                                                           tmp_path):
     with throwaway_database("ringback_outage") as tracker_store_url:
         database = tracker_store_url.rsplit("/", 1)[1]
-        supervisor, settings = _rasa_alone(tmp_path, trained_model,
-                                           tracker_store_url=tracker_store_url)
-        supervisor.start(timeout=240, stop_on_signals=False)
-        health = f"{settings.rasa_url}/webhooks/ringback/"
-        webhook = f"{settings.rasa_url}/webhooks/ringback/webhook"
-        headers = {"Authorization": f"Bearer {settings.rasa_token}"}
+        stack = start_stack(tmp_path, model=trained_model,
+                            extra_env={"TRACKER_STORE_URL": tracker_store_url})
+        health = f"{stack.rasa}/webhooks/ringback/"
 
         def say(text_: str) -> httpx.Response:
-            return httpx.post(webhook, headers=headers, timeout=60, json={
-                "sender": SENDER, "text": text_, "message_id": uuid.uuid4().hex,
-                "metadata": {"clinic": "riverside", "channel": "sms"}})
+            """A message straight to Rasa's channel, as the gateway's inbox sends it."""
+            return httpx.post(
+                f"{stack.rasa}/webhooks/ringback/webhook", timeout=60,
+                headers={"Authorization": f"Bearer {stack.env['RASA_TOKEN']}"},
+                json={"sender": SENDER, "text": text_, "message_id": uuid.uuid4().hex,
+                      "metadata": {"clinic": "riverside", "channel": "sms"}})
 
         try:
+            # The patient's thread, through the gateway as ever.
+            assert twilio_post(f"{stack.gateway}/twilio/messaging/sms", {
+                "MessageSid": "SMoutage0", "From": PATIENT, "To": CLINIC_NUMBER,
+                "Body": QUESTION}).status_code == 200
+            stack.phone.wait_for(PATIENT, count=1, timeout=120)
             assert httpx.get(health, timeout=10).status_code == 200
-            assert say(QUESTION).status_code == 200
             _allow_connections(database, False)
             try:
                 answer = httpx.get(health, timeout=10)
                 assert (answer.status_code, answer.json()) == (
                     503, {"status": "tracker store unreachable"})
+                # Rasa's own store would answer from an empty conversation kept in memory.
                 assert say(QUESTION).status_code >= 500
             finally:
                 _allow_connections(database, True)
             wait_until(lambda: httpx.get(health, timeout=10).status_code == 200,
                        message="healthy again")
-            # The pool's connections died with the outage; the first use after it may fail
-            # once more (the gateway delivers again), then the conversation carries on.
+            # The pool's connections died with the outage: the first use after it may fail
+            # once more (the gateway would deliver again), then the conversation carries on.
             wait_until(lambda: say("thanks").status_code == 200, message="answered again")
             engine = create_engine(tracker_store_url, future=True)
             with engine.connect() as connection:
@@ -163,8 +161,8 @@ def test_a_tracker_store_outage_fails_the_health_check_and_each_message(trained_
                     "SELECT count(*) FROM events WHERE sender_id = :sender "
                     "AND type_name = 'user'"), {"sender": SENDER}).scalar()
             engine.dispose()
-            # The message refused during the outage was kept nowhere (Rasa's own store would
-            # have answered it from memory): the tracker holds the one before and the one after.
+            # The message refused during the outage was kept nowhere: the tracker holds the
+            # one before it and the one after.
             assert users == 2
         finally:
-            supervisor.stop()
+            stack.stop()

@@ -16,12 +16,19 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     docker pull "$BASE_IMAGE" || docker/build_base_image.sh
 fi
 
-rm -rf build/wheels
-mkdir -p build/wheels
-.venv/bin/pip freeze --exclude-editable > build/constraints.txt
-.venv/bin/pip wheel --quiet --wheel-dir build/wheels --constraint build/constraints.txt \
-    . "setuptools>=68" wheel
-rm -f build/wheels/ringback-*.whl  # the project itself is installed from its source tree
+# Made again only when .venv changed: the same wheels keep Docker's cached layer of them.
+mkdir -p build
+.venv/bin/pip freeze --exclude-editable > build/constraints.new
+if ! cmp -s build/constraints.new build/constraints.txt || [ ! -d build/wheels ] \
+        || ! cmp -s pyproject.toml build/pyproject.toml; then
+    rm -rf build/wheels
+    mkdir -p build/wheels
+    .venv/bin/pip wheel --quiet --wheel-dir build/wheels --constraint build/constraints.new \
+        . "setuptools>=68" wheel
+    rm -f build/wheels/ringback-*.whl  # the project itself is installed from its source tree
+    cp pyproject.toml build/pyproject.toml
+fi
+mv build/constraints.new build/constraints.txt
 
 # The classic builder: the Dockerfile needs nothing newer, and it works without buildx.
 DOCKER_BUILDKIT=0 docker build --file docker/Dockerfile --tag "$IMAGE" .

@@ -100,4 +100,14 @@ reply = phone.reply_and_wait(sender="+447700900321", clinic_number="+44163296000
 print(f"patient message answered through gateway -> Rasa -> actions: {reply!r}")
 PY
 docker ps --filter "name=ringback-smoke-" --format '{{.Names}}: {{.Status}}'
+
+# Without its tracker store a Rasa container exits, instead of keeping conversations in memory.
+sed 's#^DATABASE_URL=.*#DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:1/nowhere#' \
+    "$run/env" > "$run/env.nodb"
+echo "TRACKER_STORE_START_TIMEOUT_SECONDS=3" >> "$run/env.nodb"
+if docker run --rm --network host --read-only --tmpfs /tmp --env-file "$run/env.nodb" \
+        --env "RASA_PORT=$(free_port)" "$IMAGE" serve rasa > "$run/nodb.log" 2>&1; then
+    echo "FAIL: Rasa started without its tracker store"; exit 1
+fi
+grep "did not answer within 3 s" "$run/nodb.log" | sed 's/^/rasa without its tracker store exits: /'
 echo "smoke test passed"

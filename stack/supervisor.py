@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import yaml
@@ -104,7 +103,6 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
     missing = [name.upper() for name in BACKEND_TOKENS if not getattr(settings, name)]
     if missing:
         raise ValueError(f"{' and '.join(missing)} missing: see with_backend_tokens")
-    rasa_status = urlencode({"token": settings.rasa_token})
     endpoints = rasa_endpoints(settings, run_dir)
     rasas = [
         Service("rasa" if index == 0 else f"rasa {index + 1}",
@@ -115,7 +113,8 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
                  f"--auth-token={settings.rasa_token}", "--model", str(model),
                  "--credentials", str(PROJECT_ROOT / "credentials.yml"),
                  "--endpoints", str(endpoints)],
-                f"http://{settings.rasa_host}:{settings.rasa_port + index}/status?{rasa_status}")
+                # Ready: model loaded, tracker store answering (connectors/gateway_channel.py).
+                f"http://{settings.rasa_host}:{settings.rasa_port + index}/webhooks/ringback/")
         for index in range(settings.rasa_processes)]
     started = [
         Service("action server", [sys.executable, "-m", "stack.action_server"],

@@ -109,5 +109,7 @@ if docker run --rm --network host --read-only --tmpfs /tmp --env-file "$run/env.
         --env "RASA_PORT=$(free_port)" "$IMAGE" serve rasa > "$run/nodb.log" 2>&1; then
     echo "FAIL: Rasa started without its tracker store"; exit 1
 fi
-grep "did not answer within 3 s" "$run/nodb.log" | sed 's/^/rasa without its tracker store exits: /'
+grep -q "did not answer within 3 s" "$run/nodb.log" || {
+    echo "FAIL: Rasa stopped without saying why"; tail -20 "$run/nodb.log"; exit 1; }
+echo "rasa without its tracker store exits: $(grep -m1 'TrackerStoreUnavailable:' "$run/nodb.log")"
 echo "smoke test passed"

@@ -29,6 +29,7 @@ from sanic.response import HTTPResponse
 from booking.messaging.inbox import patient_text
 from booking.settings import get_settings
 from connectors import action_response_check, tracker_store
+from connectors.tracker_store import TrackerStoreUnavailable
 
 logger = logging.getLogger(__name__)
 # This module is what Rasa's process imports of ours at start (credentials.yml names it).
@@ -139,9 +140,16 @@ class GatewayInput(InputChannel):
             collector = WholeMessages()
             failures: list[str] = []
             _failed_actions.set(failures)
-            await on_new_message(UserMessage(
-                text, collector, sender, input_channel=self.name(),
-                message_id=payload.get("message_id"), metadata=payload.get("metadata") or {}))
+            try:
+                await on_new_message(UserMessage(
+                    text, collector, sender, input_channel=self.name(),
+                    message_id=payload.get("message_id"),
+                    metadata=payload.get("metadata") or {}))
+            except TrackerStoreUnavailable as exc:
+                # Nothing was answered or kept: the gateway delivers the message again later.
+                logger.warning("message not read: %s", exc)
+                return response.json({"error": "the tracker store is not answering"},
+                                     status=503)
             if failures:
                 await _rewind(request, sender)
                 return response.json({"error": "an action failed", "detail": failures[:3]},

@@ -19,8 +19,10 @@ context and the conversation is lost when the process ends. Here instead:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,11 +55,17 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
         super().__init__(domain, dialect, host, port, db, username, password,
                          login_db=login_db, query=query, **kwargs)
 
+    async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool
+                        ) -> DialogueStateTracker | None:
+        with _unavailable_on_database_errors():
+            return await super()._retrieve(sender_id, fetch_events_from_all_sessions)
+
     async def save(self, tracker: DialogueStateTracker) -> None:
-        await super().save(tracker)
-        session_start = _session_started_this_turn(tracker)
-        if session_start is not None:
-            self._drop_sessions_before(tracker.sender_id, session_start)
+        with _unavailable_on_database_errors():
+            await super().save(tracker)
+            session_start = _session_started_this_turn(tracker)
+            if session_start is not None:
+                self._drop_sessions_before(tracker.sender_id, session_start)
 
     def reachable(self) -> bool:
         """Whether the database answers now (the health check's question)."""
@@ -77,6 +85,18 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
                 events.delete().where(events.c.sender_id == sender_id,
                                       events.c.timestamp < session_start)).rowcount
         logger.debug("new session: dropped %s events of earlier sessions", dropped)
+
+
+@contextlib.contextmanager
+def _unavailable_on_database_errors() -> Iterator[None]:
+    """A database error as TrackerStoreUnavailable, without SQLAlchemy's statement and
+    parameters: those hold sender ids (phone numbers) and events (what patients wrote), and
+    the error ends up in Rasa's log."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or type(error).__name__).splitlines()[0]
+        raise TrackerStoreUnavailable(f"the tracker store failed: {reason}") from None
 
 
 def _session_started_this_turn(tracker: DialogueStateTracker) -> float | None:

@@ -1,8 +1,8 @@
 """Rasa's SQL tracker store, bounded and never replaced by memory.
 
-Rasa 3.6 stores every event of a conversation forever (it loads only the latest conversation
-session, but each turn's queries still walk every row of the sender), and it hides a tracker
-store outage: the agent wraps the store in `FailSafeTrackerStore`, which answers a failed read
+Rasa 3.6 stores every event of a conversation forever (it loads the latest conversation
+session, and with sessions that never ended that was the whole history, every turn), and it
+hides a tracker store outage: the agent wraps the store in `FailSafeTrackerStore`, which answers a failed read
 with an empty conversation and keeps a failed write in memory, and a store that cannot be
 loaded becomes an `InMemoryTrackerStore` with a warning. Messages then get answered out of
 context and the conversation is lost when the process ends. Here instead:
@@ -13,8 +13,8 @@ context and the conversation is lost when the process ends. Here instead:
 - It waits a bounded time for its database at start (TRACKER_STORE_START_TIMEOUT_SECONDS),
   then refuses to start, where Rasa's store would retry forever.
 - `install()` makes the agent use the store as it is: a failed read or write is an error of
-  that message (the gateway gets a 5xx and delivers it again later), and an agent given no
-  store, or one in memory, refuses to start.
+  that message (the channel answers 503 and the gateway delivers it again later), and an
+  agent given no store, or one in memory, refuses to start.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Rasa 3.6 stores every event of a conversation forever (it loads the latest conversation
 session, and with sessions that never ended that was the whole history, every turn), and it
-hides a tracker store outage: the agent wraps the store in `FailSafeTrackerStore`, which answers a failed read
-with an empty conversation and keeps a failed write in memory, and a store that cannot be
-loaded becomes an `InMemoryTrackerStore` with a warning. Messages then get answered out of
-context and the conversation is lost when the process ends. Here instead:
+hides a tracker store outage: the agent wraps the store in `FailSafeTrackerStore`, which
+answers a failed read with an empty conversation and keeps a failed write in memory, and a
+store that cannot be loaded becomes an `InMemoryTrackerStore` with a warning. Messages then
+get answered out of context and the conversation is lost when the process ends. Here instead:
 
 - `BoundedSQLTrackerStore` (endpoints.yml names it) drops a conversation's earlier sessions
   when a new session starts (domain.yml's `session_config` ends a session after a week of

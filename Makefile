@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RASA := $(BIN)/rasa
 
 .DEFAULT_GOAL := help
-.PHONY: help install train migrate run demo test test-unit test-stress bench nlu-report lint validate clean
+.PHONY: help install train migrate run demo test test-unit test-stress bench nlu-report lint validate image image-test check-deploy clean
 
 help:
 	@echo "make run         start Rasa, the action server, the gateway and the Twilio simulator"
@@ -16,6 +16,9 @@ help:
 	@echo "make train       retrain the model when data/, domain.yml or config.yml changed"
 	@echo "make nlu-report  5-fold cross-validation report in reports/"
 	@echo "make bench       speed benchmarks (BENCH=\"slots nlu_parse\" for some)"
+	@echo "make image       the Docker image (gateway, Rasa, action server); builds its base if missing"
+	@echo "make image-test  run the image's three commands as containers on local PostgreSQL/Redis"
+	@echo "make check-deploy  validate deploy/kubernetes and deploy/compose against their schemas"
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -69,6 +72,19 @@ nlu-report: install
 
 lint: install
 	$(BIN)/ruff check booking actions connectors nlu_components simulator tests bench
+
+# One image for gateway, Rasa and action server (docker/Dockerfile, README "Images and
+# manifests"); makes the base image locally when no registry serves it.
+image: train
+	docker/build_image.sh
+
+# The image's gateway, Rasa and action server as containers (production settings, read-only)
+# on this machine's PostgreSQL and Redis, then one patient message through them.
+image-test: install
+	docker/smoke_test.sh
+
+check-deploy:
+	deploy/check.sh
 
 clean:
 	rm -rf models var reports .pytest_cache

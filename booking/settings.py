@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # reach it. Unset: the booking database itself on PostgreSQL, and on SQLite the file
     # rasa_tracker.db beside the booking database (where `ringback run` puts it).
     tracker_store_url: str | None = None
+    # How long a Rasa process waits for its tracker store at start before it refuses to start
+    # (connectors.tracker_store): never a conversation kept in memory instead.
+    tracker_store_start_timeout_seconds: float = 60.0
     # How often a gateway removes message bodies and transcripts past their clinic's retention.
     retention_purge_interval_seconds: float = 3600.0
 

@@ -28,11 +28,13 @@ from sanic.response import HTTPResponse
 
 from booking.messaging.inbox import patient_text
 from booking.settings import get_settings
-from connectors import action_response_check
+from connectors import action_response_check, tracker_store
+from connectors.tracker_store import TrackerStoreUnavailable
 
 logger = logging.getLogger(__name__)
 # This module is what Rasa's process imports of ours at start (credentials.yml names it).
 action_response_check.install()
+tracker_store.install()
 
 # The words Rasa's processor logs when it swallows an action's failure (rasa 3.6).
 _ACTION_FAILED = "Encountered an exception while running action"
@@ -110,8 +112,15 @@ class GatewayInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         hook = Blueprint("ringback_webhook", __name__)
 
+        # The readiness check of a Rasa process (open, like Rasa's own "/"): a model loaded
+        # and its tracker store answering.
         @hook.route("/", methods=["GET"])
-        async def health(_: Request) -> HTTPResponse:
+        async def health(request: Request) -> HTTPResponse:
+            agent = getattr(request.app.ctx, "agent", None)
+            if agent is None or not agent.is_ready():
+                return response.json({"status": "loading"}, status=503)
+            if not await asyncio.to_thread(agent.tracker_store.reachable):
+                return response.json({"status": "tracker store unreachable"}, status=503)
             return response.json({"status": "ok"})
 
         @hook.route("/webhook", methods=["POST"])
@@ -131,9 +140,16 @@ class GatewayInput(InputChannel):
             collector = WholeMessages()
             failures: list[str] = []
             _failed_actions.set(failures)
-            await on_new_message(UserMessage(
-                text, collector, sender, input_channel=self.name(),
-                message_id=payload.get("message_id"), metadata=payload.get("metadata") or {}))
+            try:
+                await on_new_message(UserMessage(
+                    text, collector, sender, input_channel=self.name(),
+                    message_id=payload.get("message_id"),
+                    metadata=payload.get("metadata") or {}))
+            except TrackerStoreUnavailable as exc:
+                # Nothing was answered or kept: the gateway delivers the message again later.
+                logger.warning("message not read: %s", exc)
+                return response.json({"error": "the tracker store is not answering"},
+                                     status=503)
             if failures:
                 await _rewind(request, sender)
                 return response.json({"error": "an action failed", "detail": failures[:3]},

@@ -1,5 +1,5 @@
-"""`ringback` command line: migrate, load-clinics, run, simulator, funnel, seed-history, demo,
-purge, patient export/erase, rotate-field-keys, new-field-key."""
+"""`ringback` command line: migrate, load-clinics, run, serve, simulator, funnel, seed-history,
+demo, purge, patient export/erase, rotate-field-keys, new-field-key."""
 
 from __future__ import annotations
 
@@ -102,6 +102,37 @@ def run(args: argparse.Namespace) -> int:
               "?clinic=%2B441632960001  (play the patient)")
     print("  `make demo` in another terminal plays a missed call end to end; Ctrl-C stops all")
     return supervisor.wait()
+
+
+# `ringback serve` names for the processes of stack.supervisor.services.
+SERVED = {"gateway": "gateway", "rasa": "rasa", "actions": "action server"}
+
+
+def serve(args: argparse.Namespace) -> int:
+    """One process of the stack in the foreground, configured by the environment alone: a
+    container's command (docker/, deploy/). Unlike `run`, it makes no tokens and no database:
+    RASA_TOKEN and ACTION_SERVER_TOKEN must be given, the schema is `ringback migrate`'s."""
+    import tempfile
+
+    from stack.supervisor import services
+
+    settings = get_settings()
+    missing = [name for name in ("RASA_TOKEN", "ACTION_SERVER_TOKEN")
+               if not getattr(settings, name.lower())]
+    if missing:
+        print(f"error: {' and '.join(missing)} must be set", file=sys.stderr)
+        return 2
+    if args.process == "rasa" and not MODEL.exists():
+        print(f"error: no trained model at {MODEL}", file=sys.stderr)
+        return 2
+    # Rasa's endpoints.yml (it holds the tokens and passwords) in a private directory.
+    run_dir = Path(tempfile.mkdtemp(prefix="ringback-"))
+    (service,) = [each for each in services(settings, model=MODEL, run_dir=run_dir,
+                                            with_simulator=False)
+                  if each.name == SERVED[args.process]]
+    sys.stdout.flush()
+    os.chdir(PROJECT_ROOT)  # as the supervisor starts its children
+    os.execv(service.command[0], service.command)
 
 
 def simulator(args: argparse.Namespace) -> int:
@@ -283,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     loader.add_argument("--file")
     loader.set_defaults(handler=load_clinics)
     commands.add_parser("run", help="start the whole stack").set_defaults(handler=run)
+    server = commands.add_parser(
+        "serve", help="run one process (gateway, rasa or actions) in the foreground")
+    server.add_argument("process", choices=sorted(SERVED))
+    server.set_defaults(handler=serve)
     fake = commands.add_parser("simulator", help="run the local Twilio simulator")
     fake.add_argument("--port", type=int, default=get_settings().twilio_fake_port)
     fake.add_argument("--state-file")

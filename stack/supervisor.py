@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import yaml
@@ -71,11 +70,13 @@ def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
         "headers": {"Authorization": f"Bearer {settings.action_server_token}"}}}
     # The same place the retention purge and `ringback patient` look (Settings).
     url = make_url(settings.rasa_tracker_store_url)
+    # Rasa's SQL store, bounded and never replaced by memory (connectors/tracker_store.py).
+    store = "connectors.tracker_store.BoundedSQLTrackerStore"
     if url.drivername.startswith("sqlite"):
-        endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": url.database}
+        endpoints["tracker_store"] = {"type": store, "dialect": "sqlite", "db": url.database}
     else:
         endpoints["tracker_store"] = {
-            "type": "SQL", "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
+            "type": store, "dialect": "postgresql", "url": url.host, "port": url.port or 5432,
             "username": url.username, "password": url.password, "db": url.database,
             # sslmode and friends: the tracker store keeps the booking database's TLS.
             "query": dict(url.query),
@@ -102,7 +103,6 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
     missing = [name.upper() for name in BACKEND_TOKENS if not getattr(settings, name)]
     if missing:
         raise ValueError(f"{' and '.join(missing)} missing: see with_backend_tokens")
-    rasa_status = urlencode({"token": settings.rasa_token})
     endpoints = rasa_endpoints(settings, run_dir)
     rasas = [
         Service("rasa" if index == 0 else f"rasa {index + 1}",
@@ -113,7 +113,8 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
                  f"--auth-token={settings.rasa_token}", "--model", str(model),
                  "--credentials", str(PROJECT_ROOT / "credentials.yml"),
                  "--endpoints", str(endpoints)],
-                f"http://{settings.rasa_host}:{settings.rasa_port + index}/status?{rasa_status}")
+                # Ready: model loaded, tracker store answering (connectors/gateway_channel.py).
+                f"http://{settings.rasa_host}:{settings.rasa_port + index}/webhooks/ringback/")
         for index in range(settings.rasa_processes)]
     started = [
         Service("action server", [sys.executable, "-m", "stack.action_server"],

@@ -1,0 +1,150 @@
+"""Rasa's SQL tracker store, bounded and never replaced by memory.
+
+Rasa 3.6 stores every event of a conversation forever (it loads the latest conversation
+session, and with sessions that never ended that was the whole history, every turn), and it
+hides a tracker store outage: the agent wraps the store in `FailSafeTrackerStore`, which
+answers a failed read with an empty conversation and keeps a failed write in memory, and a
+store that cannot be loaded becomes an `InMemoryTrackerStore` with a warning. Messages then
+get answered out of context and the conversation is lost when the process ends. Here instead:
+
+- `BoundedSQLTrackerStore` (endpoints.yml names it) drops a conversation's earlier sessions
+  when a new session starts (domain.yml's `session_config` ends a session after a week of
+  silence), so a tracker holds one session. The booking database keeps the full history.
+- It waits a bounded time for its database at start (TRACKER_STORE_START_TIMEOUT_SECONDS),
+  then refuses to start, where Rasa's store would retry forever.
+- `install()` makes the agent use the store as it is: a failed read or write is an error of
+  that message (the channel answers 503 and the gateway delivers it again later), and an
+  agent given no store, or one in memory, refuses to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from rasa.core.agent import Agent
+from rasa.core.tracker_store import InMemoryTrackerStore, SQLTrackerStore, TrackerStore
+from rasa.shared.core.constants import ACTION_SESSION_START_NAME
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, SessionStarted
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from booking.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+_RETRY_SECONDS = 1.0
+
+
+class TrackerStoreUnavailable(RuntimeError):
+    """The tracker store cannot be used; Rasa must not answer without it."""
+
+
+class BoundedSQLTrackerStore(SQLTrackerStore):
+    def __init__(self, domain: Domain | None = None, dialect: str = "sqlite",
+                 host: str | None = None, port: int | None = None, db: str = "rasa.db",
+                 username: str | None = None, password: str | None = None,
+                 login_db: str | None = None, query: dict | None = None,
+                 **kwargs: Any) -> None:
+        url = self.get_db_url(dialect, host, port, db, username, password, login_db, query)
+        _wait_for_database(url, get_settings().tracker_store_start_timeout_seconds)
+        super().__init__(domain, dialect, host, port, db, username, password,
+                         login_db=login_db, query=query, **kwargs)
+
+    async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool
+                        ) -> DialogueStateTracker | None:
+        with _unavailable_on_database_errors():
+            return await super()._retrieve(sender_id, fetch_events_from_all_sessions)
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        with _unavailable_on_database_errors():
+            await super().save(tracker)
+            session_start = _session_started_this_turn(tracker)
+            if session_start is not None:
+                self._drop_sessions_before(tracker.sender_id, session_start)
+
+    def reachable(self) -> bool:
+        """Whether the database answers now (the health check's question)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    def _drop_sessions_before(self, sender_id: str, session_start: float) -> None:
+        # The rows Rasa itself would no longer load (it reads from the newest SessionStarted's
+        # timestamp on), found through the sender_id index.
+        events = self.SQLEvent.__table__
+        with self.engine.begin() as connection:
+            dropped = connection.execute(
+                events.delete().where(events.c.sender_id == sender_id,
+                                      events.c.timestamp < session_start)).rowcount
+        logger.debug("new session: dropped %s events of earlier sessions", dropped)
+
+
+@contextlib.contextmanager
+def _unavailable_on_database_errors() -> Iterator[None]:
+    """A database error as TrackerStoreUnavailable, without SQLAlchemy's statement and
+    parameters: those hold sender ids (phone numbers) and events (what patients wrote), and
+    the error ends up in Rasa's log."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or type(error).__name__).splitlines()[0]
+        raise TrackerStoreUnavailable(f"the tracker store failed: {reason}") from None
+
+
+def _session_started_this_turn(tracker: DialogueStateTracker) -> float | None:
+    """The timestamp of a session that began in this turn, if one did.
+
+    A tracker retrieved from the store begins at its newest session: `action_session_start`
+    and the SessionStarted it made. Any other event before the newest SessionStarted belongs
+    to an earlier session, so that session ended in this turn.
+    """
+    events = list(tracker.events)
+    for index in range(len(events) - 1, -1, -1):
+        if isinstance(events[index], SessionStarted):
+            earlier = [event for event in events[:index]
+                       if not (isinstance(event, ActionExecuted)
+                               and event.action_name == ACTION_SESSION_START_NAME)]
+            return events[index].timestamp if earlier else None
+    return None
+
+
+def _wait_for_database(url: sa.engine.URL | str, timeout: float) -> None:
+    engine = sa.create_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with engine.connect() as connection:
+                    connection.execute(sa.text("SELECT 1"))
+                return
+            except sa.exc.OperationalError as error:
+                if time.monotonic() >= deadline:
+                    raise TrackerStoreUnavailable(
+                        f"the tracker store at {engine.url!r} did not answer within "
+                        f"{timeout:g} s: {error.orig}") from error
+                logger.warning("waiting for the tracker store at %r", engine.url)
+                time.sleep(_RETRY_SECONDS)
+    finally:
+        engine.dispose()
+
+
+def _store_without_fallback(store: TrackerStore | None, domain: Domain) -> TrackerStore:
+    """Agent._create_tracker_store without FailSafeTrackerStore and without memory."""
+    if store is None or isinstance(store, InMemoryTrackerStore):
+        raise TrackerStoreUnavailable(
+            "no tracker store configured (or it could not be loaded): Ringback's Rasa never "
+            "keeps conversations in memory; see endpoints.yml")
+    store.domain = domain
+    return store
+
+
+def install() -> None:
+    Agent._create_tracker_store = staticmethod(_store_without_fallback)

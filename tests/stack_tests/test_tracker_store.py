@@ -1,0 +1,85 @@
+"""The tracker store in Rasa's process: used as it is (no memory fall-back), and a conversation's
+earlier sessions dropped in the turn a new one starts (on a real SQLite store; the PostgreSQL
+run through the whole stack is tests/integration/test_tracker_store.py)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import rasa.core.agent
+from rasa.core.agent import Agent
+from rasa.core.tracker_store import InMemoryTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import (
+    ActionExecuted,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+)
+from rasa.shared.core.trackers import DialogueStateTracker
+
+import connectors.gateway_channel  # noqa: F401 - installs the guard, as in Rasa's process
+from connectors.tracker_store import BoundedSQLTrackerStore, TrackerStoreUnavailable
+
+SENDER = "riverside:+447700900123"
+
+
+def session(start: float, words: str) -> list:
+    """One conversation session's events as Rasa writes them, from `start` on."""
+    return [SlotSet("session_started_metadata", {"clinic": "riverside"}, timestamp=start),
+            ActionExecuted("action_session_start", timestamp=start + 0.2),
+            SessionStarted(timestamp=start + 0.1),
+            ActionExecuted("action_listen", timestamp=start + 0.3),
+            UserUttered(words, timestamp=start + 1),
+            ActionExecuted("action_listen", timestamp=start + 2)]
+
+
+def test_the_method_it_replaces_still_has_the_shape_it_had():
+    """A Rasa upgrade that changes how the agent wraps its store must be looked at."""
+    source = inspect.getsource(rasa.core.agent)
+    assert "return FailSafeTrackerStore(tracker_store)" in source
+    assert "self.tracker_store = self._create_tracker_store(tracker_store, self.domain)" in source
+
+
+def test_an_agent_without_a_real_store_refuses_to_exist():
+    with pytest.raises(TrackerStoreUnavailable):
+        Agent()
+    with pytest.raises(TrackerStoreUnavailable):
+        Agent(tracker_store=InMemoryTrackerStore(Domain.empty()))
+
+
+def test_an_agent_uses_the_store_itself_so_its_errors_reach_the_message(tmp_path):
+    store = BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                   db=str(tmp_path / "tracker.db"))
+    assert Agent(tracker_store=store).tracker_store is store
+
+
+async def test_a_new_session_drops_the_earlier_ones_and_an_ordinary_turn_drops_nothing(tmp_path):
+    store = BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                   db=str(tmp_path / "tracker.db"))
+    def stored() -> int:
+        with store.session_scope() as db:
+            return db.query(store.SQLEvent).count()
+
+    await store.save(DialogueStateTracker.from_events(SENDER, session(1000.0, "hello")))
+    # The session's metadata slot, set before SessionStarted, Rasa never loads again.
+    assert stored() == 5
+    tracker = await store.retrieve(SENDER)
+    tracker.update(UserUttered("and again", timestamp=1003.0))
+    await store.save(tracker)
+    assert stored() == 6  # an ordinary turn adds its event and drops nothing
+
+    tracker = await store.retrieve(SENDER)
+    for event in session(900000.0, "a week later"):
+        tracker.update(event)
+    await store.save(tracker)
+
+    with store.session_scope() as db:
+        kept = [(row.type_name, row.timestamp) for row in
+                db.query(store.SQLEvent).order_by(store.SQLEvent.id)]
+    assert kept == [("action", 900000.2), ("session_started", 900000.1),
+                    ("action", 900000.3), ("user", 900001.0), ("action", 900002.0)]
+    # What Rasa loads is what it loaded before the drop: the newest session.
+    assert [event.timestamp for event in (await store.retrieve(SENDER)).events] == [
+        timestamp for _, timestamp in kept]

@@ -83,3 +83,55 @@ async def test_a_new_session_drops_the_earlier_ones_and_an_ordinary_turn_drops_n
     # What Rasa loads is what it loaded before the drop: the newest session.
     assert [event.timestamp for event in (await store.retrieve(SENDER)).events] == [
         timestamp for _, timestamp in kept]
+
+
+async def kept_after_one_turn(store: BoundedSQLTrackerStore) -> None:
+    """A conversation whose tracker the store keeps, as after any turn Rasa saved."""
+    await store.save(DialogueStateTracker.from_events(SENDER, session(1000.0, "hello")))
+    tracker = await store.retrieve(SENDER)
+    tracker.update(UserUttered("a check up", timestamp=1003.0))
+    await store.save(tracker)
+
+
+def words(tracker: DialogueStateTracker) -> list[str]:
+    return [event.text for event in tracker.events if isinstance(event, UserUttered)]
+
+
+async def test_a_kept_tracker_is_read_afresh_once_another_process_has_written(tmp_path):
+    """Two Rasa processes on one store: each sees the other's turns, whatever it kept."""
+    here, there = (BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                          db=str(tmp_path / "tracker.db")) for _ in range(2))
+    await kept_after_one_turn(here)
+    tracker = await there.retrieve(SENDER)
+    tracker.update(UserUttered("how much is it?", timestamp=1005.0))
+    await there.save(tracker)
+
+    assert words(await here.retrieve(SENDER)) == ["hello", "a check up", "how much is it?"]
+
+
+async def test_a_turn_that_never_saved_leaves_no_trace_in_the_next_one(tmp_path):
+    """A turn that failed half-way changed its tracker in memory only: the next turn reads
+    what is stored."""
+    store = BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                   db=str(tmp_path / "tracker.db"))
+    await kept_after_one_turn(store)
+    failed = await store.retrieve(SENDER)
+    failed.update(UserUttered("never stored", timestamp=1004.0))
+
+    again = await store.retrieve(SENDER)
+    assert again is not failed
+    assert words(again) == ["hello", "a check up"]
+    again.update(UserUttered("the second one", timestamp=1006.0))
+    await store.save(again)
+    assert words(await store.retrieve(SENDER)) == ["hello", "a check up", "the second one"]
+
+
+async def test_a_conversation_erased_from_the_store_is_not_answered_from_memory(tmp_path):
+    store = BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                   db=str(tmp_path / "tracker.db"))
+    await kept_after_one_turn(store)
+    with store.session_scope() as db:  # what `ringback patient erase` does to Rasa's store
+        db.query(store.SQLEvent).filter(store.SQLEvent.sender_id == SENDER).delete()
+        db.commit()
+
+    assert await store.retrieve(SENDER) is None

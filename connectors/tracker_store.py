@@ -97,7 +97,7 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
                 await super().save(tracker)  # not one of ours: Rasa counts the stored rows
                 kept = None
             else:
-                kept = self._append(tracker, handed_out.stored)
+                kept = self._append(handed_out)
             session_start = _session_started_this_turn(tracker)
             if session_start is not None:
                 # Read afresh next turn: a new session's tracker starts at its SessionStarted.
@@ -119,21 +119,24 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
         tracker = DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
         return _Kept(tracker, stored=len(events), rows=rows)
 
-    def _append(self, tracker: DialogueStateTracker, stored: int) -> _Kept:
-        """Store the events after the first `stored` (what Rasa's save does, without counting
-        the rows first), and say what the rows are now."""
+    def _append(self, handed_out: _Kept) -> _Kept:
+        """Store the turn's new events (what Rasa's save does, without counting the stored rows
+        first: the turn read them, under the conversation's lock), and keep the tracker."""
+        tracker = handed_out.tracker
+        rows = [self.SQLEvent(sender_id=tracker.sender_id, type_name=event.type_name,
+                              timestamp=data.get("timestamp"),
+                              intent_name=data.get("parse_data", {}).get("intent", {}).get("name"),
+                              action_name=data.get("name"), data=json.dumps(data))
+                for event in itertools.islice(tracker.events, handed_out.stored, None)
+                for data in (event.as_dict(),)]
+        count, newest = handed_out.rows
         with self.session_scope() as session:
-            for event in itertools.islice(tracker.events, stored, None):
-                data = event.as_dict()
-                session.add(self.SQLEvent(
-                    sender_id=tracker.sender_id, type_name=event.type_name,
-                    timestamp=data.get("timestamp"),
-                    intent_name=data.get("parse_data", {}).get("intent", {}).get("name"),
-                    action_name=data.get("name"), data=json.dumps(data)))
+            session.add_all(rows)
             session.flush()
-            rows = self._rows_of(session, tracker.sender_id)
+            if rows:
+                count, newest = count + len(rows), max(row.id for row in rows)
             session.commit()
-        return _Kept(tracker, stored=len(tracker.events), rows=rows)
+        return _Kept(tracker, stored=len(tracker.events), rows=(count, newest))
 
     def reachable(self) -> bool:
         """Whether the database answers now (the health check's question)."""

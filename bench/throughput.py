@@ -34,9 +34,12 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy import func, select
 
 from bench.missed_calls import _percentile, _session, dial_callback
+from booking.db import get_engine
 from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
+from booking.models import InboxItem, InboxState
 from tests.postgres import throwaway_database
 
 CLINIC_NUMBER = "+441632960001"
@@ -135,9 +138,23 @@ async def _missed_call_burst(stack, twilio: TwilioStandIn, callers: list[str]) -
             return await twilio.wait_for(caller, 1) - began
 
         texted = sorted(await asyncio.gather(*[call(caller) for caller in callers]))
+    await _dialogue_caught_up(stack)
     return {"calls": len(callers),
             "calls_per_second": round(len(callers) / texted[-1], 1),
             "text_back_p95_ms": round(_percentile([t * 1000 for t in texted], 0.95), 1)}
+
+
+async def _dialogue_caught_up(stack, timeout: float = REPLY_TIMEOUT) -> None:
+    engine = get_engine(stack.database_url)
+    waiting = select(func.count()).select_from(InboxItem).where(
+        InboxItem.state == InboxState.waiting)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            if not connection.execute(waiting).scalar():
+                return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the dialogue did not hear of every missed call in time")
 
 
 async def _conversations(stack, twilio: TwilioStandIn, patients: list[str]) -> dict:
@@ -148,7 +165,9 @@ async def _conversations(stack, twilio: TwilioStandIn, patients: list[str]) -> d
             await _post(session, stack, path, form)
         for patient in patients:
             await twilio.wait_for(patient, 1)
-        await asyncio.sleep(2)  # the missed-call turns reach Rasa after the text-back
+        # The missed-call turns reach Rasa after the text-backs: the conversations start once
+        # the dialogue has heard of every call, so they are measured alone.
+        await _dialogue_caught_up(stack)
 
         replies: list[float] = []
 

@@ -121,7 +121,7 @@ def test_the_cookie_is_a_random_token_whose_hash_alone_is_stored(console):
     (row,) = [row for row in console.rows(ConsoleSession) if row.staff_id is not None]
     assert len(token) >= 43 and "." not in token  # no signed payload, just the token
     assert token not in (row.token_hash, str(row.data))
-    assert set(row.data) == {"staff_id", "auth", "csrf"}
+    assert set(row.data) == {"staff_id", "account_id", "auth", "csrf"}
 
 
 def test_a_cookie_used_after_sign_out_is_refused(console):

@@ -37,7 +37,9 @@ RESET_PASSWORD = "reset_password"
 DISABLE_LOGIN = "disable_login"
 ENABLE_LOGIN = "enable_login"
 CHANGE_ROLE = "change_role"
-# A staff phone that sent too many wrong "ACK <code>" replies (escalation.staff_replies).
+# Wrong "ACK <code>" texts from a staff phone, and the pause after too many
+# (escalation.staff_replies).
+ACK_WRONG_CODE = "ack_wrong_code"
 ACK_GUESSES_BLOCKED = "ack_guesses_blocked"
 PAGE_SIZE = 200
 

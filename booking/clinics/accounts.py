@@ -132,11 +132,12 @@ def _free_slug(session: Session, clinic_id: int, username: str) -> str:
 
 def may_reset(session: Session, *, admin_account_id: int, target_account_id: int) -> bool:
     """An admin may reset a person's password only if they are an admin of every clinic where
-    that person can sign in: the new link opens all of the person's clinics, and whoever
-    holds it could read them. (Stricter than "not an admin elsewhere": a receptionist shared
-    with another clinic is reset by an admin of both, or by the other clinic's file.)"""
+    that person has a membership: the new link opens all of the person's clinics, and whoever
+    holds it could read them. Disabled memberships count too (one enabled again later would
+    open with that password). Stricter than "not an admin elsewhere": a receptionist shared
+    with another clinic is reset by an admin of both, or by the clinic file that seeded them."""
     target_clinics = set(session.execute(select(StaffMember.clinic_id).where(
-        StaffMember.account_id == target_account_id, StaffMember.console_enabled,
+        StaffMember.account_id == target_account_id,
         StaffMember.console_role.is_not(None))).scalars())
     admin_clinics = set(session.execute(select(StaffMember.clinic_id).where(
         StaffMember.account_id == admin_account_id, StaffMember.console_enabled,

@@ -3,10 +3,10 @@
 A person signs in with their `ConsoleAccount`; each clinic they work for is a membership (their
 `StaffMember` row there: role, enabled). The session (`console.sessions`, kept on the server)
 holds the membership in use, the account, a CSRF token and a fingerprint of the password hash:
-a new password, a disabled membership or a reset ends their sessions (`console.people` and
-`clinics.config` delete them, and a session whose fingerprint no longer matches is ended at its
-next request). The chosen clinic is the only one every console query sees. Sign-in throttling
-is `console.throttle`.
+a new password, a disabled membership or a reset ends their sessions (`clinics.accounts`
+deletes them, and a session whose fingerprint no longer matches is ended at its next
+request). The chosen clinic is the only one every console query sees. Sign-in throttling is
+`console.throttle`.
 """
 
 from __future__ import annotations

@@ -219,16 +219,16 @@ def test_an_invited_person_of_two_clinics_switches_clinic_in_the_header(stack, b
     username = f"locum-{uuid.uuid4().hex[:8]}"
     riverside = sign_in(browser, stack.gateway, "riverside-admin", "riverside-demo")
     riverside.goto(f"{stack.gateway}/console/people")
-    riverside.get_by_label("Name").fill("Locum Lee")
-    riverside.get_by_label("Username").fill(username)
+    riverside.get_by_label("Name", exact=True).fill("Locum Lee")
+    riverside.get_by_label("Username", exact=True).fill(username)
     riverside.get_by_role("button", name="Invite").click()
     link = riverside.locator(".one-time-link").input_value()
     snapshot(riverside, "10-people-invite-link")
 
     northside = sign_in(browser, stack.gateway, "northside-admin", "northside-demo")
     northside.goto(f"{stack.gateway}/console/people")
-    northside.get_by_label("Name").fill("Locum Lee")
-    northside.get_by_label("Username").fill(username)
+    northside.get_by_label("Name", exact=True).fill("Locum Lee")
+    northside.get_by_label("Username", exact=True).fill(username)
     northside.get_by_role("button", name="Invite").click()
     expect(northside.get_by_role("status")).to_contain_text("already has a log-in")
 

@@ -28,6 +28,7 @@ from booking.console.routes import (
     known_id,
     render,
 )
+from booking.gateway.context import GatewayContext
 from booking.models import Clinic, ConsoleRole, StaffMember
 from booking.records import audit
 
@@ -60,12 +61,15 @@ def _not_yourself(user: ConsoleUser, member: StaffMember) -> None:
         raise HTTPException(409, "Ask another admin to change your own log-in.")
 
 
-def _link(request: Request, token: str) -> str:
-    return str(request.base_url).rstrip("/") + f"/console/invite/{token}"
+def _link(context: GatewayContext, token: str) -> str:
+    # The public address, as staff alerts link to threads: behind a proxy the request's own
+    # address is an internal one.
+    return f"{context.settings.console_public_url.rstrip('/')}/console/invite/{token}"
 
 
-async def _page(request: Request, context, user: ConsoleUser, *, link: str | None = None,
-                error: str | None = None, status_code: int = 200) -> HTMLResponse:
+async def _page(request: Request, context: GatewayContext, user: ConsoleUser, *,
+                link: str | None = None, error: str | None = None,
+                status_code: int = 200) -> HTMLResponse:
     def load():
         with context.sessions() as session:
             return _members(session, user.clinic_id), session.get(Clinic, user.clinic_id).name
@@ -112,7 +116,7 @@ async def invite(request: Request, context: ContextDep, user: AdminDep,
         request.session["flash"] = (f"{invited} already has a log-in: they now see this clinic "
                                     "in their clinic list.")
         return back_to("/console/people")
-    return await _page(request, context, user, link=_link(request, token))
+    return await _page(request, context, user, link=_link(context, token))
 
 
 def _staff_id(staff_id: str) -> int:
@@ -138,10 +142,11 @@ async def reset(request: Request, context: ContextDep, user: AdminDep,
             return token
 
     token = await asyncio.to_thread(commit)
-    return await _page(request, context, user, link=_link(request, token))
+    return await _page(request, context, user, link=_link(context, token))
 
 
-def _change(request: Request, context, user: ConsoleUser, row_id: int, change) -> None:
+def _change(request: Request, context: GatewayContext, user: ConsoleUser, row_id: int,
+            change) -> None:
     with context.sessions() as session, session.begin():
         member = _member(session, user, row_id)
         _not_yourself(user, member)

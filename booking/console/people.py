@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from booking.clinics import accounts
@@ -112,6 +113,9 @@ async def invite(request: Request, context: ContextDep, user: AdminDep,
         invited, token = await asyncio.to_thread(commit)
     except accounts.AccountError as exc:
         return await _page(request, context, user, error=str(exc), status_code=400)
+    except IntegrityError:  # the same username invited elsewhere at the same moment
+        return await _page(request, context, user, status_code=409,
+                           error="That username was just taken; invite again.")
     if token is None:
         request.session["flash"] = (f"{invited} already has a log-in: they now see this clinic "
                                     "in their clinic list.")

@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     text,
+    true,
 )
 from sqlalchemy.orm import declarative_base, relationship
 
@@ -190,11 +191,40 @@ class ProviderHours(Base):
     ends = Column(Time, nullable=False)
 
 
+class ConsoleAccount(Base):
+    """A person's console log-in: one username and password, whichever clinics they work for.
+
+    What they may do at each clinic is their `StaffMember` row there (the membership: clinic,
+    role, enabled). An invited person has no password until they follow their one-time link.
+    """
+
+    __tablename__ = "console_accounts"
+
+    id = Column(Integer, primary_key=True)
+    username = Column(String(120), nullable=False, unique=True)
+    name = Column(String(200), nullable=False)
+    password_hash = Column(String(255))
+    # The hash a clinic file last set: an unchanged file never undoes a reset made in the console.
+    file_password_hash = Column(String(255))
+    # A SHA-256 of the one-time invite or reset token (the token itself is shown once).
+    invite_token_hash = Column(String(64), unique=True)
+    invite_expires_at = Column(UTCDateTime)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class ConsoleRole(str, enum.Enum):
+    staff = "staff"  # the queue, threads, appointments, the dashboard
+    admin = "admin"  # also the clinic's people (invite, reset, disable, role) and audit trail
+
+
 class StaffMember(Base):
-    """Someone at the clinic: receives alerts, and may log in to the console."""
+    """Someone at the clinic: receives alerts, and, linked to a `ConsoleAccount`, is that
+    person's membership of this clinic in the console (their role here, enabled or not)."""
 
     __tablename__ = "staff_members"
-    __table_args__ = (UniqueConstraint("clinic_id", "slug"),)
+    __table_args__ = (UniqueConstraint("clinic_id", "slug"),
+                      Index("uq_staff_members_clinic_account", "clinic_id", "account_id",
+                            unique=True))
 
     id = Column(Integer, primary_key=True)
     clinic_id = Column(ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -207,8 +237,13 @@ class StaffMember(Base):
     is_backup = Column(Boolean, nullable=False, default=False)
     handles_billing = Column(Boolean, nullable=False, default=False)
     # Console log-in; null means alerts only.
-    username = Column(String(120), unique=True)
-    password_hash = Column(String(255))
+    account_id = Column(ForeignKey("console_accounts.id"), index=True)
+    console_role = Column(_enum(ConsoleRole, "console_role"))
+    console_enabled = Column(Boolean, nullable=False, default=True, server_default=true())
+    # Made by a clinic file (which may retire it) or in the console (which the file leaves be).
+    from_file = Column(Boolean, nullable=False, default=True, server_default=true())
+
+    account = relationship("ConsoleAccount")
 
 
 class OnCallShift(Base):
@@ -783,7 +818,8 @@ class TextBackHour(Base):
 
 __all__ = [
     "Appointment", "AppointmentStatus", "Arrival", "AUDIT_APPEND_ONLY_DDL", "AuditEvent", "Base",
-    "Channel", "ChannelPolicy", "Clinic", "Closure", "Consent", "ConsoleSession", "Contact",
+    "Channel", "ChannelPolicy", "Clinic", "Closure", "Consent", "ConsoleAccount", "ConsoleRole",
+    "ConsoleSession", "Contact",
     "Direction", "Escalation", "EscalationAlert", "EscalationReason", "EscalationStatus",
     "FunnelEvent", "InboxItem", "InboxState", "JobDecision", "JobKind", "JobState", "Message",
     "MessageStatus", "MissedCall", "MissedCallStatus", "OnCallShift", "OpeningHours", "Patient",

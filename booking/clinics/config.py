@@ -29,10 +29,11 @@ from pydantic import (
     root_validator,
     validator,
 )
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from booking.clinics.accounts import end_sessions
 from booking.messaging.phones import to_e164
 from booking.models import (
     Appointment,
@@ -40,7 +41,8 @@ from booking.models import (
     ChannelPolicy,
     Clinic,
     Closure,
-    ConsoleSession,
+    ConsoleAccount,
+    ConsoleRole,
     OnCallShift,
     OpeningHours,
     Provider,
@@ -197,9 +199,11 @@ class StaffConfig(_Strict):
     alert_channel: Channel = Channel.sms
     backup: bool = False
     billing: bool = False
+    # A console log-in (`clinics.accounts`): seeded here, then managed in the console.
     username: constr(min_length=3, max_length=120) | None = None
     password: str | None = None  # development files only; stored as an argon2 hash
     password_hash: str | None = None
+    console_role: ConsoleRole = ConsoleRole.staff  # on a new membership only
 
 
 class OnCallConfig(_Strict):
@@ -637,8 +641,10 @@ def _replace_children(session: Session, current: list, desired: list[tuple],
         current.append(make(values))
 
 
-def _password_hash(staff: StaffConfig, existing: StaffMember | None,
-                   allow_plaintext: bool) -> str | None:
+def _file_password_hash(staff: StaffConfig, account: ConsoleAccount | None,
+                        allow_plaintext: bool) -> str | None:
+    """The hash the file gives now; the one it gave last time when its password is unchanged
+    (a plaintext password is hashed with a new salt each time, so compare by verifying)."""
     if staff.password_hash:
         return staff.password_hash
     if staff.password is None:
@@ -646,10 +652,10 @@ def _password_hash(staff: StaffConfig, existing: StaffMember | None,
     if not allow_plaintext:
         raise ClinicConfigError([f"staff {staff.slug!r}: plaintext passwords are for "
                                  "development files only; give password_hash"])
-    if existing is not None and existing.password_hash:
+    if account is not None and account.file_password_hash:
         try:
-            _password_hasher.verify(existing.password_hash, staff.password)
-            return existing.password_hash  # unchanged: keep the hash rather than re-salt it
+            _password_hasher.verify(account.file_password_hash, staff.password)
+            return account.file_password_hash
         except (VerificationError, InvalidHashError):
             pass
     return _password_hasher.hash(staff.password)
@@ -796,32 +802,64 @@ def _apply_staff(session: Session, clinic: Clinic, config: ClinicConfig,
             by_slug[item.slug] = member
         phone = None if item.phone is None else to_e164(item.phone,
                                                         default_region=config.country)
-        signed_in_as = (member.username, member.password_hash)
         _assign(member, name=item.name, role=item.role, phone=phone, email=item.email,
                 alert_channel=item.alert_channel, is_backup=item.backup,
-                handles_billing=item.billing, username=item.username,
-                password_hash=_password_hash(item, member, allow_plaintext_passwords))
-        if member.id is not None and signed_in_as != (member.username, member.password_hash):
-            _end_console_sessions(session, member)
+                handles_billing=item.billing, from_file=True)
+        session.flush()
+        if item.username:
+            _apply_login(session, member, item, allow_plaintext_passwords)
+        elif member.account_id is not None:
+            _remove_login(session, member)
     session.flush()
     wanted = {item.slug for item in config.staff}
     for slug, member in list(by_slug.items()):
         if slug in wanted:
             continue
+        del by_slug[slug]
+        if not member.from_file:
+            continue  # made in the console: the console manages it
         # Threads and escalations keep pointing at former staff: keep the row, end their
         # access and alerts instead of deleting it.
         logger.warning("clinic %s: staff member %s left the file; console access and alerts "
                        "removed", clinic.slug, slug)
-        _assign(member, username=None, password_hash=None, is_backup=False,
-                handles_billing=False)
-        _end_console_sessions(session, member)
-        del by_slug[slug]
+        _assign(member, is_backup=False, handles_billing=False)
+        _remove_login(session, member)
     return by_slug
 
 
-def _end_console_sessions(session: Session, member: StaffMember) -> None:
-    """A new password or username, or no console access: signed out everywhere, now."""
-    session.execute(delete(ConsoleSession).where(ConsoleSession.staff_id == member.id))
+def _apply_login(session: Session, member: StaffMember, item: StaffConfig,
+                 allow_plaintext_passwords: bool) -> None:
+    """Seed the person's account and this membership. After that the console owns them: role
+    and enabled are set here only on a new membership, and the password only when the file
+    itself changes it (an unchanged file never undoes a reset made in the console)."""
+    account = session.execute(select(ConsoleAccount).where(
+        ConsoleAccount.username == item.username)).scalar_one_or_none()
+    file_hash = _file_password_hash(item, account, allow_plaintext_passwords)
+    if account is None:
+        account = ConsoleAccount(username=item.username, name=item.name,
+                                 password_hash=file_hash, file_password_hash=file_hash)
+        session.add(account)
+        session.flush()
+    elif file_hash is not None and file_hash != account.file_password_hash:
+        if member.account_id != account.id:
+            # Someone else's log-in: a file must not set the password of a person it does
+            # not yet seed, which would open their other clinics to whoever wrote it.
+            raise ClinicConfigError([f"staff {item.slug!r}: username {item.username!r} "
+                                     "already signs in at another clinic; leave out its "
+                                     "password (they keep their own) or pick another"])
+        account.password_hash = account.file_password_hash = file_hash
+        end_sessions(session, account_id=account.id)
+    if member.account_id != account.id:
+        if member.account_id is not None:  # the file gave this row another username
+            end_sessions(session, staff_id=member.id)
+        _assign(member, account_id=account.id, console_role=item.console_role,
+                console_enabled=True)
+
+
+def _remove_login(session: Session, member: StaffMember) -> None:
+    """No console access through this row any more (the account stays for other clinics)."""
+    _assign(member, account_id=None, console_role=None)
+    end_sessions(session, staff_id=member.id)
 
 
 def _on_call_rows(config: ClinicConfig, staff: dict[str, StaffMember]) -> list[tuple]:

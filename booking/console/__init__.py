@@ -1,12 +1,13 @@
-"""The staff console: escalation queue, live thread view, take over / reply / hand back, and the
-clinic's dashboard (figures from `reports/`).
+"""The staff console: escalation queue, live thread view, take over / reply / hand back, the
+clinic's dashboard (figures from `reports/`), and for a clinic's admins its audit trail and its
+people's log-ins (`people`). A person works at one clinic at a time (`auth`).
 
 It is mounted in the gateway and shares its context (`gateway.context`), and works through
 `escalation/`, `messaging/` and `reports/`; it must not import `dialogue/`, `calls/`, nor Rasa.
 
 `install(app, settings)` adds it to the gateway: routes, static files, sessions kept on the
 server (`sessions`), security headers and the sign-in throttle (`throttle`). `clock` is the
-time sessions and the throttle read: tests drive it instead of waiting.
+time sessions, the throttle and invite links read: tests drive it instead of waiting.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ def _wants_fragment(request: Request) -> bool:
 
 def install(app: FastAPI, settings: Settings,
             clock: Callable[[], datetime] = utcnow) -> None:
-    from booking.console import appointments
+    from booking.console import appointments, people
     from booking.console.routes import render, router
 
+    app.state.console_clock = clock
     app.state.console_throttle = SignInThrottle(
         secret=settings.session_secret, free_failures=settings.console_login_attempts,
         clock=clock)
@@ -64,6 +66,7 @@ def install(app: FastAPI, settings: Settings,
         absolute=timedelta(hours=settings.console_session_hours)))
     app.include_router(router)
     app.include_router(appointments.router)
+    app.include_router(people.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     app.add_middleware(ConsoleOnlyMiddleware, store=store, https_only=settings.is_production)
 

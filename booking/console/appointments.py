@@ -13,9 +13,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from booking.console.routes import ContextDep, Csrf, UserDep, known_id, render
+from booking.console.routes import ContextDep, Csrf, UserDep, audited_list, known_id, render
 from booking.console.views import clinic_names
 from booking.models import Appointment, AppointmentStatus, Clinic, utcnow
+from booking.records import audit
 from booking.scheduling.attendance import CannotMark, mark
 
 router = APIRouter(prefix="/console/appointments", include_in_schema=False)
@@ -74,6 +75,8 @@ async def day_page(request: Request, context: ContextDep, user: UserDep,
             return _day(session, user.clinic_ids, day), clinic_names(session, user)
 
     (shown, rows), clinics = await asyncio.to_thread(load)
+    await asyncio.to_thread(audited_list, request, context, user, audit.VIEW_APPOINTMENTS,
+                            f"day {shown.isoformat()}")
     return render(request, "appointments.html", user, rows=rows, clinics=clinics, day=shown,
                   previous=shown - timedelta(days=1), next=shown + timedelta(days=1))
 

@@ -26,7 +26,9 @@ from booking.console.auth import (
     check_csrf,
     csrf_token,
     load_user,
+    require_admin,
     start_session,
+    switch_clinic,
     verify_login,
 )
 from booking.console.throttle import SignInThrottle
@@ -58,6 +60,13 @@ async def current_user(request: Request, context: ContextDep) -> ConsoleUser:
 
 
 UserDep = Annotated[ConsoleUser, Depends(current_user)]
+
+
+async def current_admin(user: UserDep) -> ConsoleUser:
+    return require_admin(user)
+
+
+AdminDep = Annotated[ConsoleUser, Depends(current_admin)]
 Csrf = Depends(check_csrf)
 
 
@@ -158,14 +167,15 @@ async def login(request: Request, context: ContextDep, username: Annotated[str, 
         with context.sessions() as session:
             return verify_login(session, username=username, password=password)
 
-    staff = await asyncio.to_thread(check)
-    if staff is None:
+    signed_in = await asyncio.to_thread(check)
+    if signed_in is None:
         logger.info("console sign-in failed")
         return render(request, "login.html", None, status_code=401, next=_safe_next(next),
                       error="Wrong username or password.")
     await asyncio.to_thread(throttle.succeeded, context.sessions, attempt)
-    start_session(request, staff)
-    logger.info("console sign-in: staff member %s", staff.id)
+    account, membership = signed_in
+    start_session(request, account, membership)
+    logger.info("console sign-in: account %s at clinic %s", account.id, membership.clinic_id)
     return back_to(_safe_next(next))
 
 
@@ -182,6 +192,30 @@ async def logout(request: Request) -> RedirectResponse:
     return back_to("/console/login")
 
 
+@router.post("/clinic", dependencies=[Csrf])
+async def choose_clinic(request: Request, context: ContextDep, user: UserDep,
+                        staff_id: Annotated[str, Form()] = "") -> RedirectResponse:
+    """Work at another of the person's clinics (the header's switcher); recorded at both."""
+    chosen = next((m for m in user.memberships if str(m.staff_id) == staff_id), None)
+    if chosen is None:
+        raise HTTPException(404, "no such clinic")
+    if chosen.staff_id != user.staff_id:
+        def commit() -> None:
+            with context.sessions() as session, session.begin():
+                left = next(m for m in user.memberships if m.staff_id == user.staff_id)
+                audited(session, request, user, audit.SWITCH_CLINIC, clinic_id=left.clinic_id,
+                        detail=f"to {chosen.clinic_name}")
+                audit.record(session, clinic_id=chosen.clinic_id, action=audit.SWITCH_CLINIC,
+                             channel="console", address=client_address(request),
+                             staff=session.get(StaffMember, chosen.staff_id),
+                             detail=f"from {left.clinic_name}")
+
+        await asyncio.to_thread(commit)
+        switch_clinic(request, chosen)
+        request.session["flash"] = f"You are working at {chosen.clinic_name}."
+    return back_to("/console/escalations")
+
+
 # -- the escalation queue -----------------------------------------------------------------
 
 
@@ -191,10 +225,21 @@ def _queue(context: GatewayContext, user: ConsoleUser, status: str, reason: str)
                 views.clinic_names(session, user))
 
 
+def audited_list(request: Request, context: GatewayContext, user: ConsoleUser, action: str,
+                 detail: str) -> None:
+    """A list page shows patients' names and numbers: its opening is recorded (its polls are
+    covered by that record, like a thread's)."""
+    with context.sessions() as session, session.begin():
+        audited(session, request, user, action, clinic_id=user.clinic_id, detail=detail)
+
+
 @router.get("/escalations", response_class=HTMLResponse)
 async def queue_page(request: Request, context: ContextDep, user: UserDep,
                      status: str = "active", reason: str = "") -> HTMLResponse:
     rows, clinics = await asyncio.to_thread(_queue, context, user, status, reason)
+    await asyncio.to_thread(audited_list, request, context, user, audit.VIEW_QUEUE,
+                            f"status {status[:20]}" + (f", reason {reason[:20]}" if reason
+                                                       else ""))
     rows_html, version = fragment("_queue_rows.html", rows=rows)
     return render(request, "queue.html", user, rows_html=rows_html, rows_version=version,
                   clinics=clinics, status=status, reason=reason,
@@ -350,6 +395,8 @@ async def threads_page(request: Request, context: ContextDep, user: UserDep,
             return views.threads(session, user, state=state), views.clinic_names(session, user)
 
     rows, clinics = await asyncio.to_thread(load)
+    await asyncio.to_thread(audited_list, request, context, user, audit.VIEW_THREADS,
+                            f"state {state[:20]}" if state else "")
     return render(request, "threads.html", user, rows=rows, clinics=clinics, state=state,
                   states=[s.value for s in ThreadState])
 
@@ -486,16 +533,15 @@ async def reply(request: Request, context: ContextDep, user: UserDep, thread_id:
     return back_to(f"/console/threads/{thread_id}#reply")
 
 
-
 # -- the audit trail ----------------------------------------------------------------------
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def audit_page(request: Request, context: ContextDep, user: UserDep,
+async def audit_page(request: Request, context: ContextDep, user: AdminDep,
                      before: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None
                      ) -> HTMLResponse:
-    """Who did what with which patient's records, newest first, for the user's clinics only.
-    Every signed-in staff member of a clinic may read it (the console has no admin role yet)."""
+    """Who did what with which patient's records, newest first, for the chosen clinic; the
+    clinic's admins only."""
     def load():
         with context.sessions() as session:
             zones = dict(session.execute(

@@ -5,9 +5,10 @@ pages keep between requests (the CSRF token, a flash message, the password's fin
 Routes read and write it as `request.session`, a plain dict, as with starlette's signed cookie;
 this middleware loads it before the route and stores it after:
 
-- signing in or out (the dict's `staff_id` changes) deletes the old row and, when signed in,
-  issues a new token (no session fixation); deleting the row is what ends a session, so a
-  copied cookie is refused after sign-out, and after a password change (`clinics.config`);
+- signing in or out, or switching clinic (the dict's `staff_id`, the membership in use,
+  changes) deletes the old row and, when signed in, issues a new token (no session fixation);
+  deleting the row is what ends a session, so a copied cookie is refused after sign-out, and
+  after a password reset or a disabled log-in (`clinics.accounts`);
 - a session ends after `idle` without a real action and after `absolute` in any case. The
   pages' background polls (`is_poll`) read through the session but do not count as activity,
   so a tab left open ends like any other. A poll costs one indexed read and writes nothing; a

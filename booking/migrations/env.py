@@ -16,6 +16,11 @@ def run_migrations_online() -> None:
     engine = make_engine(url)
     engine.pool = pool.NullPool(engine.pool._creator)
     with engine.connect() as connection:
+        # The swapped-in pool lacks create_engine's first-connect hook that learns the server's
+        # version, which reflecting a table (a batch migration on SQLite) needs.
+        if connection.dialect.server_version_info is None:
+            connection.dialect.initialize(connection)
+            connection.commit()  # its queries began a transaction the migrations must not share
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

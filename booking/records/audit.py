@@ -1,4 +1,5 @@
-"""The audit trail: one append-only row per thing a person did with a patient's records.
+"""The audit trail: one append-only row per thing a person did with a patient's records, and
+per change to who may read them (log-ins, roles, the clinic a person works at).
 
 Rows carry ids, never a patient's name, number or words, so erasing a patient leaves the trail
 whole and still names nobody. The database refuses to change or delete a row (see
@@ -24,6 +25,22 @@ ACKNOWLEDGE = "acknowledge"
 RESOLVE = "resolve"
 EXPORT = "export"
 ERASE = "erase"
+# Console list pages (their rows name patients).
+VIEW_QUEUE = "view_queue"
+VIEW_THREADS = "view_threads"
+VIEW_APPOINTMENTS = "view_appointments"
+# Who may sign in (console.people): the detail names the log-in, never a patient.
+SWITCH_CLINIC = "switch_clinic"
+INVITE = "invite"
+SET_PASSWORD = "set_password"
+RESET_PASSWORD = "reset_password"
+DISABLE_LOGIN = "disable_login"
+ENABLE_LOGIN = "enable_login"
+CHANGE_ROLE = "change_role"
+# Wrong "ACK <code>" texts from a staff phone, and the pause after too many
+# (escalation.staff_replies).
+ACK_WRONG_CODE = "ack_wrong_code"
+ACK_GUESSES_BLOCKED = "ack_guesses_blocked"
 PAGE_SIZE = 200
 
 

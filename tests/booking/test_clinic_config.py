@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import time
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
+from booking.clinics import accounts
 from booking.clinics.config import ClinicConfigError, load_clinics, parse_clinic_file
 from booking.migrate import upgrade
 from booking.models import (
     Appointment,
     Clinic,
+    ConsoleAccount,
+    ConsoleRole,
     Contact,
     OnCallShift,
     OpeningHours,
@@ -66,8 +70,8 @@ def test_example_clinics_load_with_their_details(example_clinics, sessions):
 
 def test_passwords_are_stored_only_as_argon2_hashes(example_clinics, sessions):
     with sessions() as session:
-        admin = session.execute(
-            select(StaffMember).where(StaffMember.username == "riverside-admin")).scalar_one()
+        admin = session.execute(select(ConsoleAccount).where(
+            ConsoleAccount.username == "riverside-admin")).scalar_one()
         assert admin.password_hash.startswith("$argon2")
         assert "riverside-demo" not in admin.password_hash
         assert PasswordHasher().verify(admin.password_hash, "riverside-demo")
@@ -78,14 +82,14 @@ def test_loading_twice_changes_nothing(example_clinics, sessions):
         before = _counts(session)
         ids = {(type(row).__name__, row.id) for row in session.execute(
             select(OpeningHours)).scalars()}
-        hashes = set(session.execute(select(StaffMember.password_hash)).scalars())
+        hashes = set(session.execute(select(ConsoleAccount.password_hash)).scalars())
         load_clinics(session, EXAMPLE_FILE)
         assert not session.dirty and not session.new and not session.deleted
         session.commit()
         assert _counts(session) == before
         assert {(type(row).__name__, row.id) for row in session.execute(
             select(OpeningHours)).scalars()} == ids
-        assert set(session.execute(select(StaffMember.password_hash)).scalars()) == hashes
+        assert set(session.execute(select(ConsoleAccount.password_hash)).scalars()) == hashes
 
 
 def test_changed_values_update_rows_in_place(load_clinic, minimal, sessions):
@@ -138,7 +142,72 @@ def test_removed_staff_keep_their_row_but_lose_access(load_clinic, minimal, sess
     load_clinic(minimal)
     with sessions() as session:
         temp = session.execute(select(StaffMember).where(StaffMember.slug == "temp")).scalar_one()
-        assert temp.username is None and temp.password_hash is None
+        assert temp.account_id is None and temp.console_role is None
+
+
+def _boss_with_log_in(minimal: dict) -> dict:
+    minimal["staff"][0].update(username="boss-user", password="boss-password-1",
+                               console_role="admin")
+    return minimal
+
+
+def test_the_file_seeds_an_account_and_an_admin_membership(load_clinic, minimal, sessions):
+    load_clinic(_boss_with_log_in(minimal))
+    with sessions() as session:
+        boss = session.execute(select(StaffMember)).scalar_one()
+        assert boss.account.username == "boss-user" and boss.console_role == ConsoleRole.admin
+        assert PasswordHasher().verify(boss.account.password_hash, "boss-password-1")
+
+
+def test_loading_again_keeps_what_the_console_changed(load_clinic, minimal, sessions):
+    clinic = load_clinic(_boss_with_log_in(minimal))
+    with sessions() as session, session.begin():
+        boss = session.execute(select(StaffMember)).scalar_one()
+        reset_token = accounts.reset_password(session, boss.account, now=utc(2026, 12, 7, 9))
+        boss.console_role = ConsoleRole.staff
+        invited, _ = accounts.invite(session, clinic=session.get(Clinic, clinic.id),
+                                     name="New Receptionist", username="new-reception",
+                                     role=ConsoleRole.staff, now=utc(2026, 12, 7, 9))
+        accounts.set_enabled(session, invited, False)
+    load_clinic(minimal)
+    with sessions() as session:
+        rows = {row.slug: row for row in session.execute(select(StaffMember)).scalars()}
+        assert rows["boss"].account.password_hash is None  # the reset stands
+        assert rows["boss"].account.invite_token_hash == accounts.token_hash(reset_token)
+        assert rows["boss"].console_role == ConsoleRole.staff
+        assert rows["login-new-reception"].account.username == "new-reception"
+        assert rows["login-new-reception"].console_enabled is False
+        assert rows["login-new-reception"].console_role == ConsoleRole.staff
+
+
+def test_a_password_changed_in_the_file_wins_once(load_clinic, minimal, sessions):
+    load_clinic(_boss_with_log_in(minimal))
+    with sessions() as session, session.begin():
+        accounts.reset_password(session, session.execute(select(ConsoleAccount)).scalar_one(),
+                                now=utc(2026, 12, 7, 9))
+    minimal["staff"][0]["password"] = "boss-password-2"
+    load_clinic(minimal)
+    with sessions() as session:
+        account = session.execute(select(ConsoleAccount)).scalar_one()
+        assert PasswordHasher().verify(account.password_hash, "boss-password-2")
+
+
+def test_a_file_cannot_set_the_password_of_another_clinics_person(load_clinic, minimal,
+                                                                  sessions, write_clinics):
+    load_clinic(_boss_with_log_in(minimal))
+    other = copy.deepcopy(minimal)
+    other.update(slug="other", name="Other Clinic")
+    other["numbers"] = {}
+    other["staff"][0]["password"] = "taken-over-password"
+    with sessions() as session, pytest.raises(ClinicConfigError, match="another clinic"):
+        load_clinics(session, write_clinics(other))
+    del other["staff"][0]["password"]  # without one, the person simply gains that clinic
+    load_clinic(other)
+    with sessions() as session:
+        account = session.execute(select(ConsoleAccount)).scalar_one()
+        assert PasswordHasher().verify(account.password_hash, "boss-password-1")
+        assert session.scalar(select(func.count()).select_from(StaffMember).where(
+            StaffMember.account_id == account.id)) == 2
 
 
 def test_overnight_on_call_is_split_at_midnight(load_clinic, minimal, sessions):
@@ -168,7 +237,7 @@ def test_hashes_can_be_given_instead_of_passwords(load_clinic, minimal, sessions
     minimal["staff"][0].update(username="boss-user", password_hash=digest)
     load_clinic(minimal)
     with sessions() as session:
-        assert session.execute(select(StaffMember.password_hash)).scalar_one() == digest
+        assert session.execute(select(ConsoleAccount.password_hash)).scalar_one() == digest
 
 
 def test_plaintext_passwords_can_be_refused(sessions, write_clinics, minimal):

@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, inspect, select, text
 
-from booking.clinics.config import load_clinics
+from booking.clinics.config import load_clinics_file
 from booking.db import make_engine, session_factory
 from booking.migrate import alembic_config
 from booking.models import Appointment, AppointmentStatus, Base, Contact, SlotClaim
@@ -22,18 +22,26 @@ STARTS = datetime(2026, 12, 2, 10, 15, tzinfo=timezone.utc)
 
 
 def _seed_before_patients(url: str) -> dict[str, int]:
-    """Contacts and appointments as a database at 0008 (before patients) holds them; returns contact ids."""
+    """Contacts and appointments as a database at 0008 (before patients) holds them; returns
+    contact ids. The clinics are loaded at head (the loader speaks today's schema), then the
+    database goes back to 0008."""
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    load_clinics_file(database_url=url, path=EXAMPLE_FILE)
+    command.downgrade(config, "0008")
     engine = make_engine(url)
     with session_factory(engine)() as session:
-        clinic = load_clinics(session, EXAMPLE_FILE)[0]
-        service = clinic.services[0]
+        clinic_id, service_id = session.execute(text(
+            "SELECT clinics.id, services.id FROM clinics JOIN services ON "
+            "services.clinic_id = clinics.id WHERE clinics.slug = 'riverside' "
+            "ORDER BY services.id LIMIT 1")).one()
         contacts = {
-            "named": Contact(clinic_id=clinic.id, phone="+447700900101", first_name="Sam",
+            "named": Contact(clinic_id=clinic_id, phone="+447700900101", first_name="Sam",
                              last_name="Taylor", is_known_patient=True),
-            "named, no appointment": Contact(clinic_id=clinic.id, phone="+447700900102",
+            "named, no appointment": Contact(clinic_id=clinic_id, phone="+447700900102",
                                              first_name="Ann"),
-            "nameless": Contact(clinic_id=clinic.id, phone="+447700900103"),
-            "nameless, no appointment": Contact(clinic_id=clinic.id, phone="+447700900104"),
+            "nameless": Contact(clinic_id=clinic_id, phone="+447700900103"),
+            "nameless, no appointment": Contact(clinic_id=clinic_id, phone="+447700900104"),
         }
         session.add_all(contacts.values())
         session.flush()
@@ -41,12 +49,12 @@ def _seed_before_patients(url: str) -> dict[str, int]:
             starts = STARTS + timedelta(hours=index)
             # Core, and only the columns 0008 has: the model already knows patient_id.
             appointment_id = session.execute(insert(Appointment.__table__).values(
-                clinic_id=clinic.id, contact_id=contacts[key].id, service_id=service.id,
+                clinic_id=clinic_id, contact_id=contacts[key].id, service_id=service_id,
                 starts_at=starts, ends_at=starts + timedelta(minutes=30),
                 status=AppointmentStatus.booked, source="bot", idempotency_key=f"seed-{key}",
                 created_at=STARTS, updated_at=STARTS)).inserted_primary_key[0]
             session.execute(insert(SlotClaim.__table__).values(
-                clinic_id=clinic.id, resource="clinic", cell_start=starts,
+                clinic_id=clinic_id, resource="clinic", cell_start=starts,
                 appointment_id=appointment_id))
         session.commit()
         ids = {key: contact.id for key, contact in contacts.items()}
@@ -59,7 +67,6 @@ def _seed_before_patients(url: str) -> dict[str, int]:
 def test_existing_appointments_get_a_patient_named_as_their_contact(backend, request):
     url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
     config = alembic_config(url)
-    command.upgrade(config, "0008")
     contacts = _seed_before_patients(url)
 
     command.upgrade(config, "head")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -14,8 +14,14 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from booking.clinics.config import load_clinics_file
+from booking.db import get_engine
+from booking.migrate import upgrade
 from booking.models import Contact, Escalation, Message, Thread
+from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
+from tests.channels.conftest import EXAMPLE_FILE
 from tests.console.dashboard_history import SeededPeriod, seed
+from tests.console.in_process import Clock, Console, csrf_of, gateway
 
 CLINIC_NUMBER = "+441632960001"
 URGENT = "my lip is swollen and going white after filler"
@@ -41,8 +47,17 @@ def seeded(stack) -> SeededPeriod:
     return seed(stack.database_url)
 
 
-def csrf_of(html: str) -> str:
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+@pytest.fixture(params=["sqlite", "postgres"])
+def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]:
+    """The gateway app in this process on a fresh database with the example clinics."""
+    database_url = (f"sqlite:///{tmp_path / 'console.db'}" if request.param == "sqlite"
+                    else request.getfixturevalue("postgres_url"))
+    upgrade(database_url)
+    load_clinics_file(database_url=database_url, path=EXAMPLE_FILE)
+    clock = Clock()
+    with gateway(database_url, clock) as url:
+        yield Console(url=url, database_url=database_url, clock=clock)
+    get_engine(database_url).dispose()  # before PostgreSQL drops the database
 
 
 @dataclass

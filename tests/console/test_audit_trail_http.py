@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from booking.models import AuditEvent, StaffMember
+from booking.models import AuditEvent, ConsoleAccount, StaffMember
 from tests.console.conftest import new_patient, urgent_escalation
 
 pytestmark = pytest.mark.integration
@@ -36,8 +36,8 @@ def test_a_staff_members_work_on_a_thread_is_in_their_clinics_audit_trail(
     assert northside_staff.http.get(f"/console/threads/{thread_id}").status_code == 404
 
     db.expire_all()
-    admin = db.execute(select(StaffMember).where(
-        StaffMember.username == "riverside-admin")).scalar_one()
+    admin = db.execute(select(StaffMember).join(ConsoleAccount).where(
+        ConsoleAccount.username == "riverside-admin")).scalar_one()
     trail = db.execute(select(AuditEvent).where(AuditEvent.thread_id == thread_id)
                        .order_by(AuditEvent.id)).scalars().all()
     assert [event.action for event in trail] == [

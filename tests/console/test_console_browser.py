@@ -6,11 +6,14 @@ hands back to the bot (the bot answers the patient again) and resolves the escal
 Northside's staff cannot see any of it. A click on the thread's panel is never lost to the
 page's polling. The dashboard draws its charts with the database's numbers, and on a phone
 (390 x 844) nothing scrolls sideways and Acknowledge is on the first screen of a thread opened
-from an alert. Screenshots go to test-artifacts/.
+from an alert. An admin invites a locum whom the other clinic's admin adds too; the locum sets
+a password by the link, signs in and switches clinic in the header. Screenshots go to
+test-artifacts/.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +213,40 @@ def test_phone_pages_fit_the_screen_and_acknowledge_comes_first(stack, db, seede
     expect(page.locator('[data-figure="missed"]')).to_be_visible()
     assert page_width(page) == PHONE["width"]
     snapshot(page, "09-phone-dashboard")
+
+
+def test_an_invited_person_of_two_clinics_switches_clinic_in_the_header(stack, browser):
+    username = f"locum-{uuid.uuid4().hex[:8]}"
+    riverside = sign_in(browser, stack.gateway, "riverside-admin", "riverside-demo")
+    riverside.goto(f"{stack.gateway}/console/people")
+    riverside.get_by_label("Name", exact=True).fill("Locum Lee")
+    riverside.get_by_label("Username", exact=True).fill(username)
+    riverside.get_by_role("button", name="Invite").click()
+    link = riverside.locator(".one-time-link").input_value()
+    snapshot(riverside, "10-people-invite-link")
+
+    northside = sign_in(browser, stack.gateway, "northside-admin", "northside-demo")
+    northside.goto(f"{stack.gateway}/console/people")
+    northside.get_by_label("Name", exact=True).fill("Locum Lee")
+    northside.get_by_label("Username", exact=True).fill(username)
+    northside.get_by_role("button", name="Invite").click()
+    expect(northside.get_by_role("status")).to_contain_text("already has a log-in")
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(link)
+    page.get_by_label("New password").fill("locum-password-long")
+    page.get_by_label("Again").fill("locum-password-long")
+    page.get_by_role("button", name="Set password").click()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("locum-password-long")
+    page.get_by_role("button", name="Sign in").click()
+    clinic = page.get_by_label("Clinic", exact=True)
+    expect(clinic.locator("option:checked")).to_have_text("Northside Physio")
+    expect(page.get_by_role("link", name="Audit trail")).to_have_count(0)  # staff, not admin
+    clinic.select_option(label="Riverside Dental & Aesthetics")
+    page.get_by_role("button", name="Switch").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        "You are working at Riverside Dental & Aesthetics")
+    expect(page.get_by_label("Clinic", exact=True).locator("option:checked")).to_have_text(
+        "Riverside Dental & Aesthetics")
+    snapshot(page, "11-clinic-switched")

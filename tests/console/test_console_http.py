@@ -131,7 +131,7 @@ def test_urgent_escalation_in_the_queue_and_thread_for_its_clinic_only(
         EscalationAlert.escalation_id == escalation.id, EscalationAlert.kind == "ack")
     ).scalar_one()
     assert ack.channel == "console"
-    assert db.get(StaffMember, ack.staff_id).username == "riverside-admin"
+    assert db.get(StaffMember, ack.staff_id).account.username == "riverside-admin"
 
 
 def test_take_over_a_bot_thread_reply_and_hand_back(stack, db, riverside_staff):
@@ -151,7 +151,7 @@ def test_take_over_a_bot_thread_reply_and_hand_back(stack, db, riverside_staff):
     assert rasa_paused(stack, thread.sender_id)
     thread = thread_of(db, patient)
     assert thread.state == ThreadState.handed_off
-    assert db.get(StaffMember, thread.handed_off_to_id).username == "riverside-admin"
+    assert db.get(StaffMember, thread.handed_off_to_id).account.username == "riverside-admin"
 
     text = "Hi, this is Riverside reception. When would suit you for a call?"
     sent = riverside_staff.post(f"/console/threads/{thread.id}/reply", {"body": text})

@@ -4,112 +4,31 @@ the tests: nothing here waits for a timeout to pass."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import timedelta
 
 import httpx
 import pytest
 import yaml
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from booking.clinics.config import load_clinics_file
 from booking.console.sessions import COOKIE
-from booking.db import get_engine
-from booking.gateway.app import create_app
-from booking.migrate import upgrade
 from booking.models import ConsoleSession, SignInFailures
-from booking.settings import Settings
-from tests.booking.test_concurrency import postgres_url  # noqa: F401 - a fixture
 from tests.channels.conftest import EXAMPLE_FILE
-from tests.console.conftest import csrf_of
-from tests.stack import free_port, served_in_thread
+from tests.console.in_process import (
+    OWN_ADDRESS,
+    STRANGER_ADDRESS,
+    USERNAME,
+    csrf_of,
+    gateway,
+    page,
+    poll,
+    signed_in,
+    try_sign_in,
+)
 
 pytestmark = pytest.mark.integration
-
-USERNAME, PASSWORD = "riverside-admin", "riverside-demo"
-# Two client addresses on this machine: the whole of 127.0.0.0/8 is loopback.
-OWN_ADDRESS, STRANGER_ADDRESS = "127.0.0.1", "127.0.0.2"
-
-
-class Clock:
-    """The time the console reads; a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass
-class Console:
-    url: str
-    database_url: str
-    clock: Clock
-
-    def client(self, address: str = OWN_ADDRESS) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60,
-                            transport=httpx.HTTPTransport(local_address=address))
-
-    def rows(self, model) -> list:
-        with Session(get_engine(self.database_url)) as session:
-            return list(session.execute(select(model)).scalars())
-
-
-@contextlib.contextmanager
-def gateway(database_url: str, clock: Clock) -> Iterator[str]:
-    """One gateway process's app, served from a thread; yields its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = Settings(database_url=database_url, gateway_public_url=url,
-                        console_public_url=url, session_secret="console-tests-session-secret",
-                        twilio_api_base_url="http://127.0.0.1:9", rasa_url="http://127.0.0.1:9")
-    with served_in_thread(create_app(settings, clock=clock), port, name="the gateway"):
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]:
-    database_url = (f"sqlite:///{tmp_path / 'console.db'}" if request.param == "sqlite"
-                    else request.getfixturevalue("postgres_url"))
-    upgrade(database_url)
-    load_clinics_file(database_url=database_url, path=EXAMPLE_FILE)
-    clock = Clock()
-    with gateway(database_url, clock) as url:
-        yield Console(url=url, database_url=database_url, clock=clock)
-    get_engine(database_url).dispose()  # before PostgreSQL drops the database
-
-
-def try_sign_in(http: httpx.Client, username: str = USERNAME,
-                password: str = PASSWORD) -> httpx.Response:
-    token = csrf_of(http.get("/console/login").text)
-    return http.post("/console/login", data={"username": username, "password": password,
-                                             "csrf_token": token})
-
-
-def signed_in(console: Console, address: str = OWN_ADDRESS) -> httpx.Client:
-    http = console.client(address)
-    assert try_sign_in(http).status_code == 303
-    return http
-
-
-def page(http: httpx.Client) -> int:
-    """A real action: opening the queue (200 signed in, 303 to the sign-in form if not)."""
-    return http.get("/console/escalations").status_code
-
-
-def poll(http: httpx.Client) -> int:
-    """What the open queue page fetches every few seconds by itself."""
-    return http.get("/console/escalations/rows").status_code
 
 
 # -- sessions ------------------------------------------------------------------------------
@@ -121,7 +40,7 @@ def test_the_cookie_is_a_random_token_whose_hash_alone_is_stored(console):
     (row,) = [row for row in console.rows(ConsoleSession) if row.staff_id is not None]
     assert len(token) >= 43 and "." not in token  # no signed payload, just the token
     assert token not in (row.token_hash, str(row.data))
-    assert set(row.data) == {"staff_id", "auth", "csrf"}
+    assert set(row.data) == {"staff_id", "account_id", "auth", "csrf"}
 
 
 def test_a_cookie_used_after_sign_out_is_refused(console):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from booking.escalation.escalations import ACK_CODE_ALPHABET, hand_over
 from booking.escalation.staff_replies import handle_staff_message
@@ -13,6 +13,7 @@ from booking.models import (
     AuditEvent,
     Channel,
     Clinic,
+    ConsoleRole,
     Escalation,
     EscalationAlert,
     EscalationReason,
@@ -153,3 +154,32 @@ def test_other_staff_texts_get_help_and_patients_are_not_staff(sessions, clinics
         assert _text(session, clinics["riverside"], "+447700900426", "ACK 1", "SMack5b") is None
         # Staff of one clinic are patients at another.
         assert _text(session, clinics["northside"], DR_PATEL, "ACK 1", "SMack5c") is None
+
+
+def test_five_wrong_codes_in_an_hour_pause_ack_from_that_phone_and_alert_the_admins(
+        sessions, clinics, settings):
+    priya = "+447700900333"
+    with sessions() as session, session.begin():
+        # The practice manager administers Riverside's console and has a phone.
+        session.execute(update(StaffMember).where(StaffMember.phone == priya)
+                        .values(console_role=ConsoleRole.admin))
+        escalation_id = _escalate(session, settings, clinics["riverside"], "+447700900428")
+        code = _code(session, escalation_id)
+        wrong = [c for c in ("ABCD", "WXYZ", "QQQQ", "KKKK", "MMMM", "PPPP") if c != code][:5]
+        answers = [_text(session, clinics["riverside"], DR_PATEL, f"ACK {guess}",
+                         f"SMguess{n}") for n, guess in enumerate(wrong)]
+        assert all("matches no escalation" in reply.body for (reply,) in answers[:4])
+        to_patel, to_admin = answers[4]
+        assert to_patel.to_number == DR_PATEL and "paused for an hour" in to_patel.body
+        assert to_admin.to_number == priya
+        assert "5 wrong ACK codes within an hour from Dr Amara Patel's phone" in to_admin.body
+
+        # The right code from that phone is ignored now, unanswered; another phone still works.
+        assert _text(session, clinics["riverside"], DR_PATEL, f"ACK {code}", "SMguess6") == []
+        assert session.get(Escalation, escalation_id).status == EscalationStatus.open
+        (thanks,) = _text(session, clinics["riverside"], DR_HUGHES, f"ACK {code}", "SMguess7")
+        assert thanks.body.startswith("Thanks Dr Tom Hughes")
+        trail = [(e.action, e.address) for e in session.execute(
+            select(AuditEvent).order_by(AuditEvent.id)).scalars()]
+        assert trail == [("ack_wrong_code", DR_PATEL)] * 5 + [
+            ("ack_guesses_blocked", DR_PATEL), ("acknowledge", DR_HUGHES)]

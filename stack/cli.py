@@ -105,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def cluster(_: argparse.Namespace) -> int:
-    """The production topology on this machine (stack/cluster.py); PostgreSQL and Redis of
-    its own in var/cluster/ unless DATABASE_URL and REDIS_URL name them."""
+    """The production topology on this machine (stack/cluster.py); a throw-away PostgreSQL and
+    Redis of its own unless DATABASE_URL and REDIS_URL name them."""
     import contextlib
+    import tempfile
 
     from stack.cluster import start_cluster
     from stack.local_services import OwnPostgres, OwnRedis, free_port
@@ -120,8 +121,11 @@ def cluster(_: argparse.Namespace) -> int:
     env = dict(os.environ)
     with contextlib.ExitStack() as own:
         if not env.get("DATABASE_URL", "").startswith("postgresql"):
-            database = OwnPostgres(run_dir / "postgres", free_port())
-            print(f"starting PostgreSQL of its own in {database.data_dir} ...")
+            # Under /tmp: as root, the server runs as `postgres`, who cannot enter var/.
+            scratch = Path(own.enter_context(tempfile.TemporaryDirectory(prefix="ringback-pg-")))
+            scratch.chmod(0o755)
+            database = OwnPostgres(scratch / "data", free_port())
+            print(f"starting a throw-away PostgreSQL in {database.data_dir} ...")
             database.start()
             own.callback(database.stop)
             env["DATABASE_URL"] = database.url

@@ -55,7 +55,7 @@ class OwnPostgres:
 
     def _pg_ctl(self, *args: str, check: bool = True) -> None:
         subprocess.run([str(_postgres_bin() / "pg_ctl"), "-D", str(self.data_dir), *args],
-                       check=check, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                       check=check, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd="/",
                        **_as_server_user())
 
     def start(self) -> None:
@@ -66,7 +66,7 @@ class OwnPostgres:
                 os.chown(self.data_dir, user.pw_uid, user.pw_gid)
             subprocess.run([str(_postgres_bin() / "initdb"), "-D", str(self.data_dir),
                             "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                           check=True, stdout=subprocess.DEVNULL, **_as_server_user())
+                           check=True, stdout=subprocess.DEVNULL, cwd="/", **_as_server_user())
         # Its socket in its own directory: /var/run/postgresql belongs to the machine's server.
         self._pg_ctl("-w", "-l", str(self.data_dir / "server.log"), "-o",
                      f"-p {self.port} -c listen_addresses=127.0.0.1 "

@@ -108,10 +108,9 @@ def cluster(_: argparse.Namespace) -> int:
     """The production topology on this machine (stack/cluster.py); a throw-away PostgreSQL and
     Redis of its own unless DATABASE_URL and REDIS_URL name them."""
     import contextlib
-    import tempfile
 
     from stack.cluster import start_cluster
-    from stack.local_services import OwnPostgres, OwnRedis, free_port
+    from stack.local_services import OwnPostgres, OwnRedis, free_port, postgres_scratch_dir
 
     if not MODEL.exists():
         print(f"error: no trained model at {MODEL}; run `make train`", file=sys.stderr)
@@ -121,9 +120,7 @@ def cluster(_: argparse.Namespace) -> int:
     env = dict(os.environ)
     with contextlib.ExitStack() as own:
         if not env.get("DATABASE_URL", "").startswith("postgresql"):
-            # Under /tmp: as root, the server runs as `postgres`, who cannot enter var/.
-            scratch = Path(own.enter_context(tempfile.TemporaryDirectory(prefix="ringback-pg-")))
-            scratch.chmod(0o755)
+            scratch = own.enter_context(postgres_scratch_dir())
             database = OwnPostgres(scratch / "data", free_port())
             print(f"starting a throw-away PostgreSQL in {database.data_dir} ...")
             database.start()

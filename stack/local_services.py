@@ -14,6 +14,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,16 @@ def _postgres_bin() -> Path:
 def _as_server_user() -> dict:
     """Popen arguments running a command as the server user: ourselves, or `postgres` as root."""
     return {"user": "postgres"} if os.geteuid() == 0 else {}
+
+
+@contextlib.contextmanager
+def postgres_scratch_dir() -> Iterator[Path]:
+    """A directory for a throw-away server's data, removed afterwards. Under /tmp and open to
+    traverse: as root the server runs as `postgres`, who cannot enter root's private folders
+    (var/, pytest's temporary directories)."""
+    with tempfile.TemporaryDirectory(prefix="ringback-pg-") as scratch:
+        Path(scratch).chmod(0o755)
+        yield Path(scratch)
 
 
 @dataclass

@@ -21,8 +21,8 @@ MESSAGES_PATH = "/2010-04-01/Accounts/{account}/Messages.json"
 class TwilioFake:
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        # Recipient -> bodies in the order Twilio took them.
-        self._bodies: dict[str, list[str]] = defaultdict(list)
+        # Recipient -> the SIDs of the messages Twilio took for them, in that order.
+        self._sids: dict[str, list[str]] = defaultdict(list)
         self._rows: list[dict] = []
 
     def app(self) -> Starlette:
@@ -36,7 +36,7 @@ class TwilioFake:
                "status": "queued",
                "date_created": format_datetime(datetime.now(timezone.utc), usegmt=True)}
         with self._lock:
-            self._bodies[to.removeprefix("whatsapp:")].append(str(form.get("Body", "")))
+            self._sids[to.removeprefix("whatsapp:")].append(row["sid"])
             self._rows.append(row)
             self._lock.notify_all()
         return JSONResponse(row, status_code=201)
@@ -48,13 +48,13 @@ class TwilioFake:
                     if (to is None or row["to"] == to) and (from_ is None or row["from"] == from_)]
         return JSONResponse({"messages": rows, "next_page_uri": None})
 
-    def bodies(self, number: str) -> list[str]:
+    def sids(self, number: str) -> list[str]:
         with self._lock:
-            return list(self._bodies[number])
+            return list(self._sids[number])
 
     def count(self, number: str) -> int:
         with self._lock:
-            return len(self._bodies[number])
+            return len(self._sids[number])
 
     def total(self) -> int:
         with self._lock:
@@ -63,8 +63,8 @@ class TwilioFake:
     def wait_for(self, number: str, count: int, *, timeout: float) -> None:
         """Until `count` messages to `number` have arrived; TimeoutError after `timeout`."""
         with self._lock:
-            if not self._lock.wait_for(lambda: len(self._bodies[number]) >= count, timeout):
-                raise TimeoutError(f"{number}: {len(self._bodies[number])} of {count} messages")
+            if not self._lock.wait_for(lambda: len(self._sids[number]) >= count, timeout):
+                raise TimeoutError(f"{number}: {len(self._sids[number])} of {count} messages")
 
     def wait_for_total(self, count: int, *, timeout: float) -> None:
         with self._lock:

@@ -195,10 +195,16 @@ class Supervisor:
             )
 
     def kill(self, service: Service, signum: int = signal.SIGKILL) -> None:
-        """Signal a child and everything it started (uvicorn's and Sanic's workers); wait."""
+        """Signal a child and everything it started (uvicorn's and Sanic's workers); wait.
+        One that has not stopped 30 s after a SIGTERM is killed."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(service.process.pid, signum)
-        service.process.wait(timeout=30)
+        try:
+            service.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait(timeout=30)
 
     def restart(self, service: Service, *, timeout: float = 300.0) -> None:
         """Start a child that stopped (or stop it first) and wait until it is healthy."""

@@ -143,8 +143,7 @@ class GatewayInput(InputChannel):
             if not agent.is_ready():
                 return response.json({"error": "no model loaded"}, status=503)
             collector = WholeMessages()
-            failures: list[str] = []
-            _failed_actions.set(failures)
+            failures = _watch_action_failures()
             message = UserMessage(
                 text, collector, sender, input_channel=self.name(),
                 message_id=payload.get("message_id"), metadata=payload.get("metadata") or {})
@@ -165,7 +164,45 @@ class GatewayInput(InputChannel):
                                      status=503)
             return response.json({"replies": reply_texts(collector.messages)})
 
+        @hook.route("/event", methods=["POST"])
+        async def receive_event(request: Request) -> HTTPResponse:
+            """An external event (the missed call) for the dialogue's context: Rasa's own
+            trigger_intent, but like a message refused while the action server is down and
+            rewound when an action fails, so the gateway delivers it again."""
+            if not _authorised(request):
+                return response.json({"error": "unauthorised"}, status=401)
+            payload = request.json if isinstance(request.json, dict) else {}
+            sender, intent = payload.get("sender"), payload.get("intent")
+            agent = request.app.ctx.agent
+            if not isinstance(sender, str) or not sender or intent not in (
+                    agent.domain.intents if agent.is_ready() else ()):
+                return response.json({"error": "sender and a known intent are required"},
+                                     status=400)
+            if not await _action_server_up():
+                return response.json({"error": "the action server is not answering"},
+                                     status=503)
+            failures = _watch_action_failures()
+            async with agent.lock_store.lock(sender):
+                tracker = await agent.processor.fetch_tracker_and_update_session(sender)
+                await agent.trigger_intent(intent_name=intent,
+                                           entities=payload.get("entities") or [],
+                                           output_channel=CollectingOutputChannel(),
+                                           tracker=tracker)
+                if failures:
+                    await _rewind(agent, sender)
+            if failures:
+                return response.json({"error": "an action failed", "detail": failures[:3]},
+                                     status=503)
+            return response.json({"done": True})
+
         return hook
+
+
+def _watch_action_failures() -> list[str]:
+    """The list the failure watch fills for the request being handled in this task."""
+    failures: list[str] = []
+    _failed_actions.set(failures)
+    return failures
 
 
 def replies_given(tracker: DialogueStateTracker, message_id: str) -> list[dict] | None:

@@ -28,6 +28,8 @@ from yarl import URL
 
 # The Rasa channel the gateway hands patient messages to (connectors/gateway_channel.py).
 GATEWAY_CHANNEL_PATH = "/webhooks/ringback/webhook"
+# Where the same channel takes external events (the missed call), refused while actions fail.
+GATEWAY_EVENT_PATH = "/webhooks/ringback/event"
 
 
 # A dead process refuses at once on one host; across hosts a dead one may not answer at all.
@@ -116,8 +118,8 @@ class RasaClient:
         """An external event for the dialogue's context. Its actions must not speak: what the
         patient reads after a missed call is the gateway's text-back, and anything said here
         would be dropped."""
-        await self._post(sender_id, f"{self._conversation_path(sender_id)}/trigger_intent",
-                         json={"name": intent, "entities": entities or {}})
+        await self._post(sender_id, GATEWAY_EVENT_PATH, json={
+            "sender": sender_id, "intent": intent, "entities": entities or {}})
 
     async def append_event(self, *, sender_id: str, event: dict | list[dict]) -> None:
         await self._post(sender_id, f"{self._conversation_path(sender_id)}/tracker/events",

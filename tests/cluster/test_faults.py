@@ -185,7 +185,25 @@ class Burst:
         for body in words:
             before = twilio.count(patient)
             self.message(client, patient, body)
-            twilio.wait_for(patient, before + 1, timeout=REPLY_TIMEOUT)
+            try:
+                twilio.wait_for(patient, before + 1, timeout=REPLY_TIMEOUT)
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}; {self.whereabouts(patient)}") from None
+
+    def whereabouts(self, patient: str) -> str:
+        """Where a patient's messages are, for whoever reads a failure: the inbox and the
+        dialogue's tracker."""
+        engine = create_engine(self.cluster.database.url)
+        with engine.connect() as connection:
+            items = connection.execute(text(
+                "SELECT i.id, i.intent, i.state, i.attempts, t.state FROM inbox_items i "
+                "JOIN threads t ON t.id = i.thread_id JOIN contacts c ON c.id = t.contact_id "
+                "WHERE c.phone = :phone ORDER BY i.id"), {"phone": patient}).all()
+            events = connection.execute(text(
+                "SELECT type_name, coalesce(intent_name, action_name, '') FROM events "
+                "WHERE sender_id LIKE :sender ORDER BY id"), {"sender": f"%{patient}"}).all()
+        engine.dispose()
+        return f"inbox {[tuple(row) for row in items]}; tracker {[tuple(e) for e in events]}"
 
     def run(self, fault: Callable[[], None]) -> None:
         """The whole burst, with `fault` applied once a third of its texts are out."""

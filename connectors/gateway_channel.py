@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
-from rasa.shared.core.events import BotUttered, UserUtteranceReverted, UserUttered
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.events import (
+    ActionExecuted,
+    BotUttered,
+    UserUtteranceReverted,
+    UserUttered,
+)
 from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint, response
 from sanic.request import Request
@@ -226,8 +232,14 @@ def replies_given(tracker: DialogueStateTracker, message_id: str) -> list[dict] 
 
 
 async def _rewind(agent: Agent, sender: str) -> None:
-    """Undo the failed turn in the tracker, so the message is read afresh when it comes back."""
+    """Undo the failed turn in the tracker, so the message is read afresh when it comes back.
+
+    The rewind also undoes the action_listen before the message (rasa's applied_events), so a
+    new one closes the turn again: without it the message coming back is read as part of the
+    old turn and the bot only listens (the fault tests caught it after an action server
+    restart)."""
     tracker = await agent.tracker_store.retrieve(sender)
     if tracker is not None:
         tracker.update(UserUtteranceReverted())
+        tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
         await agent.tracker_store.save(tracker)

@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 RASA := $(BIN)/rasa
 
 .DEFAULT_GOAL := help
-.PHONY: help install train migrate run demo test test-unit test-stress bench nlu-report lint validate image image-test check-deploy clean
+.PHONY: help install train migrate run cluster demo test test-unit test-stress fault-test bench nlu-report lint validate image image-test check-deploy clean
 
 help:
 	@echo "make run         start Rasa, the action server, the gateway and the Twilio simulator"
+	@echo "make cluster     the production topology here: nginx, 2 gateways, 2 Rasa, 2 action servers"
 	@echo "make demo        seed synthetic history, play a missed call through the running stack"
 	@echo "make test        the whole test suite (unit, integration, browser)"
+	@echo "make fault-test  kill, restart and cut off each part of the cluster mid-burst; report"
 	@echo "make test-stress the whole suite with every core busy (AT=\"2026-12-05 23:30\": London clock)"
 	@echo "make train       retrain the model when data/, domain.yml or config.yml changed"
 	@echo "make nlu-report  5-fold cross-validation report in reports/"
@@ -46,13 +48,23 @@ validate: install
 run: train
 	$(BIN)/ringback run
 
+# nginx in front of two gateways and two action servers, two Rasa servers, PostgreSQL and Redis
+# (throw-away ones of its own unless DATABASE_URL and REDIS_URL are set). See stack/cluster.py.
+cluster: train
+	$(BIN)/ringback cluster
+
 # Ninety days of clearly marked synthetic history first (once), so the dashboard has a shape.
 demo: install
 	$(BIN)/ringback seed-history --clinic riverside --days 90
 	$(BIN)/ringback demo
 
+# The cluster's slow fault cases run in `make fault-test`; the Rasa-kill case is in here.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not fault"
+
+# Every fault case of the cluster (tests/cluster/test_faults.py), its report printed (-s).
+fault-test: train
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/cluster
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m "not integration and not browser"

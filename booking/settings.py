@@ -75,7 +75,18 @@ class Settings(BaseSettings):
     # Rasa processes on this node, one core each: on RASA_URL's port and the ports after it.
     # A patient's conversation always goes to the same one (booking.messaging.rasa_client).
     rasa_processes: conint(ge=1) = 1
+    # Rasa servers anywhere (comma-separated base URLs, e.g. on other hosts): when set, the
+    # gateway talks to these instead of RASA_URL and the ports after it.
+    rasa_servers: str | None = None
+    # Where Rasa calls actions: one action server, or a balancer in front of several.
     action_server_url: str = "http://127.0.0.1:5055/webhook"
+    # Action servers on this node (`make cluster`): on ACTION_SERVER_PORT and the ports after it.
+    action_server_processes: conint(ge=1) = 1
+    # `make cluster`'s nginx: Twilio's webhooks and the console on BALANCER_PORT (in front of
+    # the gateways on GATEWAY_PORT and after), the action servers on ACTION_BALANCER_PORT.
+    balancer_host: str = "127.0.0.1"
+    balancer_port: int = 8080
+    action_balancer_port: int = 5054
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     # Gateway processes on this node (uvicorn workers on one port); their inbox, outbox and
@@ -209,7 +220,10 @@ class Settings(BaseSettings):
 
     @property
     def rasa_urls(self) -> list[str]:
-        """Where each of this node's Rasa processes answers: RASA_URL, then the next ports."""
+        """Where each Rasa process answers: RASA_SERVERS, or RASA_URL and the next ports."""
+        if self.rasa_servers:
+            return [url.strip().rstrip("/") for url in self.rasa_servers.split(",")
+                    if url.strip()]
         parts = urlsplit(self.rasa_url.rstrip("/"))
         host, port = parts.hostname, parts.port or 5005
         return [parts._replace(netloc=f"{host}:{port + index}").geturl()

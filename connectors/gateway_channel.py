@@ -9,6 +9,12 @@ Rasa 3.6 logs an action that failed (the action server down, a crash in an actio
 carries on as if it had run, so a message is not handed to the dialogue while the action
 server is down: the answer is 503 and the gateway delivers it again later. An action failing
 mid-turn all the same is a 503 too, with the turn rewound (a `rewind` event).
+
+A message is read once, even when it comes twice: the gateway sends each inbox item under its
+own message id, and delivers it again when it got no answer (this Rasa process was killed after
+saving the turn, the connection broke, the gateway itself died). Under the conversation's lock
+(Redis across processes) the channel first looks for that id in the tracker; a turn already
+taken is answered with the replies it gave then, never read again.
 """
 
 from __future__ import annotations
@@ -18,10 +24,18 @@ import contextvars
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.events import (
+    ActionExecuted,
+    BotUttered,
+    UserUtteranceReverted,
+    UserUttered,
+)
+from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -30,6 +44,9 @@ from booking.messaging.inbox import patient_text
 from booking.settings import get_settings
 from connectors import action_response_check, tracker_store
 from connectors.tracker_store import TrackerStoreUnavailable
+
+if TYPE_CHECKING:
+    from rasa.core.agent import Agent
 
 logger = logging.getLogger(__name__)
 # This module is what Rasa's process imports of ours at start (credentials.yml names it).
@@ -137,34 +154,112 @@ class GatewayInput(InputChannel):
             if not await _action_server_up():
                 return response.json({"error": "the action server is not answering"},
                                      status=503)
+            agent = request.app.ctx.agent
+            if not agent.is_ready():
+                return response.json({"error": "no model loaded"}, status=503)
             collector = WholeMessages()
-            failures: list[str] = []
-            _failed_actions.set(failures)
+            failures = _watch_action_failures()
+            message = UserMessage(
+                text, collector, sender, input_channel=self.name(),
+                message_id=payload.get("message_id"), metadata=payload.get("metadata") or {})
             try:
-                await on_new_message(UserMessage(
-                    text, collector, sender, input_channel=self.name(),
-                    message_id=payload.get("message_id"),
-                    metadata=payload.get("metadata") or {}))
+                # What Rasa's own channel handler does (agent.handle_message), with the look for
+                # an earlier reading inside the same lock, so two deliveries cannot both read it.
+                async with agent.lock_store.lock(sender):
+                    earlier = None
+                    if message.message_id:
+                        tracker = await agent.tracker_store.look(sender)
+                        earlier = tracker and replies_given(tracker, message.message_id)
+                    if earlier is not None:
+                        return response.json({"replies": reply_texts(earlier)})
+                    await agent.processor.handle_message(message)
+                    if failures:
+                        await _rewind(agent, sender)
             except TrackerStoreUnavailable as exc:
                 # Nothing was answered or kept: the gateway delivers the message again later.
                 logger.warning("message not read: %s", exc)
                 return response.json({"error": "the tracker store is not answering"},
                                      status=503)
             if failures:
-                await _rewind(request, sender)
                 return response.json({"error": "an action failed", "detail": failures[:3]},
                                      status=503)
             return response.json({"replies": reply_texts(collector.messages)})
 
+        @hook.route("/event", methods=["POST"])
+        async def receive_event(request: Request) -> HTTPResponse:
+            """An external event (the missed call) for the dialogue's context: Rasa's own
+            trigger_intent, but like a message refused while the action server is down and
+            rewound when an action fails, so the gateway delivers it again."""
+            if not _authorised(request):
+                return response.json({"error": "unauthorised"}, status=401)
+            payload = request.json if isinstance(request.json, dict) else {}
+            sender, intent = payload.get("sender"), payload.get("intent")
+            agent = request.app.ctx.agent
+            if not isinstance(sender, str) or not sender or intent not in (
+                    agent.domain.intents if agent.is_ready() else ()):
+                return response.json({"error": "sender and a known intent are required"},
+                                     status=400)
+            if not await _action_server_up():
+                return response.json({"error": "the action server is not answering"},
+                                     status=503)
+            failures = _watch_action_failures()
+            try:
+                async with agent.lock_store.lock(sender):
+                    tracker = await agent.processor.fetch_tracker_and_update_session(sender)
+                    await agent.trigger_intent(intent_name=intent,
+                                               entities=payload.get("entities") or [],
+                                               output_channel=CollectingOutputChannel(),
+                                               tracker=tracker)
+                    if failures:
+                        await _rewind(agent, sender)
+            except TrackerStoreUnavailable as exc:
+                logger.warning("event not told: %s", exc)
+                return response.json({"error": "the tracker store is not answering"},
+                                     status=503)
+            if failures:
+                return response.json({"error": "an action failed", "detail": failures[:3]},
+                                     status=503)
+            return response.json({"done": True})
+
         return hook
 
 
-async def _rewind(request: Request, sender: str) -> None:
-    """Undo the failed turn in the tracker, so the message is read afresh when it comes back."""
-    from rasa.shared.core.events import UserUtteranceReverted
+def _watch_action_failures() -> list[str]:
+    """The list the failure watch fills for the request being handled in this task."""
+    failures: list[str] = []
+    _failed_actions.set(failures)
+    return failures
 
-    agent = request.app.ctx.agent
+
+def replies_given(tracker: DialogueStateTracker, message_id: str) -> list[dict] | None:
+    """The bot messages that answered the message `message_id`, as the collector held them;
+    None if the tracker has no such message, or its turn was rewound."""
+    events = list(tracker.events)
+    start = next((index for index in range(len(events) - 1, -1, -1)
+                  if isinstance(events[index], UserUttered)
+                  and events[index].message_id == message_id), None)
+    if start is None:
+        return None
+    replies = []
+    for event in events[start + 1:]:
+        if isinstance(event, UserUtteranceReverted):
+            return None
+        if isinstance(event, UserUttered):
+            break
+        if isinstance(event, BotUttered):
+            replies.append({**event.data, "text": (event.text or "").strip()})
+    return replies
+
+
+async def _rewind(agent: Agent, sender: str) -> None:
+    """Undo the failed turn in the tracker, so the message is read afresh when it comes back.
+
+    The rewind also undoes the action_listen before the message (rasa's applied_events), so a
+    new one closes the turn again: without it the message coming back is read as part of the
+    old turn and the bot only listens (the fault tests caught it after an action server
+    restart)."""
     tracker = await agent.tracker_store.retrieve(sender)
     if tracker is not None:
         tracker.update(UserUtteranceReverted())
+        tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
         await agent.tracker_store.save(tracker)

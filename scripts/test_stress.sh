@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 moment="${1:-}"
 shift || true
-suite=(.venv/bin/python -m pytest -q "$@")
+suite=(.venv/bin/python -m pytest -q -m "not fault" "$@")  # as `make test`: no slow fault cases
 
 if [ -n "$moment" ]; then
     if ! command -v faketime >/dev/null 2>&1; then

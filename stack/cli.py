@@ -135,6 +135,48 @@ def serve(args: argparse.Namespace) -> int:
     os.execv(service.command[0], service.command)
 
 
+def cluster(_: argparse.Namespace) -> int:
+    """The production topology on this machine (stack/cluster.py); a throw-away PostgreSQL and
+    Redis of its own unless DATABASE_URL and REDIS_URL name them."""
+    import contextlib
+
+    from stack.cluster import start_cluster
+    from stack.local_services import OwnPostgres, OwnRedis, free_port, postgres_scratch_dir
+
+    if not MODEL.exists():
+        print(f"error: no trained model at {MODEL}; run `make train`", file=sys.stderr)
+        return 2
+    run_dir = PROJECT_ROOT / "var" / "cluster"
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = dict(os.environ)
+    with contextlib.ExitStack() as own:
+        if not env.get("DATABASE_URL", "").startswith("postgresql"):
+            scratch = own.enter_context(postgres_scratch_dir())
+            database = OwnPostgres(scratch / "data", free_port())
+            print(f"starting a throw-away PostgreSQL in {database.data_dir} ...")
+            database.start()
+            own.callback(database.stop)
+            env["DATABASE_URL"] = database.url
+        if not env.get("REDIS_URL"):
+            locks = OwnRedis(run_dir / "redis", free_port())
+            locks.start()
+            own.callback(locks.stop)
+            env["REDIS_URL"] = locks.url
+        print("starting nginx, the gateways, Rasa and the action servers "
+              f"(logs in {run_dir / 'logs'}) ...")
+        settings, env, supervisor = start_cluster(env, model=MODEL, run_dir=run_dir)
+        if supervisor is None:
+            return 0  # stopped by a signal while starting
+        print("ready")
+        for service in supervisor.services:
+            print(f"  {service.name:<16} {service.health_url.split('?')[0]}")
+        print(f"  {'postgresql':<16} {settings.database_url.split('@')[-1]}")
+        print(f"  {'redis':<16} {settings.redis_url.split('@')[-1]}")
+        print(f"Twilio's webhooks go to {settings.gateway_public_url}; a process that dies is "
+              "restarted; Ctrl-C stops all")
+        return supervisor.keep_running()
+
+
 def simulator(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -318,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="run one process (gateway, rasa or actions) in the foreground")
     server.add_argument("process", choices=sorted(SERVED))
     server.set_defaults(handler=serve)
+    commands.add_parser(
+        "cluster", help="nginx, two gateways, two Rasa, two action servers, PostgreSQL, Redis"
+    ).set_defaults(handler=cluster)
     fake = commands.add_parser("simulator", help="run the local Twilio simulator")
     fake.add_argument("--port", type=int, default=get_settings().twilio_fake_port)
     fake.add_argument("--state-file")

@@ -6,6 +6,7 @@ ready, and one Ctrl-C (or one child dying) stops them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -33,6 +34,8 @@ class Service:
     name: str
     command: list[str]
     health_url: str
+    # What this child's environment has besides the run's (its own port, in a cluster).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -175,17 +178,41 @@ class Supervisor:
         for service in self.services:
             if self._stop_requested.is_set():
                 return False
-            path = self._log_dir / f"{service.name.replace(' ', '_')}.log"
-            log = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
-            path.chmod(0o600)  # a log left by an older run keeps the mode it was made with
-            # Whatever a child creates (SQLite files and their journals, Rasa's tracker store)
-            # is its user's alone: they hold patients' words.
-            service.process = subprocess.Popen(
-                service.command, cwd=PROJECT_ROOT, env=self._env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, umask=PRIVATE_UMASK,
-            )
+            self._launch(service)
         deadline = time.monotonic() + timeout
         return all(self._wait_healthy(service, deadline) for service in self.services)
+
+    def _launch(self, service: Service) -> None:
+        path = self._log_dir / f"{service.name.replace(' ', '_')}.log"
+        log = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        path.chmod(0o600)  # a log left by an older run keeps the mode it was made with
+        # Whatever a child creates (SQLite files and their journals, Rasa's tracker store)
+        # is its user's alone: they hold patients' words.
+        with log:
+            service.process = subprocess.Popen(
+                service.command, cwd=PROJECT_ROOT, env={**self._env, **service.env},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                umask=PRIVATE_UMASK,
+            )
+
+    def kill(self, service: Service, signum: int = signal.SIGKILL) -> None:
+        """Signal a child and everything it started (uvicorn's and Sanic's workers); wait.
+        One that has not stopped 30 s after a SIGTERM is killed."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.process.pid, signum)
+        try:
+            service.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait(timeout=30)
+
+    def restart(self, service: Service, *, timeout: float = 300.0) -> None:
+        """Start a child that stopped (or stop it first) and wait until it is healthy."""
+        if service.process is not None and service.process.poll() is None:
+            self.kill(service, signal.SIGTERM)
+        self._launch(service)
+        self._wait_healthy(service, time.monotonic() + timeout)
 
     def _wait_healthy(self, service: Service, deadline: float) -> bool:
         """True once healthy, False if a stop was requested meanwhile."""
@@ -202,6 +229,21 @@ class Supervisor:
                 pass
             self._stop_requested.wait(0.5)
         raise TimeoutError(f"{service.name} did not become healthy; see {self._log_dir}")
+
+    def keep_running(self) -> int:
+        """Restart any child that dies, until we are asked to stop (0); then stop everything.
+        For a cluster, where the others carry the load while one comes back."""
+        try:
+            while not self._stop_requested.is_set():
+                for service in self.services:
+                    if service.process.poll() is not None:
+                        print(f"{service.name} stopped (exit {service.process.returncode}); "
+                              "restarting it", file=sys.stderr)
+                        self._launch(service)
+                self._stop_requested.wait(0.5)
+            return 0
+        finally:
+            self.stop()
 
     def wait(self) -> int:
         """Block until a child dies (1) or we are asked to stop (0); then stop everything."""

@@ -135,3 +135,19 @@ async def test_a_conversation_erased_from_the_store_is_not_answered_from_memory(
         db.commit()
 
     assert await store.retrieve(SENDER) is None
+
+
+async def test_a_look_at_the_conversation_is_what_is_stored_and_not_a_turn(tmp_path):
+    """The channel looks for a replayed message before the turn: a look never shows what a
+    turn that did not save changed, and does not stop the next turn from saving."""
+    store = BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                   db=str(tmp_path / "tracker.db"))
+    await kept_after_one_turn(store)
+    assert words(await store.look(SENDER)) == ["hello", "a check up"]
+    turn = await store.retrieve(SENDER)
+    turn.update(UserUttered("not saved yet", timestamp=1004.0))
+    assert words(await store.look(SENDER)) == ["hello", "a check up"]
+
+    await store.save(turn)
+    assert words(await store.look(SENDER)) == ["hello", "a check up", "not saved yet"]
+    assert await store.look("riverside:+447700900999") is None

@@ -158,32 +158,22 @@ class GatewayInput(InputChannel):
             if not agent.is_ready():
                 return response.json({"error": "no model loaded"}, status=503)
             collector = WholeMessages()
-            failures = _watch_action_failures()
             message = UserMessage(
                 text, collector, sender, input_channel=self.name(),
                 message_id=payload.get("message_id"), metadata=payload.get("metadata") or {})
-            try:
-                # What Rasa's own channel handler does (agent.handle_message), with the look for
+
+            async def read() -> HTTPResponse:
+                # What Rasa's own channel handler does (agent.handle_message), after a look for
                 # an earlier reading inside the same lock, so two deliveries cannot both read it.
-                async with agent.lock_store.lock(sender):
-                    earlier = None
-                    if message.message_id:
-                        tracker = await agent.tracker_store.look(sender)
-                        earlier = tracker and replies_given(tracker, message.message_id)
+                if message.message_id:
+                    tracker = await agent.tracker_store.look(sender)
+                    earlier = tracker and replies_given(tracker, message.message_id)
                     if earlier is not None:
                         return response.json({"replies": reply_texts(earlier)})
-                    await agent.processor.handle_message(message)
-                    if failures:
-                        await _rewind(agent, sender)
-            except TrackerStoreUnavailable as exc:
-                # Nothing was answered or kept: the gateway delivers the message again later.
-                logger.warning("message not read: %s", exc)
-                return response.json({"error": "the tracker store is not answering"},
-                                     status=503)
-            if failures:
-                return response.json({"error": "an action failed", "detail": failures[:3]},
-                                     status=503)
-            return response.json({"replies": reply_texts(collector.messages)})
+                await agent.processor.handle_message(message)
+                return response.json({"replies": reply_texts(collector.messages)})
+
+            return await _one_turn(agent, sender, read)
 
         @hook.route("/event", methods=["POST"])
         async def receive_event(request: Request) -> HTTPResponse:
@@ -202,26 +192,38 @@ class GatewayInput(InputChannel):
             if not await _action_server_up():
                 return response.json({"error": "the action server is not answering"},
                                      status=503)
-            failures = _watch_action_failures()
-            try:
-                async with agent.lock_store.lock(sender):
-                    tracker = await agent.processor.fetch_tracker_and_update_session(sender)
-                    await agent.trigger_intent(intent_name=intent,
-                                               entities=payload.get("entities") or [],
-                                               output_channel=CollectingOutputChannel(),
-                                               tracker=tracker)
-                    if failures:
-                        await _rewind(agent, sender)
-            except TrackerStoreUnavailable as exc:
-                logger.warning("event not told: %s", exc)
-                return response.json({"error": "the tracker store is not answering"},
-                                     status=503)
-            if failures:
-                return response.json({"error": "an action failed", "detail": failures[:3]},
-                                     status=503)
-            return response.json({"done": True})
+
+            async def tell() -> HTTPResponse:
+                tracker = await agent.processor.fetch_tracker_and_update_session(sender)
+                await agent.trigger_intent(intent_name=intent,
+                                           entities=payload.get("entities") or [],
+                                           output_channel=CollectingOutputChannel(),
+                                           tracker=tracker)
+                return response.json({"done": True})
+
+            return await _one_turn(agent, sender, tell)
 
         return hook
+
+
+async def _one_turn(agent: Agent, sender: str,
+                    take: Callable[[], Awaitable[HTTPResponse]]) -> HTTPResponse:
+    """One turn of a conversation, under its lock: `take` takes it and says the answer. A turn
+    whose action failed is rewound, and a tracker store that does not answer leaves nothing
+    behind: either is a 503, and the gateway delivers the message or event again later."""
+    failures = _watch_action_failures()
+    try:
+        async with agent.lock_store.lock(sender):
+            answer = await take()
+            if failures:
+                await _rewind(agent, sender)
+    except TrackerStoreUnavailable as exc:
+        logger.warning("turn not taken: %s", exc)
+        return response.json({"error": "the tracker store is not answering"}, status=503)
+    if failures:
+        return response.json({"error": "an action failed", "detail": failures[:3]},
+                             status=503)
+    return answer
 
 
 def _watch_action_failures() -> list[str]:

@@ -76,27 +76,28 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         with _unavailable_on_database_errors(), self.session_scope() as session:
-            rows = self._rows_of(session, sender_id)
-            kept = self._kept.pop(sender_id, None)
-            if kept is None or kept.rows != rows:
-                kept = self._read(session, sender_id, rows)
-            if kept is None:
-                return None
-            _remember(self._handed_out, sender_id, kept)
-            return kept.tracker
+            kept = self._as_stored(session, sender_id, self._kept.pop(sender_id, None))
+        if kept is None:
+            return None
+        _remember(self._handed_out, sender_id, kept)
+        return kept.tracker
 
     async def look(self, sender_id: str) -> DialogueStateTracker | None:
         """The conversation as stored, to read and never change: it stays kept, so the turn
         that follows (the channel looks for a replayed message first) does not read it again."""
         with _unavailable_on_database_errors(), self.session_scope() as session:
-            rows = self._rows_of(session, sender_id)
-            kept = self._kept.get(sender_id)
-            if kept is None or kept.rows != rows:
-                kept = self._read(session, sender_id, rows)
-                if kept is None:
-                    return None
-                _remember(self._kept, sender_id, kept)
-            return kept.tracker
+            kept = self._as_stored(session, sender_id, self._kept.get(sender_id))
+        if kept is None:
+            return None
+        _remember(self._kept, sender_id, kept)
+        return kept.tracker
+
+    def _as_stored(self, session, sender_id: str, kept: _Kept | None) -> _Kept | None:
+        """`kept` if the sender's rows are still the ones it was kept with, else read afresh."""
+        rows = self._rows_of(session, sender_id)
+        if kept is not None and kept.rows == rows:
+            return kept
+        return self._read(session, sender_id, rows)
 
     async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool
                         ) -> DialogueStateTracker | None:

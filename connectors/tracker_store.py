@@ -13,8 +13,9 @@ get answered out of context and the conversation is lost when the process ends. 
 - It waits a bounded time for its database at start (TRACKER_STORE_START_TIMEOUT_SECONDS),
   then refuses to start, where Rasa's store would retry forever.
 - `install()` makes the agent use the store as it is: a failed read or write is an error of
-  that message (the channel answers 503 and the gateway delivers it again later), and an
-  agent given no store, or one in memory, refuses to start.
+  that message (the channel answers 503 and the gateway delivers it again later); an agent
+  given a store in memory (what Rasa makes of a store it could not load) refuses to start,
+  and one given none can parse messages but refuses every turn (`NoConversations`).
 - It keeps the trackers it saved (the most recent `KEPT_TRACKERS`), so the next turn of a
   conversation costs one indexed query that checks the stored rows are still the ones it
   saved, instead of reading and rebuilding every event: rebuilding was about a third of Rasa's
@@ -228,12 +229,25 @@ def _wait_for_database(url: sa.engine.URL | str, timeout: float) -> None:
         engine.dispose()
 
 
+class NoConversations(TrackerStore):
+    """The store of an agent made without one, to parse messages alone (`make nlu-report`, the
+    NLU tests): it holds no conversation, and a turn asked of it is an error, never memory."""
+
+    def _refuse(self, *_: Any) -> Any:
+        raise TrackerStoreUnavailable(
+            "this agent was made without a tracker store: it parses messages, it does not hold "
+            "conversations (Ringback's Rasa never keeps them in memory; see endpoints.yml)")
+
+    retrieve = save = keys = retrieve_full_tracker = _refuse
+
+
 def _store_without_fallback(store: TrackerStore | None, domain: Domain) -> TrackerStore:
     """Agent._create_tracker_store without FailSafeTrackerStore and without memory."""
-    if store is None or isinstance(store, InMemoryTrackerStore):
+    if isinstance(store, InMemoryTrackerStore):
         raise TrackerStoreUnavailable(
-            "no tracker store configured (or it could not be loaded): Ringback's Rasa never "
-            "keeps conversations in memory; see endpoints.yml")
+            "the tracker store is in memory (not configured, or it could not be loaded): "
+            "Ringback's Rasa never keeps conversations in memory; see endpoints.yml")
+    store = store or NoConversations(domain)
     store.domain = domain
     return store
 

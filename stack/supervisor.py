@@ -139,7 +139,8 @@ def services(settings: Settings, *, model: Path, run_dir: Path, with_simulator: 
 
 
 class Supervisor:
-    def __init__(self, services: list[Service], *, env: dict[str, str], log_dir: Path):
+    def __init__(self, services: list[Service], *, env: dict[str, str] | None, log_dir: Path):
+        """`env`: the children's environment; None is this process's own."""
         self.services = services
         self._env = env
         self._log_dir = log_dir
@@ -190,7 +191,8 @@ class Supervisor:
         # is its user's alone: they hold patients' words.
         with log:
             service.process = subprocess.Popen(
-                service.command, cwd=PROJECT_ROOT, env={**self._env, **service.env},
+                service.command, cwd=PROJECT_ROOT,
+                env={**(os.environ if self._env is None else self._env), **service.env},
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 umask=PRIVATE_UMASK,
             )

@@ -42,11 +42,19 @@ def test_the_method_it_replaces_still_has_the_shape_it_had():
     assert "self.tracker_store = self._create_tracker_store(tracker_store, self.domain)" in source
 
 
-def test_an_agent_without_a_real_store_refuses_to_exist():
-    with pytest.raises(TrackerStoreUnavailable):
-        Agent()
+def test_an_agent_given_a_store_in_memory_refuses_to_exist():
+    """What Rasa makes of a store it could not load: the Rasa process does not start."""
     with pytest.raises(TrackerStoreUnavailable):
         Agent(tracker_store=InMemoryTrackerStore(Domain.empty()))
+
+
+async def test_an_agent_given_no_store_parses_but_holds_no_conversation():
+    """An agent for parsing alone (the NLU report and tests): every turn is refused."""
+    agent = Agent()
+    with pytest.raises(TrackerStoreUnavailable):
+        await agent.tracker_store.retrieve(SENDER)
+    with pytest.raises(TrackerStoreUnavailable):
+        await agent.tracker_store.save(DialogueStateTracker.from_events(SENDER, []))
 
 
 def test_an_agent_uses_the_store_itself_so_its_errors_reach_the_message(tmp_path):

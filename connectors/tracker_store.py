@@ -76,8 +76,7 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
         self._handed_out: OrderedDict[str, _Kept] = OrderedDict()  # in a turn now
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
-        with _unavailable_on_database_errors(), self.session_scope() as session:
-            kept = self._as_stored(session, sender_id, self._kept.pop(sender_id, None))
+        kept = await self._as_stored(sender_id, self._kept.pop(sender_id, None))
         if kept is None:
             return None
         _remember(self._handed_out, sender_id, kept)
@@ -86,19 +85,21 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
     async def look(self, sender_id: str) -> DialogueStateTracker | None:
         """The conversation as stored, to read and never change: it stays kept, so the turn
         that follows (the channel looks for a replayed message first) does not read it again."""
-        with _unavailable_on_database_errors(), self.session_scope() as session:
-            kept = self._as_stored(session, sender_id, self._kept.get(sender_id))
+        kept = await self._as_stored(sender_id, self._kept.get(sender_id))
         if kept is None:
             return None
         _remember(self._kept, sender_id, kept)
         return kept.tracker
 
-    def _as_stored(self, session, sender_id: str, kept: _Kept | None) -> _Kept | None:
-        """`kept` if the sender's rows are still the ones it was kept with, else read afresh."""
-        rows = self._rows_of(session, sender_id)
+    async def _as_stored(self, sender_id: str, kept: _Kept | None) -> _Kept | None:
+        """`kept` if the sender's rows are still the ones it was kept with, else read afresh
+        (Rasa's own read of the newest session)."""
+        with _unavailable_on_database_errors(), self.session_scope() as session:
+            rows = self._rows_of(session, sender_id)
         if kept is not None and kept.rows == rows:
             return kept
-        return self._read(session, sender_id, rows)
+        tracker = await self._retrieve(sender_id, fetch_events_from_all_sessions=False)
+        return None if tracker is None else _Kept(tracker, stored=len(tracker.events), rows=rows)
 
     async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool
                         ) -> DialogueStateTracker | None:
@@ -125,14 +126,6 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
                                       sa.func.max(self.SQLEvent.id)).filter(
             self.SQLEvent.sender_id == sender_id).one()
         return count, newest
-
-    def _read(self, session, sender_id: str, rows: tuple[int, int | None]) -> _Kept | None:
-        events = [json.loads(row.data) for row in self._event_query(
-            session, sender_id, fetch_events_from_all_sessions=False)]
-        if not self.domain or not events:
-            return None
-        tracker = DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
-        return _Kept(tracker, stored=len(events), rows=rows)
 
     def _append(self, handed_out: _Kept) -> _Kept:
         """Store the turn's new events (what Rasa's save does, without counting the stored rows

@@ -127,24 +127,30 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
             self.SQLEvent.sender_id == sender_id).one()
         return count, newest
 
-    def _append(self, handed_out: _Kept) -> _Kept:
+    def _append(self, handed_out: _Kept) -> _Kept | None:
         """Store the turn's new events (what Rasa's save does, without counting the stored rows
-        first: the turn read them, under the conversation's lock), and keep the tracker."""
+        first: the turn read them, under the conversation's lock), and keep the tracker; None
+        when another writer's rows showed up meanwhile (read afresh next turn).
+
+        One executemany for the turn's events (about ten), where the ORM's add_all inserts them
+        one statement at a time to learn each id: only the newest id is kept, read back with the
+        count in the same transaction."""
         tracker = handed_out.tracker
-        rows = [self.SQLEvent(sender_id=tracker.sender_id, type_name=event.type_name,
-                              timestamp=data.get("timestamp"),
-                              intent_name=data.get("parse_data", {}).get("intent", {}).get("name"),
-                              action_name=data.get("name"), data=json.dumps(data))
+        rows = [{"sender_id": tracker.sender_id, "type_name": event.type_name,
+                 "timestamp": data.get("timestamp"),
+                 "intent_name": data.get("parse_data", {}).get("intent", {}).get("name"),
+                 "action_name": data.get("name"), "data": json.dumps(data)}
                 for event in itertools.islice(tracker.events, handed_out.stored, None)
                 for data in (event.as_dict(),)]
-        count, newest = handed_out.rows
-        with self.session_scope() as session:
-            session.add_all(rows)
-            session.flush()
-            if rows:
-                count, newest = count + len(rows), max(row.id for row in rows)
-            session.commit()
-        return _Kept(tracker, stored=len(tracker.events), rows=(count, newest))
+        stored = handed_out.rows
+        if rows:
+            with self.session_scope() as session:
+                session.execute(self.SQLEvent.__table__.insert(), rows)
+                stored = self._rows_of(session, tracker.sender_id)
+                session.commit()
+            if stored[0] != handed_out.rows[0] + len(rows):
+                return None
+        return _Kept(tracker, stored=len(tracker.events), rows=stored)
 
     def reachable(self) -> bool:
         """Whether the database answers now (the health check's question)."""

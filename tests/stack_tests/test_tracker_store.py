@@ -117,6 +117,24 @@ async def test_a_kept_tracker_is_read_afresh_once_another_process_has_written(tm
     assert words(await here.retrieve(SENDER)) == ["hello", "a check up", "how much is it?"]
 
 
+async def test_another_process_writing_during_a_turn_is_seen_after_the_turn(tmp_path):
+    """Rows another writer adds while this process's turn runs (no lock shared: the purge, a
+    process that lost its lock) are not taken for this turn's own: the next turn reads afresh."""
+    here, there = (BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                          db=str(tmp_path / "tracker.db")) for _ in range(2))
+    await kept_after_one_turn(here)
+    turn = await here.retrieve(SENDER)
+    meanwhile = await there.retrieve(SENDER)
+    meanwhile.update(UserUttered("written elsewhere", timestamp=1004.0))
+    await there.save(meanwhile)
+    turn.update(UserUttered("this turn", timestamp=1005.0))
+    turn.update(ActionExecuted("action_listen", timestamp=1006.0))
+    await here.save(turn)
+
+    assert words(await here.retrieve(SENDER)) == [
+        "hello", "a check up", "written elsewhere", "this turn"]
+
+
 async def test_a_turn_that_never_saved_leaves_no_trace_in_the_next_one(tmp_path):
     """A turn that failed half-way changed its tracker in memory only: the next turn reads
     what is stored."""

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload, sessionmaker
+from sqlalchemy.orm import joinedload, sessionmaker
 
 from booking.db import get_engine, session_factory
 from booking.messaging.outbox import Outbox

@@ -42,7 +42,7 @@ from sanic.response import HTTPResponse
 
 from booking.messaging.inbox import patient_text
 from booking.settings import get_settings
-from connectors import action_response_check, tracker_store
+from connectors import action_response_check, graph_runner, tracker_store
 from connectors.tracker_store import TrackerStoreUnavailable
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 # This module is what Rasa's process imports of ours at start (credentials.yml names it).
 action_response_check.install()
+graph_runner.install()
 tracker_store.install()
 
 # The words Rasa's processor logs when it swallows an action's failure (rasa 3.6).

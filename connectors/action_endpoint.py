@@ -9,11 +9,13 @@ stays open for the event loop that made it (an aiohttp session belongs to one lo
 A kept connection can go stale: the action server restarted, or closed it after its idle
 timeout just as a request set off on it. aiohttp then says ServerDisconnectedError, and that
 request is sent once more on a fresh connection, only when its connection was a reused one
-(a new connection that drops is the server failing on this request, Rasa's failure to
-report). A connection is not kept idle longer than the action server keeps it (Sanic: 5 s),
-so the server closing idle connections rarely races a request at all. Whatever still fails is
-Rasa's failed action as before: the channel rewinds the turn and the gateway delivers the
-message again.
+(a new connection that drops is the server failing on this request: Rasa's failed action).
+A reused connection also drops when the server dies while running the action; the fresh
+connection is then refused, or reaches the restarted server, which runs the action as the
+gateway's later delivery of the message would have. A connection is not kept idle longer than
+the action server keeps it (Sanic: 5 s), so the server closing idle connections rarely races
+a request at all. Whatever still fails is Rasa's failed action as before: the channel rewinds
+the turn and the gateway delivers the message again.
 
 `answered_recently` tells the channel an action call succeeded a moment ago, so its health
 check of the action server can be skipped (connectors/gateway_channel.py says why).

@@ -19,7 +19,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 from rasa.utils.endpoints import EndpointConfig
 
-import connectors.gateway_channel  # noqa: F401 - installs the endpoint, as in Rasa's process
+from connectors import gateway_channel  # installs the endpoint, as in Rasa's process
 from connectors.action_endpoint import KeptAliveEndpoint
 from tests.stack import free_port
 
@@ -133,3 +133,20 @@ async def test_the_health_check_goes_over_the_kept_session(action_server, endpoi
     await action_server.stop()
     assert not await endpoint.answers_health_check()
     await action_server.start()  # for the fixture to stop
+
+
+async def test_the_channel_skips_its_check_just_after_an_action_answered(action_server,
+                                                                          monkeypatch):
+    """A failing action rewinds the turn all the same (connectors/gateway_channel.py)."""
+    monkeypatch.setattr(gateway_channel, "RECENT_ANSWER_SECONDS", 600)  # a slow machine too
+    agent = Agent(action_endpoint=EndpointConfig(action_server.url, headers=TOKEN_HEADER))
+    try:
+        await action_server.stop()
+        assert not await gateway_channel._action_server_up(agent)
+        await action_server.start()
+        await run_action(agent.action_endpoint)
+        await action_server.stop()
+        assert await gateway_channel._action_server_up(agent)
+    finally:
+        await action_server.start()  # for the fixture to stop
+        await agent.action_endpoint.close()

@@ -72,6 +72,9 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
         _wait_for_database(url, get_settings().tracker_store_start_timeout_seconds)
         super().__init__(domain, dialect, host, port, db, username, password,
                          login_db=login_db, query=query, **kwargs)
+        events = self.SQLEvent.__table__
+        self._rows_query = sa.select(sa.func.count(events.c.id), sa.func.max(events.c.id)).where(
+            events.c.sender_id == sa.bindparam("sender_id"))
         self._kept: OrderedDict[str, _Kept] = OrderedDict()  # at rest, as stored
         self._handed_out: OrderedDict[str, _Kept] = OrderedDict()  # in a turn now
 
@@ -94,8 +97,8 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
     async def _as_stored(self, sender_id: str, kept: _Kept | None) -> _Kept | None:
         """`kept` if the sender's rows are still the ones it was kept with, else read afresh
         (Rasa's own read of the newest session)."""
-        with _unavailable_on_database_errors(), self.session_scope() as session:
-            rows = self._rows_of(session, sender_id)
+        with _unavailable_on_database_errors():
+            rows = self._rows_of(sender_id)
         if kept is not None and kept.rows == rows:
             return kept
         tracker = await self._retrieve(sender_id, fetch_events_from_all_sessions=False)
@@ -121,10 +124,11 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
             elif kept is not None:
                 _remember(self._kept, tracker.sender_id, kept)
 
-    def _rows_of(self, session, sender_id: str) -> tuple[int, int | None]:
-        count, newest = session.query(sa.func.count(self.SQLEvent.id),
-                                      sa.func.max(self.SQLEvent.id)).filter(
-            self.SQLEvent.sender_id == sender_id).one()
+    def _rows_of(self, sender_id: str) -> tuple[int, int | None]:
+        # A statement built once, run on a plain connection: building an ORM query and its
+        # cache key each turn cost more than the indexed query itself (issue 19's profile).
+        with self.engine.connect() as connection:
+            count, newest = connection.execute(self._rows_query, {"sender_id": sender_id}).one()
         return count, newest
 
     def _append(self, handed_out: _Kept) -> _Kept | None:

@@ -70,6 +70,7 @@ NO_WORDS_REPLY = ("Thanks, {clinic} received your {what}, but we can only read t
 # A message to a thread staff hold: the patient hears once that it reached the team.
 HELD_REPLY = "Thanks, the {clinic} team has this message too."
 MAX_ERROR_CHARS = 300
+_CLINICS_BY_NUMBER = "inbox: clinics by number"
 
 
 @lru_cache(maxsize=1)
@@ -103,7 +104,7 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
     """
     to_number = params["To"].removeprefix("whatsapp:")
     body = storable(params.get("Body", ""))
-    clinic = find_clinic_by_number(session, to_number)
+    clinic = _clinic_at(session, to_number)
     if clinic is None or to_number != _clinic_number(clinic, channel):
         raise LookupError(f"no clinic receives {channel.value} at this number")
     phone = to_e164(params["From"].removeprefix("whatsapp:"), default_region=clinic.country)
@@ -114,11 +115,10 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
     if staff_out is not None:
         return Accepted(reply_ids=tuple(m.id for m in staff_out), queued=False)
     contact = get_or_create_contact(session, clinic=clinic, phone=phone)
-    thread = get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel)
     # One writer per thread at a time, so a thread's items get ids in the order they commit:
     # the order the dialogue reads them in.
-    session.execute(select(Thread.id).where(Thread.id == thread.id)
-                    .with_for_update(key_share=True))
+    thread = get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel,
+                                  lock=True)
     media_count = _count(params.get("NumMedia"))
     message = record_inbound(
         session, clinic=clinic, thread=thread, channel=channel, from_number=params["From"],
@@ -212,6 +212,14 @@ def _no_words_reply(session: Session, *, thread: Thread, params: dict[str, str],
                    to_number=thread.contact.phone, author="bot", thread=thread,
                    contact=thread.contact,
                    body=NO_WORDS_REPLY.format(clinic=thread.clinic.name, what=what))
+
+
+def _clinic_at(session: Session, number: str) -> Clinic | None:
+    """Looked up once per session: an intake pass takes a burst in, mostly to a few numbers."""
+    clinics = session.info.setdefault(_CLINICS_BY_NUMBER, {})
+    if number not in clinics:
+        clinics[number] = find_clinic_by_number(session, number)
+    return clinics[number]
 
 
 def _clinic_number(clinic: Clinic, channel: Channel) -> str | None:
@@ -349,13 +357,18 @@ def _finish(item: InboxItem, state: InboxState, now: datetime) -> None:
 def answered(session: Session, *, claimed: Claimed, replies: list[str],
              now: datetime) -> tuple[int, ...]:
     """The dialogue answered: its replies go to the outbox and the item is done, together."""
-    item = _owned(session, claimed)
-    if item is None:
-        return ()
-    stored = [m.id for text in replies if text.strip()
-              for m in store_bot_reply(session, sender_id=claimed.sender_id, text=text)]
-    _finish(item, InboxState.answered, now)
-    return tuple(stored)
+    # Finished and owned-checked in one statement, which locks the row as a load would.
+    finished = session.execute(
+        update(InboxItem).where(InboxItem.id == claimed.item_id,
+                                InboxItem.state == InboxState.waiting,
+                                InboxItem.claim_token == claimed.claim_token)
+        .values(state=InboxState.answered, finished_at=now, claim_token=None,
+                claimed_until=None, next_attempt_at=None)
+        .execution_options(synchronize_session=False)).rowcount
+    if not finished:
+        return ()  # the lease ran out and another worker has it
+    return tuple(m.id for text in replies if text.strip()
+                 for m in store_bot_reply(session, sender_id=claimed.sender_id, text=text))
 
 
 def retry_later(session: Session, *, claimed: Claimed, error: str, now: datetime,

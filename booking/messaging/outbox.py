@@ -114,6 +114,9 @@ def clinic_sender(clinic: Clinic, channel: Channel) -> str:
     return address(number, channel)
 
 
+_ENQUEUED = "outbox: enqueued"
+
+
 def enqueue(
     session: Session,
     *,
@@ -151,6 +154,9 @@ def enqueue(
         for part in bodies
     ]
     session.add_all(messages)
+    # The session holds its rows weakly: without a reference, a claim in the same transaction
+    # (the text-back, the dialogue's replies) would select each row again once flushed.
+    session.info.setdefault(_ENQUEUED, []).extend(messages)
     if flush:
         session.flush()
     if thread is not None:

@@ -79,6 +79,24 @@ def get_or_create_thread(
     return thread
 
 
+def patient_thread(session: Session, *, clinic: Clinic, phone: str, channel: Channel) -> Thread:
+    """The patient's thread with its contact (both created when new), switched to `channel`,
+    and locked like `get_or_create_thread(lock=True)`: one statement for every message but a
+    patient's first."""
+    thread = session.execute(
+        select(Thread).where(Thread.sender_id == sender_id_for(clinic_slug=clinic.slug,
+                                                               phone=phone))
+        .options(joinedload(Thread.contact, innerjoin=True))
+        .with_for_update(key_share=True, of=Thread)
+    ).scalar_one_or_none()
+    if thread is None:
+        contact = get_or_create_contact(session, clinic=clinic, phone=phone)
+        return get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel,
+                                    lock=True)
+    thread.channel = channel
+    return thread
+
+
 def threads_for(session: Session, wanted: list[tuple[Clinic, Contact, Channel]]
                  ) -> dict[int, Thread]:
     """Each contact's thread (created when new), switched to the channel we now text on."""

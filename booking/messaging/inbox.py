@@ -36,8 +36,7 @@ from booking.escalation import staff_replies
 from booking.escalation.escalations import hand_over, open_escalations
 from booking.messaging import consent
 from booking.messaging.conversations import (
-    get_or_create_contact,
-    get_or_create_thread,
+    patient_thread,
     record_inbound,
     store_bot_reply,
 )
@@ -114,11 +113,10 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
         to_number=params["To"], twilio_sid=params["MessageSid"])
     if staff_out is not None:
         return Accepted(reply_ids=tuple(m.id for m in staff_out), queued=False)
-    contact = get_or_create_contact(session, clinic=clinic, phone=phone)
     # One writer per thread at a time, so a thread's items get ids in the order they commit:
     # the order the dialogue reads them in.
-    thread = get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel,
-                                  lock=True)
+    thread = patient_thread(session, clinic=clinic, phone=phone, channel=channel)
+    contact = thread.contact
     media_count = _count(params.get("NumMedia"))
     message = record_inbound(
         session, clinic=clinic, thread=thread, channel=channel, from_number=params["From"],

@@ -79,16 +79,20 @@ def get_or_create_thread(
     return thread
 
 
+# Built once, like the other statements every patient message runs.
+_PATIENT_THREAD = (select(Thread).where(Thread.sender_id == bindparam("sender_id"))
+                   .options(joinedload(Thread.contact, innerjoin=True))
+                   .with_for_update(key_share=True, of=Thread))
+_THREAD_TO_REPLY_IN = (select(Thread).where(Thread.sender_id == bindparam("sender_id"))
+                       .options(joinedload(Thread.clinic), joinedload(Thread.contact)))
+
+
 def patient_thread(session: Session, *, clinic: Clinic, phone: str, channel: Channel) -> Thread:
     """The patient's thread with its contact (both created when new), switched to `channel`,
     and locked like `get_or_create_thread(lock=True)`: one statement for every message but a
     patient's first."""
-    thread = session.execute(
-        select(Thread).where(Thread.sender_id == sender_id_for(clinic_slug=clinic.slug,
-                                                               phone=phone))
-        .options(joinedload(Thread.contact, innerjoin=True))
-        .with_for_update(key_share=True, of=Thread)
-    ).scalar_one_or_none()
+    thread = session.execute(_PATIENT_THREAD, {
+        "sender_id": sender_id_for(clinic_slug=clinic.slug, phone=phone)}).scalar_one_or_none()
     if thread is None:
         contact = get_or_create_contact(session, clinic=clinic, phone=phone)
         return get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel,
@@ -128,7 +132,7 @@ def find_thread(session: Session, *, sender_id: str) -> Thread | None:
     return session.execute(select(Thread).where(Thread.sender_id == sender_id)).scalar_one_or_none()
 
 
-# Built once: this runs for every patient message.
+# Built once, like the statements above.
 _SEEN_AND_REPLIED_BEFORE = select(
     exists().where(Message.twilio_sid == bindparam("sid")),
     exists().where(Message.thread_id == bindparam("thread_id"),
@@ -201,10 +205,7 @@ def record_event(
 def store_bot_reply(session: Session, *, sender_id: str, text: str) -> list[Message]:
     """Put the dialogue's reply in the outbox, on the channel the thread now uses."""
     # Its clinic and contact in the same statement: every reply needs both.
-    thread = session.execute(
-        select(Thread).where(Thread.sender_id == sender_id)
-        .options(joinedload(Thread.clinic), joinedload(Thread.contact))
-    ).scalar_one_or_none()
+    thread = session.execute(_THREAD_TO_REPLY_IN, {"sender_id": sender_id}).scalar_one_or_none()
     if thread is None:
         raise LookupError(f"no thread for {sender_id}")
     return enqueue(session, clinic=thread.clinic, channel=thread.channel,

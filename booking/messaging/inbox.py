@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from booking.clinics.lookups import find_clinic_by_number
@@ -277,6 +277,33 @@ class InboxPolicy:
 
 
 _EARLIER = aliased(InboxItem, name="earlier")
+# Built once: a worker claims after every delivery. Due: waiting, its retry time come, no live
+# lease, and no older waiting item of its thread.
+_NOW = bindparam("now", type_=InboxItem.received_at.type)
+_DUE = (select(InboxItem.id).where(
+    InboxItem.state == InboxState.waiting,
+    or_(InboxItem.next_attempt_at.is_(None), InboxItem.next_attempt_at <= _NOW),
+    or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < _NOW),
+    ~exists().where(_EARLIER.thread_id == InboxItem.thread_id,
+                    _EARLIER.state == InboxState.waiting,
+                    _EARLIER.id < InboxItem.id),
+).order_by(InboxItem.id).limit(bindparam("limit")))
+# Conditional, so two workers reading the same candidates cannot both take one.
+_LEASE = (update(InboxItem).where(
+    InboxItem.id.in_(bindparam("ids", expanding=True)), InboxItem.state == InboxState.waiting,
+    or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < _NOW))
+    .values(claim_token=bindparam("token"),
+            claimed_until=bindparam("until", type_=InboxItem.claimed_until.type),
+            attempts=InboxItem.attempts + 1)
+    .execution_options(synchronize_session=False))
+_LEASED = (select(InboxItem.id, InboxItem.text, InboxItem.intent, InboxItem.received_at,
+                  Thread.sender_id, Thread.state.label("thread_state"),
+                  Clinic.slug.label("clinic"), Message.id.label("message_id"),
+                  Message.channel, Message.media_count)
+           .join(Thread, Thread.id == InboxItem.thread_id)
+           .join(Clinic, Clinic.id == Thread.clinic_id)
+           .join(Message, Message.id == InboxItem.message_id)
+           .where(InboxItem.claim_token == bindparam("token")).order_by(InboxItem.id))
 
 
 def claim_due(session: Session, *, now: datetime, limit: int,
@@ -288,28 +315,14 @@ def claim_due(session: Session, *, now: datetime, limit: int,
     """
     claimed: list[Claimed] = []
     while len(claimed) < limit:
-        candidates = _due(session, now=now, limit=limit - len(claimed))
+        candidates = list(session.execute(_DUE, {"now": now, "limit": limit - len(claimed)})
+                          .scalars())
         if not candidates:
             break
         token = str(uuid.uuid4())
-        # Conditional, so two workers reading the same candidates cannot both take one.
-        session.execute(
-            update(InboxItem).where(
-                InboxItem.id.in_(candidates), InboxItem.state == InboxState.waiting,
-                or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < now))
-            .values(claim_token=token, claimed_until=now + policy.lease,
-                    attempts=InboxItem.attempts + 1)
-            .execution_options(synchronize_session=False))
-        won = session.execute(
-            select(InboxItem.id, InboxItem.text, InboxItem.intent, InboxItem.received_at,
-                   Thread.sender_id, Thread.state.label("thread_state"),
-                   Clinic.slug.label("clinic"), Message.id.label("message_id"),
-                   Message.channel, Message.media_count)
-            .join(Thread, Thread.id == InboxItem.thread_id)
-            .join(Clinic, Clinic.id == Thread.clinic_id)
-            .join(Message, Message.id == InboxItem.message_id)
-            .where(InboxItem.claim_token == token).order_by(InboxItem.id)
-        ).all()
+        session.execute(_LEASE, {"ids": candidates, "now": now, "token": token,
+                                 "until": now + policy.lease})
+        won = session.execute(_LEASED, {"token": token}).all()
         held = [row.id for row in won if row.thread_state == ThreadState.handed_off]
         claimed.extend(
             Claimed(item_id=row.id, claim_token=token, sender_id=row.sender_id, text=row.text,
@@ -327,19 +340,6 @@ def claim_due(session: Session, *, now: datetime, limit: int,
     return claimed
 
 
-def _due(session: Session, *, now: datetime, limit: int) -> list[int]:
-    return list(session.execute(
-        select(InboxItem.id).where(
-            InboxItem.state == InboxState.waiting,
-            or_(InboxItem.next_attempt_at.is_(None), InboxItem.next_attempt_at <= now),
-            or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < now),
-            ~exists().where(_EARLIER.thread_id == InboxItem.thread_id,
-                            _EARLIER.state == InboxState.waiting,
-                            _EARLIER.id < InboxItem.id),
-        ).order_by(InboxItem.id).limit(limit)
-    ).scalars())
-
-
 def _owned(session: Session, claimed: Claimed) -> InboxItem | None:
     item = session.get(InboxItem, claimed.item_id, with_for_update=True)
     if item is None or item.state != InboxState.waiting or item.claim_token != claimed.claim_token:
@@ -352,17 +352,23 @@ def _finish(item: InboxItem, state: InboxState, now: datetime) -> None:
     item.claim_token = item.claimed_until = item.next_attempt_at = None
 
 
+# Finished and owned-checked in one statement, which locks the row as a load would. Built once
+# (building a statement costs more than running it), like the other statements each message
+# runs here.
+_FINISH_ANSWERED = (
+    update(InboxItem).where(InboxItem.id == bindparam("item_id"),
+                            InboxItem.state == InboxState.waiting,
+                            InboxItem.claim_token == bindparam("token"))
+    .values(state=InboxState.answered, finished_at=_NOW, claim_token=None,
+            claimed_until=None, next_attempt_at=None)
+    .execution_options(synchronize_session=False))
+
+
 def answered(session: Session, *, claimed: Claimed, replies: list[str],
              now: datetime) -> tuple[int, ...]:
     """The dialogue answered: its replies go to the outbox and the item is done, together."""
-    # Finished and owned-checked in one statement, which locks the row as a load would.
-    finished = session.execute(
-        update(InboxItem).where(InboxItem.id == claimed.item_id,
-                                InboxItem.state == InboxState.waiting,
-                                InboxItem.claim_token == claimed.claim_token)
-        .values(state=InboxState.answered, finished_at=now, claim_token=None,
-                claimed_until=None, next_attempt_at=None)
-        .execution_options(synchronize_session=False)).rowcount
+    finished = session.execute(_FINISH_ANSWERED, {
+        "item_id": claimed.item_id, "token": claimed.claim_token, "now": now}).rowcount
     if not finished:
         return ()  # the lease ran out and another worker has it
     return tuple(m.id for text in replies if text.strip()

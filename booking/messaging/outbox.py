@@ -219,6 +219,20 @@ _RECORD_SENT = (
 )
 
 
+# Compare-and-set, built once (every message sent is claimed): the row is as read, and no older
+# one to the same recipient is still waiting.
+_CLAIM = (
+    update(Message)
+    .where(Message.id == bindparam("row_id"),
+           Message.attempts == bindparam("read_attempts"),
+           Message.status == bindparam("read_status", type_=Message.status.type),
+           ~_older_live_sibling())
+    .values(status=MessageStatus.sending, attempts=Message.attempts + 1,
+            next_attempt_at=bindparam("lease_until", type_=Message.next_attempt_at.type))
+    .execution_options(synchronize_session=False)
+)
+
+
 class Outbox:
     def __init__(
         self,
@@ -326,16 +340,9 @@ class Outbox:
             return None
         # A row still `sending` here was abandoned by a crashed sender mid-request.
         in_doubt = message.status == MessageStatus.sending or message.error_code == IN_DOUBT
-        claimed = session.execute(
-            update(Message)
-            .where(Message.id == message_id,
-                   Message.attempts == message.attempts,
-                   Message.status == message.status,
-                   ~_older_live_sibling())
-            .values(status=MessageStatus.sending, attempts=Message.attempts + 1,
-                    next_attempt_at=now + SENDING_LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        claimed = session.execute(_CLAIM, {
+            "row_id": message_id, "read_attempts": message.attempts, "read_status": message.status,
+            "lease_until": now + SENDING_LEASE}).rowcount
         if not claimed:
             return None  # someone else took it, or an older message must go first
         callback = self._status_callback_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from booking.messaging.phones import strip_address_prefix, to_e164
@@ -20,6 +20,15 @@ def get_clinic(session: Session, *, clinic_id: int) -> Clinic | None:
     return session.get(Clinic, clinic_id)
 
 
+# Built once (statement building and its cache key cost more than running it): every patient
+# message looks its clinic up.
+_BY_NUMBER = (select(Clinic)
+              .where(or_(Clinic.voice_number == bindparam("e164"),
+                         Clinic.sms_number == bindparam("e164"),
+                         Clinic.whatsapp_number == bindparam("e164")))
+              .order_by(Clinic.id).limit(1))
+
+
 def find_clinic_by_number(session: Session, number: str) -> Clinic | None:
     """The clinic whose Twilio voice, SMS or WhatsApp number this is ('whatsapp:' allowed).
 
@@ -30,13 +39,7 @@ def find_clinic_by_number(session: Session, number: str) -> Clinic | None:
         e164 = to_e164(number, default_region=None)
     except ValueError:
         e164 = strip_address_prefix(number)
-    return session.execute(
-        select(Clinic)
-        .where(or_(Clinic.voice_number == e164, Clinic.sms_number == e164,
-                   Clinic.whatsapp_number == e164))
-        .order_by(Clinic.id)
-        .limit(1)
-    ).scalar_one_or_none()
+    return session.execute(_BY_NUMBER, {"e164": e164}).scalar_one_or_none()
 
 
 def get_service(session: Session, *, clinic_id: int, slug: str) -> Service | None:

@@ -20,7 +20,7 @@ import logging
 import re
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,11 +51,16 @@ ACK = re.compile(r"^\s*ack(?:nowledged?)?\b[\s#:.]*([a-z0-9]+)?\s*[.!]*\s*$", re
 WRONG_CODES_PER_HOUR = 5
 
 
+# Built once: every patient message is first checked against the clinic's staff.
+_STAFF_BY_PHONE = (select(StaffMember)
+                   .where(StaffMember.clinic_id == bindparam("clinic_id"),
+                          StaffMember.phone == bindparam("phone"))
+                   .order_by(StaffMember.id).limit(1))
+
+
 def find_staff(session: Session, *, clinic: Clinic, phone: str) -> StaffMember | None:
-    return session.execute(
-        select(StaffMember).where(StaffMember.clinic_id == clinic.id, StaffMember.phone == phone)
-        .order_by(StaffMember.id).limit(1)
-    ).scalar_one_or_none()
+    return session.execute(_STAFF_BY_PHONE, {"clinic_id": clinic.id, "phone": phone}
+                           ).scalar_one_or_none()
 
 
 def handle_staff_message(

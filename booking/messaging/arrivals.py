@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import false, select, text, update
+from sqlalchemy import bindparam, false, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -55,12 +55,15 @@ def store(session: Session, arrivals: Sequence[NewArrival]) -> None:
     ]).on_conflict_do_nothing(index_elements=["message_sid"]))
 
 
+# Built once: every pass reads it.
+_OLDEST = (select(Arrival).where(Arrival.attempts < MAX_ATTEMPTS).order_by(Arrival.id)
+           .limit(bindparam("limit")))
+
+
 def take_in(session: Session, *, limit: int) -> TakenIn:
     """Take up to `limit` stored arrivals into the inbox, oldest first."""
     _one_pass_at_a_time(session)
-    arrivals = session.execute(
-        select(Arrival).where(Arrival.attempts < MAX_ATTEMPTS).order_by(Arrival.id).limit(limit)
-    ).scalars().all()
+    arrivals = session.execute(_OLDEST, {"limit": limit}).scalars().all()
     reply_ids: list[int] = []
     queued = False
     for arrival in arrivals:

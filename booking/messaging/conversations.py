@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from booking.db import insert_ignoring_duplicates
 from booking.messaging.outbox import enqueue
@@ -56,20 +56,47 @@ def get_or_create_contact(session: Session, *, clinic: Clinic, phone: str) -> Co
 
 
 def get_or_create_thread(
-    session: Session, *, clinic: Clinic, contact: Contact, channel: Channel
+    session: Session, *, clinic: Clinic, contact: Contact, channel: Channel,
+    lock: bool = False,
 ) -> Thread:
+    """`lock`: hold the thread's row (not its key) until the transaction ends, so one writer
+    at a time adds to it (PostgreSQL; SQLite has one writer anyway)."""
     sender_id = sender_id_for(clinic_slug=clinic.slug, phone=contact.phone)
-    thread = session.execute(select(Thread).where(Thread.sender_id == sender_id)).scalar_one_or_none()
+    find = select(Thread).where(Thread.sender_id == sender_id)
+    if lock:
+        find = find.with_for_update(key_share=True)
+    thread = session.execute(find).scalar_one_or_none()
     if thread is None:
         try:
+            # A new row is this transaction's alone until it commits.
             with session.begin_nested():
                 thread = Thread(clinic_id=clinic.id, contact_id=contact.id, sender_id=sender_id,
                                 channel=channel)
                 session.add(thread)
         except IntegrityError:
-            thread = session.execute(
-                select(Thread).where(Thread.sender_id == sender_id)
-            ).scalar_one()
+            thread = session.execute(find).scalar_one()
+    thread.channel = channel
+    return thread
+
+
+# Built once, like the other statements every patient message runs.
+_PATIENT_THREAD = (select(Thread).where(Thread.sender_id == bindparam("sender_id"))
+                   .options(joinedload(Thread.contact, innerjoin=True))
+                   .with_for_update(key_share=True, of=Thread))
+_THREAD_TO_REPLY_IN = (select(Thread).where(Thread.sender_id == bindparam("sender_id"))
+                       .options(joinedload(Thread.clinic), joinedload(Thread.contact)))
+
+
+def patient_thread(session: Session, *, clinic: Clinic, phone: str, channel: Channel) -> Thread:
+    """The patient's thread with its contact (both created when new), switched to `channel`,
+    and locked like `get_or_create_thread(lock=True)`: one statement for every message but a
+    patient's first."""
+    thread = session.execute(_PATIENT_THREAD, {
+        "sender_id": sender_id_for(clinic_slug=clinic.slug, phone=phone)}).scalar_one_or_none()
+    if thread is None:
+        contact = get_or_create_contact(session, clinic=clinic, phone=phone)
+        return get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel,
+                                    lock=True)
     thread.channel = channel
     return thread
 
@@ -105,6 +132,13 @@ def find_thread(session: Session, *, sender_id: str) -> Thread | None:
     return session.execute(select(Thread).where(Thread.sender_id == sender_id)).scalar_one_or_none()
 
 
+# Built once, like the statements above.
+_SEEN_AND_REPLIED_BEFORE = select(
+    exists().where(Message.twilio_sid == bindparam("sid")),
+    exists().where(Message.thread_id == bindparam("thread_id"),
+                   Message.direction == Direction.inbound))
+
+
 def record_inbound(
     session: Session,
     *,
@@ -118,27 +152,29 @@ def record_inbound(
     media_count: int = 0,
     received_at: datetime | None = None,
 ) -> Message | None:
-    """Log a patient's message once; None when this MessageSid was already processed."""
+    """Log a patient's message once; None when this MessageSid was already processed.
+
+    Messages are taken in one at a time (the intake's passes, see `booking.messaging.arrivals`),
+    so looking is enough to find a MessageSid Twilio sent again; the unique SID stays the
+    backstop. One look answers that and whether this is the patient's first reply.
+    """
     received_at = received_at or utcnow()
+    seen, replied_before = session.execute(_SEEN_AND_REPLIED_BEFORE, {
+        "sid": twilio_sid, "thread_id": thread.id}).one()
+    if seen:
+        return None
     message = Message(
         clinic_id=clinic.id, thread_id=thread.id, direction=Direction.inbound, channel=channel,
         author="patient", from_number=from_number, to_number=to_number, body=body,
         twilio_sid=twilio_sid, status=MessageStatus.received, media_count=media_count,
         created_at=received_at,
     )
-    try:
-        with session.begin_nested():
-            session.add(message)
-    except IntegrityError:
-        return None
+    session.add(message)
+    session.flush()
     thread.last_activity_at = received_at
     if channel == Channel.whatsapp:
         thread.contact.last_whatsapp_inbound_at = received_at
-    first_reply = session.execute(
-        select(Message.id).where(Message.thread_id == thread.id,
-                                 Message.direction == Direction.inbound,
-                                 Message.id != message.id).limit(1)
-    ).first() is None
+    first_reply = not replied_before
     if first_reply:
         record_event(session, clinic_id=clinic.id, kind="replied", contact_id=thread.contact_id,
                      thread_id=thread.id)
@@ -168,7 +204,8 @@ def record_event(
 
 def store_bot_reply(session: Session, *, sender_id: str, text: str) -> list[Message]:
     """Put the dialogue's reply in the outbox, on the channel the thread now uses."""
-    thread = find_thread(session, sender_id=sender_id)
+    # Its clinic and contact in the same statement: every reply needs both.
+    thread = session.execute(_THREAD_TO_REPLY_IN, {"sender_id": sender_id}).scalar_one_or_none()
     if thread is None:
         raise LookupError(f"no thread for {sender_id}")
     return enqueue(session, clinic=thread.clinic, channel=thread.channel,

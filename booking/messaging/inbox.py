@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from booking.clinics.lookups import find_clinic_by_number
@@ -36,8 +36,7 @@ from booking.escalation import staff_replies
 from booking.escalation.escalations import hand_over, open_escalations
 from booking.messaging import consent
 from booking.messaging.conversations import (
-    get_or_create_contact,
-    get_or_create_thread,
+    patient_thread,
     record_inbound,
     store_bot_reply,
 )
@@ -70,6 +69,7 @@ NO_WORDS_REPLY = ("Thanks, {clinic} received your {what}, but we can only read t
 # A message to a thread staff hold: the patient hears once that it reached the team.
 HELD_REPLY = "Thanks, the {clinic} team has this message too."
 MAX_ERROR_CHARS = 300
+_CLINICS_BY_NUMBER = "inbox: clinics by number"
 
 
 @lru_cache(maxsize=1)
@@ -103,7 +103,7 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
     """
     to_number = params["To"].removeprefix("whatsapp:")
     body = storable(params.get("Body", ""))
-    clinic = find_clinic_by_number(session, to_number)
+    clinic = _clinic_at(session, to_number)
     if clinic is None or to_number != _clinic_number(clinic, channel):
         raise LookupError(f"no clinic receives {channel.value} at this number")
     phone = to_e164(params["From"].removeprefix("whatsapp:"), default_region=clinic.country)
@@ -113,12 +113,10 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
         to_number=params["To"], twilio_sid=params["MessageSid"])
     if staff_out is not None:
         return Accepted(reply_ids=tuple(m.id for m in staff_out), queued=False)
-    contact = get_or_create_contact(session, clinic=clinic, phone=phone)
-    thread = get_or_create_thread(session, clinic=clinic, contact=contact, channel=channel)
     # One writer per thread at a time, so a thread's items get ids in the order they commit:
     # the order the dialogue reads them in.
-    session.execute(select(Thread.id).where(Thread.id == thread.id)
-                    .with_for_update(key_share=True))
+    thread = patient_thread(session, clinic=clinic, phone=phone, channel=channel)
+    contact = thread.contact
     media_count = _count(params.get("NumMedia"))
     message = record_inbound(
         session, clinic=clinic, thread=thread, channel=channel, from_number=params["From"],
@@ -214,6 +212,14 @@ def _no_words_reply(session: Session, *, thread: Thread, params: dict[str, str],
                    body=NO_WORDS_REPLY.format(clinic=thread.clinic.name, what=what))
 
 
+def _clinic_at(session: Session, number: str) -> Clinic | None:
+    """Looked up once per session: an intake pass takes a burst in, mostly to a few numbers."""
+    clinics = session.info.setdefault(_CLINICS_BY_NUMBER, {})
+    if number not in clinics:
+        clinics[number] = find_clinic_by_number(session, number)
+    return clinics[number]
+
+
 def _clinic_number(clinic: Clinic, channel: Channel) -> str | None:
     return clinic.whatsapp_number if channel == Channel.whatsapp else clinic.sms_number
 
@@ -271,6 +277,33 @@ class InboxPolicy:
 
 
 _EARLIER = aliased(InboxItem, name="earlier")
+# Built once: a worker claims after every delivery. Due: waiting, its retry time come, no live
+# lease, and no older waiting item of its thread.
+_NOW = bindparam("now", type_=InboxItem.received_at.type)
+_DUE = (select(InboxItem.id).where(
+    InboxItem.state == InboxState.waiting,
+    or_(InboxItem.next_attempt_at.is_(None), InboxItem.next_attempt_at <= _NOW),
+    or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < _NOW),
+    ~exists().where(_EARLIER.thread_id == InboxItem.thread_id,
+                    _EARLIER.state == InboxState.waiting,
+                    _EARLIER.id < InboxItem.id),
+).order_by(InboxItem.id).limit(bindparam("limit")))
+# Conditional, so two workers reading the same candidates cannot both take one.
+_LEASE = (update(InboxItem).where(
+    InboxItem.id.in_(bindparam("ids", expanding=True)), InboxItem.state == InboxState.waiting,
+    or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < _NOW))
+    .values(claim_token=bindparam("token"),
+            claimed_until=bindparam("until", type_=InboxItem.claimed_until.type),
+            attempts=InboxItem.attempts + 1)
+    .execution_options(synchronize_session=False))
+_LEASED = (select(InboxItem.id, InboxItem.text, InboxItem.intent, InboxItem.received_at,
+                  Thread.sender_id, Thread.state.label("thread_state"),
+                  Clinic.slug.label("clinic"), Message.id.label("message_id"),
+                  Message.channel, Message.media_count)
+           .join(Thread, Thread.id == InboxItem.thread_id)
+           .join(Clinic, Clinic.id == Thread.clinic_id)
+           .join(Message, Message.id == InboxItem.message_id)
+           .where(InboxItem.claim_token == bindparam("token")).order_by(InboxItem.id))
 
 
 def claim_due(session: Session, *, now: datetime, limit: int,
@@ -282,28 +315,14 @@ def claim_due(session: Session, *, now: datetime, limit: int,
     """
     claimed: list[Claimed] = []
     while len(claimed) < limit:
-        candidates = _due(session, now=now, limit=limit - len(claimed))
+        candidates = list(session.execute(_DUE, {"now": now, "limit": limit - len(claimed)})
+                          .scalars())
         if not candidates:
             break
         token = str(uuid.uuid4())
-        # Conditional, so two workers reading the same candidates cannot both take one.
-        session.execute(
-            update(InboxItem).where(
-                InboxItem.id.in_(candidates), InboxItem.state == InboxState.waiting,
-                or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < now))
-            .values(claim_token=token, claimed_until=now + policy.lease,
-                    attempts=InboxItem.attempts + 1)
-            .execution_options(synchronize_session=False))
-        won = session.execute(
-            select(InboxItem.id, InboxItem.text, InboxItem.intent, InboxItem.received_at,
-                   Thread.sender_id, Thread.state.label("thread_state"),
-                   Clinic.slug.label("clinic"), Message.id.label("message_id"),
-                   Message.channel, Message.media_count)
-            .join(Thread, Thread.id == InboxItem.thread_id)
-            .join(Clinic, Clinic.id == Thread.clinic_id)
-            .join(Message, Message.id == InboxItem.message_id)
-            .where(InboxItem.claim_token == token).order_by(InboxItem.id)
-        ).all()
+        session.execute(_LEASE, {"ids": candidates, "now": now, "token": token,
+                                 "until": now + policy.lease})
+        won = session.execute(_LEASED, {"token": token}).all()
         held = [row.id for row in won if row.thread_state == ThreadState.handed_off]
         claimed.extend(
             Claimed(item_id=row.id, claim_token=token, sender_id=row.sender_id, text=row.text,
@@ -321,19 +340,6 @@ def claim_due(session: Session, *, now: datetime, limit: int,
     return claimed
 
 
-def _due(session: Session, *, now: datetime, limit: int) -> list[int]:
-    return list(session.execute(
-        select(InboxItem.id).where(
-            InboxItem.state == InboxState.waiting,
-            or_(InboxItem.next_attempt_at.is_(None), InboxItem.next_attempt_at <= now),
-            or_(InboxItem.claimed_until.is_(None), InboxItem.claimed_until < now),
-            ~exists().where(_EARLIER.thread_id == InboxItem.thread_id,
-                            _EARLIER.state == InboxState.waiting,
-                            _EARLIER.id < InboxItem.id),
-        ).order_by(InboxItem.id).limit(limit)
-    ).scalars())
-
-
 def _owned(session: Session, claimed: Claimed) -> InboxItem | None:
     item = session.get(InboxItem, claimed.item_id, with_for_update=True)
     if item is None or item.state != InboxState.waiting or item.claim_token != claimed.claim_token:
@@ -346,16 +352,27 @@ def _finish(item: InboxItem, state: InboxState, now: datetime) -> None:
     item.claim_token = item.claimed_until = item.next_attempt_at = None
 
 
+# Finished and owned-checked in one statement, which locks the row as a load would. Built once
+# (building a statement costs more than running it), like the other statements each message
+# runs here.
+_FINISH_ANSWERED = (
+    update(InboxItem).where(InboxItem.id == bindparam("item_id"),
+                            InboxItem.state == InboxState.waiting,
+                            InboxItem.claim_token == bindparam("token"))
+    .values(state=InboxState.answered, finished_at=_NOW, claim_token=None,
+            claimed_until=None, next_attempt_at=None)
+    .execution_options(synchronize_session=False))
+
+
 def answered(session: Session, *, claimed: Claimed, replies: list[str],
              now: datetime) -> tuple[int, ...]:
     """The dialogue answered: its replies go to the outbox and the item is done, together."""
-    item = _owned(session, claimed)
-    if item is None:
-        return ()
-    stored = [m.id for text in replies if text.strip()
-              for m in store_bot_reply(session, sender_id=claimed.sender_id, text=text)]
-    _finish(item, InboxState.answered, now)
-    return tuple(stored)
+    finished = session.execute(_FINISH_ANSWERED, {
+        "item_id": claimed.item_id, "token": claimed.claim_token, "now": now}).rowcount
+    if not finished:
+        return ()  # the lease ran out and another worker has it
+    return tuple(m.id for text in replies if text.strip()
+                 for m in store_bot_reply(session, sender_id=claimed.sender_id, text=text))
 
 
 def retry_later(session: Session, *, claimed: Claimed, error: str, now: datetime,

@@ -114,6 +114,9 @@ def clinic_sender(clinic: Clinic, channel: Channel) -> str:
     return address(number, channel)
 
 
+_ENQUEUED = "outbox: enqueued"
+
+
 def enqueue(
     session: Session,
     *,
@@ -151,6 +154,9 @@ def enqueue(
         for part in bodies
     ]
     session.add_all(messages)
+    # The session holds its rows weakly: without a reference, a claim in the same transaction
+    # (the text-back, the dialogue's replies) would select each row again once flushed.
+    session.info.setdefault(_ENQUEUED, []).extend(messages)
     if flush:
         session.flush()
     if thread is not None:
@@ -210,6 +216,20 @@ _RECORD_SENT = (
                     else_=Message.status),
         status_updated_at=case((_SENDING, _NOW), else_=Message.status_updated_at),
         sent_at=_NOW, next_attempt_at=None)
+)
+
+
+# Compare-and-set, built once (every message sent is claimed): the row is as read, and no older
+# one to the same recipient is still waiting.
+_CLAIM = (
+    update(Message)
+    .where(Message.id == bindparam("row_id"),
+           Message.attempts == bindparam("read_attempts"),
+           Message.status == bindparam("read_status", type_=Message.status.type),
+           ~_older_live_sibling())
+    .values(status=MessageStatus.sending, attempts=Message.attempts + 1,
+            next_attempt_at=bindparam("lease_until", type_=Message.next_attempt_at.type))
+    .execution_options(synchronize_session=False)
 )
 
 
@@ -320,16 +340,9 @@ class Outbox:
             return None
         # A row still `sending` here was abandoned by a crashed sender mid-request.
         in_doubt = message.status == MessageStatus.sending or message.error_code == IN_DOUBT
-        claimed = session.execute(
-            update(Message)
-            .where(Message.id == message_id,
-                   Message.attempts == message.attempts,
-                   Message.status == message.status,
-                   ~_older_live_sibling())
-            .values(status=MessageStatus.sending, attempts=Message.attempts + 1,
-                    next_attempt_at=now + SENDING_LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        claimed = session.execute(_CLAIM, {
+            "row_id": message_id, "read_attempts": message.attempts, "read_status": message.status,
+            "lease_until": now + SENDING_LEASE}).rowcount
         if not claimed:
             return None  # someone else took it, or an older message must go first
         callback = self._status_callback_url

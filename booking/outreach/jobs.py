@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from booking.models import JobDecision, JobKind, JobState, ScheduledJob, utcnow
@@ -29,18 +29,22 @@ def record(session: Session, job: ScheduledJob, outcome: str, reason: str, *,
                             decided_at=now))
 
 
+# Built once: every patient message cancels what was waiting for them.
+_PENDING = (select(ScheduledJob)
+            .where(ScheduledJob.contact_id.in_(bindparam("contact_ids", expanding=True)),
+                   ScheduledJob.state == JobState.scheduled,
+                   ScheduledJob.kind.in_(bindparam("kinds", expanding=True)))
+            # A gateway deciding one of them holds it; wait, then see it decided (PostgreSQL).
+            .with_for_update())
+
+
 def cancel_pending(session: Session, *, contact_ids: Iterable[int], reason: str,
                    kinds: Iterable[JobKind] = EVERY_KIND,
                    now: datetime | None = None) -> int:
     """Cancel these contacts' scheduled jobs of these kinds, at once; returns how many."""
     now = now or utcnow()
-    pending = session.execute(
-        select(ScheduledJob).where(ScheduledJob.contact_id.in_(list(contact_ids)),
-                                   ScheduledJob.state == JobState.scheduled,
-                                   ScheduledJob.kind.in_(list(kinds)))
-        # A gateway deciding one of them holds it; wait, then see it decided (PostgreSQL).
-        .with_for_update()
-    ).scalars().all()
+    pending = session.execute(_PENDING, {"contact_ids": list(contact_ids),
+                                          "kinds": list(kinds)}).scalars().all()
     for job in pending:
         job.state, job.finished_at = JobState.cancelled, now
         record(session, job, "cancelled", reason, now=now)

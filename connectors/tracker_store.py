@@ -97,8 +97,8 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
     async def _as_stored(self, sender_id: str, kept: _Kept | None) -> _Kept | None:
         """`kept` if the sender's rows are still the ones it was kept with, else read afresh
         (Rasa's own read of the newest session)."""
-        with _unavailable_on_database_errors():
-            rows = self._rows_of(sender_id)
+        with _unavailable_on_database_errors(), self.engine.connect() as connection:
+            rows = self._rows_of(connection, sender_id)
         if kept is not None and kept.rows == rows:
             return kept
         tracker = await self._retrieve(sender_id, fetch_events_from_all_sessions=False)
@@ -124,11 +124,11 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
             elif kept is not None:
                 _remember(self._kept, tracker.sender_id, kept)
 
-    def _rows_of(self, sender_id: str) -> tuple[int, int | None]:
+    def _rows_of(self, connection: sa.engine.Connection, sender_id: str
+                 ) -> tuple[int, int | None]:
         # A statement built once, run on a plain connection: building an ORM query and its
         # cache key each turn cost more than the indexed query itself (issue 19's profile).
-        with self.engine.connect() as connection:
-            count, newest = connection.execute(self._rows_query, {"sender_id": sender_id}).one()
+        count, newest = connection.execute(self._rows_query, {"sender_id": sender_id}).one()
         return count, newest
 
     def _append(self, handed_out: _Kept) -> _Kept | None:
@@ -148,10 +148,9 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
                 for data in (event.as_dict(),)]
         stored = handed_out.rows
         if rows:
-            with self.session_scope() as session:
-                session.execute(self.SQLEvent.__table__.insert(), rows)
-                stored = self._rows_of(session, tracker.sender_id)
-                session.commit()
+            with self.engine.begin() as connection:
+                connection.execute(self.SQLEvent.__table__.insert(), rows)
+                stored = self._rows_of(connection, tracker.sender_id)
             if stored[0] != handed_out.rows[0] + len(rows):
                 return None
         return _Kept(tracker, stored=len(tracker.events), rows=stored)

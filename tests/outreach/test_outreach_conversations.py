@@ -105,6 +105,12 @@ def booked_for_tomorrow(stack: RunningStack, patient: str, *, daughter: str | No
             session.add(child)
             session.flush()
             people.append(child.id)
+        zone = ZoneInfo(clinic.timezone)
+        if ((starts + timedelta(minutes=30 * (len(people) - 1))).astimezone(zone).date()
+                != starts.astimezone(zone).date()):
+            # A family's visits on one local day whatever the hour the suite runs at: from
+            # 23:30 to 00:30 the later one fell on the next day (a reminder of its own).
+            starts -= timedelta(minutes=30 * (len(people) - 1))
         service = clinic.services[0]
         appointments = [Appointment(
             clinic_id=clinic.id, contact_id=contact.id, patient_id=person,

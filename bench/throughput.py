@@ -40,6 +40,7 @@ from bench.missed_calls import _percentile, _session, dial_callback
 from booking.db import get_engine
 from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
 from booking.models import InboxItem, InboxState
+from booking.settings import Settings
 from tests.postgres import throwaway_database
 
 CLINIC_NUMBER = "+441632960001"
@@ -48,6 +49,11 @@ CONVERSATION = ("yes please", "a check up", "how much is it?", "the second one",
 TARGET_MESSAGES_PER_SECOND = 30
 TARGET_REPLY_P95_MS = 1000
 REPLY_TIMEOUT = 120.0
+# The test stack plans and runs outreach every second or so, for the suite's follow-up tests;
+# measured here is how often a deployment polls (each gateway's idle cost, paid per process).
+_PRODUCTION_POLLING = {
+    name.upper(): str(Settings.__fields__[name].default)
+    for name in ("outreach_interval_seconds", "outreach_plan_interval_seconds")}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -211,7 +217,8 @@ async def _with_stand_in(database_url: str, run_dir: Path, model: Path, patients
         stack = await asyncio.to_thread(
             start_stack, run_dir, model=model, database_url=database_url,
             extra_env={"TWILIO_API_BASE_URL": f"http://127.0.0.1:{port}",
-                       "RASA_PROCESSES": str(processes), "GATEWAY_PROCESSES": str(processes)})
+                       "RASA_PROCESSES": str(processes), "GATEWAY_PROCESSES": str(processes),
+                       **_PRODUCTION_POLLING})
         try:
             # Ofcom's drama range, 07700 900000-900999: the patients first, then the callers.
             burst = await _missed_call_burst(

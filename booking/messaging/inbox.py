@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from booking.clinics.lookups import find_clinic_by_number
 from booking.escalation import staff_replies
@@ -334,8 +335,7 @@ def claim_due(session: Session, *, now: datetime, limit: int,
             break
         session.execute(
             update(InboxItem).where(InboxItem.id.in_(held))
-            .values(state=InboxState.held, finished_at=now, claim_token=None,
-                    claimed_until=None, next_attempt_at=None)
+            .values(**_finished(InboxState.held, now))
             .execution_options(synchronize_session=False))
     return claimed
 
@@ -347,9 +347,16 @@ def _owned(session: Session, claimed: Claimed) -> InboxItem | None:
     return item
 
 
+def _finished(state: InboxState, at: datetime | BindParameter) -> dict:
+    """What an item finished in `state` holds, however it is finished (loaded or by UPDATE):
+    no lease, no retry."""
+    return {"state": state, "finished_at": at, "claim_token": None, "claimed_until": None,
+            "next_attempt_at": None}
+
+
 def _finish(item: InboxItem, state: InboxState, now: datetime) -> None:
-    item.state, item.finished_at = state, now
-    item.claim_token = item.claimed_until = item.next_attempt_at = None
+    for column, value in _finished(state, now).items():
+        setattr(item, column, value)
 
 
 # Finished and owned-checked in one statement, which locks the row as a load would. Built once
@@ -359,8 +366,7 @@ _FINISH_ANSWERED = (
     update(InboxItem).where(InboxItem.id == bindparam("item_id"),
                             InboxItem.state == InboxState.waiting,
                             InboxItem.claim_token == bindparam("token"))
-    .values(state=InboxState.answered, finished_at=_NOW, claim_token=None,
-            claimed_until=None, next_attempt_at=None)
+    .values(**_finished(InboxState.answered, _NOW))
     .execution_options(synchronize_session=False))
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from stack.local_services import free_port
 
 DAYS = 730
 MISSED_PER_DAY = 68
@@ -65,23 +66,17 @@ def _history(database_url: str) -> dict:
             "seed_seconds": round(time.perf_counter() - started, 1)}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _gateway(database_url: str, run_dir: Path):
     import httpx
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ENVIRONMENT": "development", "DATABASE_URL": database_url,
            "GATEWAY_PORT": str(port), "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
            "SESSION_SECRET": "bench-session-secret",
            # Nothing to send: the outbox and Rasa are never reached by the dashboard.
-           "TWILIO_API_BASE_URL": f"http://127.0.0.1:{_free_port()}",
-           "RASA_URL": f"http://127.0.0.1:{_free_port()}"}
+           "TWILIO_API_BASE_URL": f"http://127.0.0.1:{free_port()}",
+           "RASA_URL": f"http://127.0.0.1:{free_port()}"}
     log = open(run_dir / "gateway.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "booking.gateway.app:create_app", "--factory",

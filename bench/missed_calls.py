@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import httpx
 import yaml
 
 from booking.messaging.twilio_signature import SIGNATURE_HEADER, sign
+from stack.local_services import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CALLS = 50
@@ -71,12 +71,6 @@ def _closed_clinic() -> dict:
                           for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
         "closures": [{"from": today, "to": today, "reason": "bank holiday"}],
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -132,7 +126,7 @@ def _workers() -> int:
 def start_gateway(run_dir: Path, database_url: str, *, more_clinics: list[dict] = (),
                   extra_env: dict[str, str] | None = None
                   ) -> tuple[dict[str, str], list[subprocess.Popen]]:
-    gateway_port, fake_port, closed_port = _free_port(), _free_port(), _free_port()
+    gateway_port, fake_port, closed_port = free_port(), free_port(), free_port()
     clinics = run_dir / "clinics.yml"
     clinics.write_text(yaml.safe_dump({"clinics": [CLINIC, _closed_clinic(), *more_clinics]},
                                       sort_keys=False))

@@ -11,6 +11,7 @@ import contextlib
 import glob
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -23,11 +24,39 @@ from pathlib import Path
 import psycopg2
 import redis
 
+_EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _listening_ports() -> range:
+    """Ports for our servers: below the kernel's ephemeral range. A port the kernel hands out
+    (bind to 0) can be taken by any outgoing connection in the seconds before the server that
+    was picked to listen on it starts (Rasa takes tens of seconds), which a busy machine did:
+    "address already in use". No outgoing connection ever takes a port below the range."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768  # Linux's default
+    return range(max(1024, ephemeral_low - 12000), ephemeral_low)
+
+
+def free_ports_in_a_row(count: int) -> int:
+    """The first of `count` consecutive ports free now (several Rasa processes listen on
+    RASA_PORT and the ports after it)."""
+    ports = _listening_ports()
+    for _ in range(200):
+        first = random.randrange(ports.start, ports.stop - count + 1)
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first, first + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports in {ports}")
+
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_ports_in_a_row(1)
 
 
 def _postgres_bin() -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,18 +20,13 @@ import uvicorn
 
 from booking.settings import PROJECT_ROOT, Settings
 from simulator.client import SimulatedPhone
+from stack.local_services import free_port, free_ports_in_a_row
 from stack.supervisor import Supervisor, services, with_backend_tokens
 
 MODEL = PROJECT_ROOT / "models" / "ringback.tar.gz"
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 ACCOUNT_SID = "AC" + "1" * 32
 HMAC_SECRET = "test-hmac-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -54,23 +48,6 @@ def served_in_thread(app, port: int, *, name: str, lifespan: str = "auto",
     finally:
         server.should_exit = True
         thread.join(timeout=timeout)
-
-
-def free_ports_in_a_row(count: int) -> int:
-    """The first of `count` consecutive free ports (several Rasa processes listen on RASA_PORT
-    and the ports after it)."""
-    for _ in range(100):
-        with contextlib.ExitStack() as held:
-            first = held.enter_context(socket.socket())
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            try:
-                for offset in range(1, count):
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", port + offset))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def train_model() -> Path:

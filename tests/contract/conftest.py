@@ -8,7 +8,6 @@ A third-party adapter adds a harness here and the whole suite runs against it.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from booking.db import make_engine, session_factory
 from booking.models import Base, Clinic, Contact, Patient
 from booking.scheduling.base import SchedulingAdapter, Slot
 from booking.scheduling.registry import get_adapter
+from stack.local_services import free_port
 
 # Monday 23 March 2026, 06:00 UTC (06:00 GMT); London's clocks go forward on Sunday 29 March.
 NOW = datetime(2026, 3, 23, 6, 0, tzinfo=timezone.utc)
@@ -99,12 +99,6 @@ class Harness:
 # -- Radicale ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Radicale:
     url: str
@@ -123,7 +117,7 @@ class Radicale:
 def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
     """A real CalDAV server on loopback: random port, temporary storage, no auth."""
     storage = tmp_path_factory.mktemp("radicale")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "radicale",
          "--server-hosts", f"127.0.0.1:{port}",
@@ -220,7 +214,7 @@ def _caldav(sessions, tmp_path, clock, radicale: Radicale) -> Harness:
 
     def make_unreachable() -> None:
         adapter.close()
-        adapter.config["url"] = f"http://127.0.0.1:{_free_port()}/"
+        adapter.config["url"] = f"http://127.0.0.1:{free_port()}/"
         adapter.config["timeout_seconds"] = 2
 
     return Harness("caldav", adapter, clinic, sessions, clock, take_elsewhere,

@@ -26,6 +26,7 @@ get answered out of context and the conversation is lost when the process ends. 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -43,6 +44,7 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from booking.db import make_engine
 from booking.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,14 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
         _wait_for_database(url, get_settings().tracker_store_start_timeout_seconds)
         super().__init__(domain, dialect, host, port, db, username, password,
                          login_db=login_db, query=query, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            # Rasa's engine for a SQLite file opens a connection per query, in rollback-journal
+            # mode: each turn's commit created, synced and deleted a journal file while Rasa's
+            # event loop waited (most of a turn's time on a busy machine, issue 19). The booking
+            # database's engine instead: pooled, WAL, and deleted words overwritten on disk.
+            self.engine.dispose()
+            self.engine = make_engine(str(self.engine.url))
+            self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)
         events = self.SQLEvent.__table__
         self._rows_query = sa.select(sa.func.count(events.c.id), sa.func.max(events.c.id)).where(
             events.c.sender_id == sa.bindparam("sender_id"))
@@ -116,7 +126,9 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
                 await super().save(tracker)  # not one of ours: Rasa counts the stored rows
                 kept = None
             else:
-                kept = self._append(handed_out)
+                # In a thread: the commit waits for the disk (and, on SQLite, for the write
+                # lock), and Rasa's event loop has other conversations' turns to run meanwhile.
+                kept = await asyncio.to_thread(self._append, handed_out)
             session_start = _session_started_this_turn(tracker)
             if session_start is not None:
                 # Read afresh next turn: a new session's tracker starts at its SessionStarted.

@@ -93,6 +93,25 @@ async def test_a_new_session_drops_the_earlier_ones_and_an_ordinary_turn_drops_n
         timestamp for _, timestamp in kept]
 
 
+async def test_an_earlier_sessions_words_are_gone_from_the_file_itself(tmp_path):
+    """Dropped rows are overwritten, not left in SQLite's free pages; and the file is in WAL
+    mode, so a turn's commit does not create, sync and delete a journal file."""
+    path = tmp_path / "tracker.db"
+    store = BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(path))
+    await store.save(DialogueStateTracker.from_events(SENDER, session(1000.0, "my gums bleed")))
+    tracker = await store.retrieve(SENDER)
+    for event in session(900000.0, "a week later"):
+        tracker.update(event)
+    await store.save(tracker)
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.engine.dispose()
+
+    assert b"a week later" in path.read_bytes()
+    assert b"my gums bleed" not in path.read_bytes()
+
+
 async def kept_after_one_turn(store: BoundedSQLTrackerStore) -> None:
     """A conversation whose tracker the store keeps, as after any turn Rasa saved."""
     await store.save(DialogueStateTracker.from_events(SENDER, session(1000.0, "hello")))

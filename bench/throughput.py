@@ -13,7 +13,8 @@ Reported per database (SQLite, and PostgreSQL when the local server answers) and
 (one gateway and one Rasa process, then one of each per core), each on a fresh database:
 messages answered per second, reply p50/p95 (from sending the webhook to the reply reaching
 Twilio), and each process's CPU milliseconds (user + system, from /proc, over the
-conversations only) per message.
+conversations only) per message, the PostgreSQL server's backends for the bench's database
+included: on a 2-core machine their sum is what bounds the messages per second.
 Before them, a burst of `BENCH_CALLS` (200) missed calls from as many callers, all sent at
 once: missed calls handled per second (from the first webhook to the last text-back reaching
 Twilio) and text-back p95: the other half of a layout's capacity (issue 18's capacity note).
@@ -31,10 +32,12 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 from aiohttp import web
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from bench.missed_calls import _percentile, _session, dial_callback
 from booking.db import get_engine
@@ -95,32 +98,52 @@ class TwilioStandIn:
         return self.received[number][count - 1]
 
 
-def _process_tree_cpu_seconds(root_pid: int) -> float:
-    """User + system CPU of a process and every descendant still running."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+class _Process(NamedTuple):
+    parent: int
+    cpu_seconds: float  # user + system
+    command: str
+
+
+def _processes() -> dict[int, _Process]:
+    processes = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # it ended meanwhile
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        processes[int(entry)] = _Process(
+            int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, command)
+    return processes
+
+
+def _process_tree_cpu_seconds(processes: dict[int, _Process], root_pid: int) -> float:
+    """CPU of a process and every descendant still running."""
     tree, frontier = {root_pid}, [root_pid]
     while frontier:
         parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        children = [pid for pid, process in processes.items() if process.parent == parent]
         tree.update(children)
         frontier.extend(children)
-    return sum(times.get(pid, 0.0) for pid in tree)
+    return sum(processes[pid].cpu_seconds for pid in tree if pid in processes)
 
 
 def _cpu_by_process(stack) -> dict[str, float]:
-    return {service.name: _process_tree_cpu_seconds(service.process.pid)
-            for service in stack.supervisor.services if service.name != "twilio simulator"}
+    """Each service's CPU, and on PostgreSQL the server's for this database: the backends
+    serving its connections (their titles name the database), on the same cores."""
+    processes = _processes()
+    cpu = {service.name: _process_tree_cpu_seconds(processes, service.process.pid)
+           for service in stack.supervisor.services if service.name != "twilio simulator"}
+    url = make_url(stack.database_url)
+    if url.get_backend_name() == "postgresql":
+        cpu["postgresql server"] = sum(
+            process.cpu_seconds for process in processes.values()
+            if process.command.startswith("postgres: ") and f" {url.database} " in process.command)
+    return cpu
 
 
 async def _post(session: aiohttp.ClientSession, stack, path: str, form: dict[str, str]) -> None:

@@ -41,7 +41,13 @@ from sanic.response import HTTPResponse
 
 from booking.messaging.inbox import patient_text
 from booking.settings import get_settings
-from connectors import action_endpoint, action_response_check, graph_runner, tracker_store
+from connectors import (
+    action_endpoint,
+    action_response_check,
+    dialogue_states,
+    graph_runner,
+    tracker_store,
+)
 from connectors.action_endpoint import KeptAliveEndpoint
 from connectors.tracker_store import TrackerStoreUnavailable
 
@@ -52,6 +58,7 @@ logger = logging.getLogger(__name__)
 # This module is what Rasa's process imports of ours at start (credentials.yml names it).
 action_endpoint.install()
 action_response_check.install()
+dialogue_states.install()
 graph_runner.install()
 tracker_store.install()
 

@@ -232,7 +232,8 @@ async def _one_turn(agent: Agent, sender: str,
     failures = _watch_action_failures()
     try:
         async with agent.lock_store.lock(sender):
-            answer = await take()
+            with tracker_store.one_turn():
+                answer = await take()
             if failures:
                 await _rewind(agent, sender)
     except TrackerStoreUnavailable as exc:

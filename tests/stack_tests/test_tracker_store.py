@@ -8,6 +8,7 @@ import inspect
 
 import pytest
 import rasa.core.agent
+import sqlalchemy
 from rasa.core.agent import Agent
 from rasa.core.tracker_store import InMemoryTrackerStore
 from rasa.shared.core.domain import Domain
@@ -20,7 +21,7 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker
 
 import connectors.gateway_channel  # noqa: F401 - installs the guard, as in Rasa's process
-from connectors.tracker_store import BoundedSQLTrackerStore, TrackerStoreUnavailable
+from connectors.tracker_store import BoundedSQLTrackerStore, TrackerStoreUnavailable, one_turn
 
 SENDER = "riverside:+447700900123"
 
@@ -177,3 +178,31 @@ async def test_a_look_at_the_conversation_is_what_is_stored_and_not_a_turn(tmp_p
     await store.save(turn)
     assert words(await store.look(SENDER)) == ["hello", "a check up", "not saved yet"]
     assert await store.look("riverside:+447700900999") is None
+
+
+async def test_a_turn_checks_the_stored_rows_once_and_still_sees_other_writers(tmp_path):
+    """The channel's look and the turn's read right after it, under the conversation's lock,
+    check the stored rows once; the next turn checks them again."""
+    here, there = (BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                          db=str(tmp_path / "tracker.db")) for _ in range(2))
+    await kept_after_one_turn(here)
+    row_checks = []
+    sqlalchemy.event.listen(here.engine, "before_cursor_execute",
+                            lambda *args: row_checks.append(args[2]) if "count(" in args[2]
+                            else None)
+
+    with one_turn():
+        looked = await here.look(SENDER)
+        turn = await here.retrieve(SENDER)
+        assert turn is looked and len(row_checks) == 1
+        turn.update(UserUttered("this turn", timestamp=1005.0))
+        await here.save(turn)
+
+    meanwhile = await there.retrieve(SENDER)
+    meanwhile.update(UserUttered("written elsewhere", timestamp=1006.0))
+    await there.save(meanwhile)
+    with one_turn():
+        assert words(await here.look(SENDER)) == [
+            "hello", "a check up", "this turn", "written elsewhere"]
+        assert words(await here.retrieve(SENDER)) == [
+            "hello", "a check up", "this turn", "written elsewhere"]

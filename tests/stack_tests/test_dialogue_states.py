@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STORY_FILES = [*sorted((ROOT / "data" / "stories").glob("*.yml")),
                *sorted((ROOT / "data" / "rules").glob("*.yml")),
                ROOT / "tests" / "test_stories.yml"]
-RASAS = Domain.states_for_tracker_history
+RASAS = dialogue_states.RASAS_OWN
 WAYS_OF_ASKING = [
     {},  # RulePolicy
     {"ignore_rule_only_turns": True,  # MemoizationPolicy

@@ -92,6 +92,10 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
         _wait_for_database(url, get_settings().tracker_store_start_timeout_seconds)
         super().__init__(domain, dialect, host, port, db, username, password,
                          login_db=login_db, query=query, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            self.engine.dispose()
+            self.engine = _pooled_sqlite_engine(self.engine.url)
+            self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
         events = self.SQLEvent.__table__
         self._rows_query = sa.select(sa.func.count(events.c.id), sa.func.max(events.c.id)).where(
             events.c.sender_id == sa.bindparam("sender_id"))
@@ -234,6 +238,28 @@ def _session_started_this_turn(tracker: DialogueStateTracker) -> float | None:
                                and event.action_name == ACTION_SESSION_START_NAME)]
             return events[index].timestamp if earlier else None
     return None
+
+
+def _pooled_sqlite_engine(url: sa.engine.URL) -> sa.engine.Engine:
+    """Rasa's engine for a SQLite file, with its connections kept open and the file in WAL mode.
+
+    SQLAlchemy 1.4 opens a new connection each time one is asked for on a SQLite file (0.45 ms
+    of CPU, two or three per message); a pool keeps them. In its default rollback-journal mode
+    every commit creates, syncs and deletes a journal beside the database (about 0.3 ms of CPU
+    more than WAL, and milliseconds during which Rasa's event loop waits); WAL appends the
+    turn to one log, synced as before, and lets readers (the gateway's retention purge,
+    exports) read while Rasa writes. The booking database is opened the same way
+    (booking/db.py)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=5, max_overflow=10,
+                              connect_args={"check_same_thread": False, "timeout": 30})
+    sa.event.listen(engine, "connect", _write_ahead_log)
+    return engine
+
+
+def _write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
 
 
 def _wait_for_database(url: sa.engine.URL | str, timeout: float) -> None:

@@ -206,3 +206,15 @@ async def test_a_turn_checks_the_stored_rows_once_and_still_sees_other_writers(t
             "hello", "a check up", "this turn", "written elsewhere"]
         assert words(await here.retrieve(SENDER)) == [
             "hello", "a check up", "this turn", "written elsewhere"]
+
+
+async def test_a_sqlite_store_keeps_its_connections_and_writes_ahead(tmp_path):
+    store = BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                   db=str(tmp_path / "tracker.db"))
+    await kept_after_one_turn(store)
+    with store.engine.connect() as first:
+        connection = first.connection.dbapi_connection
+        assert first.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    with store.engine.connect() as again:
+        assert again.connection.dbapi_connection is connection
+    assert words(await store.retrieve(SENDER)) == ["hello", "a check up"]

@@ -138,6 +138,21 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
         with _unavailable_on_database_errors():
             return await super()._retrieve(sender_id, fetch_events_from_all_sessions)
 
+    async def create_tracker(self, sender_id: str, append_action_listen: bool = True
+                             ) -> DialogueStateTracker:
+        """A new conversation's tracker (the processor's, for a sender with no rows), handed out
+        to the turn like a retrieved one: its save appends the turn's events and keeps it.
+        Rasa's saved the empty tracker (a count and a commit of nothing) and was not ours, so
+        the turn's save went row by row through Rasa's and the next turn read it afresh."""
+        if append_action_listen:
+            return await super().create_tracker(sender_id, append_action_listen)
+        tracker = self.init_tracker(sender_id)
+        with _unavailable_on_database_errors(), self.engine.connect() as connection:
+            rows = self._rows_of(connection, sender_id)
+        if rows[0] == 0:  # else another writer was quicker: Rasa's save takes what it wrote
+            _remember(self._handed_out, sender_id, _Kept(tracker, stored=0, rows=rows))
+        return tracker
+
     async def save(self, tracker: DialogueStateTracker) -> None:
         handed_out = self._handed_out.pop(tracker.sender_id, None)
         with _unavailable_on_database_errors():

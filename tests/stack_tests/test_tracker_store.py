@@ -218,3 +218,25 @@ async def test_a_sqlite_store_keeps_its_connections_and_writes_ahead(tmp_path):
     with store.engine.connect() as again:
         assert again.connection.dbapi_connection is connection
     assert words(await store.retrieve(SENDER)) == ["hello", "a check up"]
+
+
+async def test_a_new_conversation_is_stored_by_its_first_turn_and_kept(tmp_path):
+    """The processor's new tracker is the turn's: nothing is written until the turn saves, the
+    turn's events are then stored, and the next turn goes on with the same tracker."""
+    store = BoundedSQLTrackerStore(Domain.empty(), dialect="sqlite",
+                                   db=str(tmp_path / "tracker.db"))
+    new = await store.get_or_create_tracker(SENDER, append_action_listen=False)
+    assert not new.events and await store.keys() == []
+    for event in session(1000.0, "hello")[1:]:
+        new.update(event)
+    await store.save(new)
+
+    assert await store.retrieve(SENDER) is new
+    with store.session_scope() as db:
+        assert db.query(store.SQLEvent).count() == 5
+    assert words(await BoundedSQLTrackerStore(
+        Domain.empty(), dialect="sqlite", db=str(tmp_path / "tracker.db")).retrieve(SENDER)) == [
+        "hello"]
+    listening = await store.get_or_create_tracker("riverside:+447700900998")
+    assert [event.action_name for event in listening.events] == ["action_listen"]
+    assert len(await store.keys()) == 2

@@ -45,6 +45,7 @@ from connectors import (
     action_endpoint,
     action_response_check,
     dialogue_states,
+    event_classes,
     graph_runner,
     tracker_store,
 )
@@ -59,6 +60,7 @@ logger = logging.getLogger(__name__)
 action_endpoint.install()
 action_response_check.install()
 dialogue_states.install()
+event_classes.install()
 graph_runner.install()
 tracker_store.install()
 

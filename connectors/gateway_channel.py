@@ -41,7 +41,14 @@ from sanic.response import HTTPResponse
 
 from booking.messaging.inbox import patient_text
 from booking.settings import get_settings
-from connectors import action_endpoint, action_response_check, graph_runner, tracker_store
+from connectors import (
+    action_endpoint,
+    action_response_check,
+    dialogue_states,
+    event_classes,
+    graph_runner,
+    tracker_store,
+)
 from connectors.action_endpoint import KeptAliveEndpoint
 from connectors.tracker_store import TrackerStoreUnavailable
 
@@ -52,6 +59,8 @@ logger = logging.getLogger(__name__)
 # This module is what Rasa's process imports of ours at start (credentials.yml names it).
 action_endpoint.install()
 action_response_check.install()
+dialogue_states.install()
+event_classes.install()
 graph_runner.install()
 tracker_store.install()
 
@@ -225,7 +234,8 @@ async def _one_turn(agent: Agent, sender: str,
     failures = _watch_action_failures()
     try:
         async with agent.lock_store.lock(sender):
-            answer = await take()
+            with tracker_store.one_turn():
+                answer = await take()
             if failures:
                 await _rewind(agent, sender)
     except TrackerStoreUnavailable as exc:

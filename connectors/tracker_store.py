@@ -22,12 +22,17 @@ get answered out of context and the conversation is lost when the process ends. 
   CPU per message (issue 19). Any other writer (another Rasa process, the retention purge, an
   erasure) changes the count or the newest id, and the tracker is read afresh. A tracker
   handed out belongs to that turn: it is kept again only when the turn saves it.
+- Within one turn (`one_turn`, the channel's, under the conversation's lock) the rows are
+  checked once: the channel's look for a replayed message checks them, and the turn's read of
+  the tracker right after takes that check instead of querying again. The turn's save still
+  counts the rows, so a writer that takes no lock is seen as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import json
 import logging
@@ -52,6 +57,21 @@ logger = logging.getLogger(__name__)
 _RETRY_SECONDS = 1.0
 # Conversations whose tracker stays in memory between turns, per Rasa process.
 KEPT_TRACKERS = 2000
+
+
+# The rows of each conversation checked in the turn being taken (None outside a turn).
+_checked_in_turn: contextvars.ContextVar[dict[str, tuple[int, int | None]] | None] = (
+    contextvars.ContextVar("checked_in_turn", default=None))
+
+
+@contextlib.contextmanager
+def one_turn() -> Iterator[None]:
+    """A conversation's turn, under its lock: its stored rows are checked once in it."""
+    token = _checked_in_turn.set({})
+    try:
+        yield
+    finally:
+        _checked_in_turn.reset(token)
 
 
 class TrackerStoreUnavailable(RuntimeError):
@@ -107,8 +127,13 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
     async def _as_stored(self, sender_id: str, kept: _Kept | None) -> _Kept | None:
         """`kept` if the sender's rows are still the ones it was kept with, else read afresh
         (Rasa's own read of the newest session)."""
+        checked = _checked_in_turn.get()
+        if kept is not None and checked is not None and checked.get(sender_id) == kept.rows:
+            return kept
         with _unavailable_on_database_errors(), self.engine.connect() as connection:
             rows = self._rows_of(connection, sender_id)
+        if checked is not None:
+            checked[sender_id] = rows
         if kept is not None and kept.rows == rows:
             return kept
         tracker = await self._retrieve(sender_id, fetch_events_from_all_sessions=False)
@@ -118,6 +143,21 @@ class BoundedSQLTrackerStore(SQLTrackerStore):
                         ) -> DialogueStateTracker | None:
         with _unavailable_on_database_errors():
             return await super()._retrieve(sender_id, fetch_events_from_all_sessions)
+
+    async def create_tracker(self, sender_id: str, append_action_listen: bool = True
+                             ) -> DialogueStateTracker:
+        """A new conversation's tracker (the processor's, for a sender with no rows), handed out
+        to the turn like a retrieved one: its save appends the turn's events and keeps it.
+        Rasa's saved the empty tracker (a count and a commit of nothing) and was not ours, so
+        the turn's save went row by row through Rasa's and the next turn read it afresh."""
+        if append_action_listen:
+            return await super().create_tracker(sender_id, append_action_listen)
+        tracker = self.init_tracker(sender_id)
+        with _unavailable_on_database_errors(), self.engine.connect() as connection:
+            rows = self._rows_of(connection, sender_id)
+        if rows[0] == 0:  # else another writer was quicker: Rasa's save takes what it wrote
+            _remember(self._handed_out, sender_id, _Kept(tracker, stored=0, rows=rows))
+        return tracker
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         handed_out = self._handed_out.pop(tracker.sender_id, None)

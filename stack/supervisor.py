@@ -70,7 +70,10 @@ def rasa_endpoints(settings: Settings, run_dir: Path) -> Path:
     """
     endpoints: dict = {"action_endpoint": {
         "url": settings.action_server_url,
-        "headers": {"Authorization": f"Bearer {settings.action_server_token}"}}}
+        "headers": {"Authorization": f"Bearer {settings.action_server_token}"},
+        # No action reads the domain Rasa would send with every call (2.5 kB to encode and
+        # decode each time); one that needs it says `send_domain: true` in domain.yml.
+        "enable_selective_domain": True}}
     # The same place the retention purge and `ringback patient` look (Settings).
     url = make_url(settings.rasa_tracker_store_url)
     # Rasa's SQL store, bounded and never replaced by memory (connectors/tracker_store.py).

@@ -5,6 +5,7 @@ on a fresh connection; a request dropped on a fresh connection is Rasa's failed 
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,6 +16,8 @@ from rasa.core.agent import Agent
 from rasa.core.channels.channel import CollectingOutputChannel
 from rasa.core.nlg import TemplatedNaturalLanguageGenerator
 from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import SlotSet, UserUttered
+from rasa.shared.core.slots import AnySlot
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 from rasa.utils.endpoints import EndpointConfig
@@ -34,12 +37,14 @@ class ActionServerStandIn:
         self.port = free_port()
         # One entry per request: the client's end of its connection.
         self.connections: list[tuple[str, int]] = []
+        self.bodies: list[dict] = []
         self.drop_next = 0
         self._runner: web.AppRunner | None = None
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         assert request.headers.get("Authorization") == TOKEN_HEADER["Authorization"]
         self.connections.append(request.transport.get_extra_info("peername"))
+        self.bodies.append(await request.json())
         if self.drop_next:
             self.drop_next -= 1
             request.transport.close()
@@ -81,8 +86,9 @@ async def endpoint(action_server: ActionServerStandIn) -> AsyncIterator[KeptAliv
     await agent.action_endpoint.close()
 
 
-async def run_action(endpoint: EndpointConfig) -> list:
-    tracker = DialogueStateTracker.from_events("+447700900997", [], slots=[])
+async def run_action(endpoint: EndpointConfig,
+                     tracker: DialogueStateTracker | None = None) -> list:
+    tracker = tracker or DialogueStateTracker.from_events("+447700900997", [], slots=[])
     return await RemoteAction("action_offer_slots", endpoint).run(
         CollectingOutputChannel(), TemplatedNaturalLanguageGenerator({}), tracker,
         Domain.empty())
@@ -102,6 +108,21 @@ async def test_actions_run_over_one_kept_connection(action_server, endpoint):
         assert [event.text for event in events] == ["Tuesday at 10?"]
     assert len(set(action_server.connections)) == 1
     assert endpoint.answered_recently(5.0)
+
+
+async def test_the_action_server_reads_the_request_rasa_wrote(action_server, endpoint):
+    """The request is encoded with ujson: what the action server reads is what Rasa's json
+    encoding would have said, words in any script, emoji and slashes included."""
+    tracker = DialogueStateTracker.from_events("+447700900997", [
+        UserUttered("¿mañana a las 10/11? 🦷 \"ok\" </b>", timestamp=1000.25,
+                    parse_data={"intent": {"name": "inform", "confidence": 0.1 + 0.2}}),
+        SlotSet("wish", {"days": ["jeudi"], "after": 17.5, "none": None}, timestamp=1001.0)],
+        slots=[AnySlot("wish", mappings=[])])
+    await run_action(endpoint, tracker)
+
+    body = RemoteAction("action_offer_slots", endpoint)._action_call_format(
+        tracker, Domain.empty())
+    assert action_server.bodies == [json.loads(json.dumps(body))]
 
 
 async def test_an_action_server_that_restarted_loses_no_turn(action_server, endpoint):

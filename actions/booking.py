@@ -23,7 +23,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
 from actions import appointments, family
-from actions.runtime import adapter_for, thread_session
+from actions.runtime import adapter_for, offer_of, thread_session
 from actions.steps import (
     CALENDAR_DOWN,
     CHANGE_STEPS,
@@ -99,7 +99,9 @@ class Conversation:
         self.now = now
         self.zone = ZoneInfo(self.clinic.timezone)
         self.date_order = date_order_for(self.clinic.locale)
-        self.services: list[Service] = list(self.clinic.services)
+        offer = offer_of(self.clinic)
+        self.services: list[Service] = list(offer.services)
+        self.providers: list[Provider] = list(offer.providers)
         self.adapter = adapter_for(self.clinic)
         # What the tracker says, and what this turn changes.
         self.awaiting: str | None = tracker.get_slot("awaiting")
@@ -215,7 +217,7 @@ class Conversation:
         """Who the message says the appointment is for ("for my daughter Emma")."""
         clinic_words = {word for service in self.services for phrase in service_phrases(service)
                         for word in phrase.split()}
-        clinic_words |= {word for provider in self.clinic.providers
+        clinic_words |= {word for provider in self.providers
                          for word in normalise_phrase(provider.name).split()}
         return people.read_people(self.text, not_names=clinic_words,
                                   known_names=[p.first_name for p in self.household()])
@@ -294,7 +296,7 @@ class Conversation:
     def clinician_for(self, service: Service) -> tuple[Provider | None, str]:
         """The clinician asked for now or earlier in this booking, if they offer `service`;
         and a note when the one asked for does not."""
-        named = find_provider(list(self.clinic.providers), self.text)
+        named = find_provider(self.providers, self.text)
         if named is not None and named not in service.providers:
             others = ("our other clinicians" if len(service.providers) != 1
                       else service.providers[0].name)
@@ -315,7 +317,7 @@ class Conversation:
         if self.awaiting == "pick":
             return bool(self.offer_matches() or self.wish() or self.named_service()
                         or cues.asks_for_later(self.text) or cues.asks_for_earlier(self.text)
-                        or find_provider(list(self.clinic.providers), self.text))
+                        or find_provider(self.providers, self.text))
         if self.awaiting == "details":
             return self.detail_answer() is not None
         if self.awaiting == "who":
@@ -545,7 +547,7 @@ class Conversation:
             self.say(pick_reminder(narrowed, clinic=self.clinic).replace(
                 "Would one of these times suit you?", "Which of these?"))
             return
-        named = find_provider(list(self.clinic.providers), self.text)
+        named = find_provider(self.providers, self.text)
         if named is not None and named.slug != self.slot("provider"):
             self.offer(service, wish=self.wish() or self.stored_wish(), avoid=self.declined,
                        lead_in="Sure." if named in service.providers else "")

@@ -23,14 +23,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
 from actions import appointments, family
-from actions.runtime import adapter_for, offer_of, thread_session
+from actions.runtime import adapter_for, catalogue_of, thread_session
 from actions.steps import (
     CALENDAR_DOWN,
     CHANGE_STEPS,
     JUST_BOOKED,
     OFFERED_TO_BOOK,
 )
-from booking.clinics.lookups import match_service, service_phrases
+from booking.clinics.lookups import match_service
 from booking.dialogue import cues, patient_details
 from booking.dialogue import family as people
 from booking.dialogue.appointment_booking import (
@@ -43,7 +43,6 @@ from booking.dialogue.appointment_booking import (
     local_day,
     nearest_to,
     nearest_to_wish,
-    normalise_phrase,
     not_offered,
     offer_text,
     pick_reminder,
@@ -99,9 +98,9 @@ class Conversation:
         self.now = now
         self.zone = ZoneInfo(self.clinic.timezone)
         self.date_order = date_order_for(self.clinic.locale)
-        offer = offer_of(self.clinic)
-        self.services: list[Service] = list(offer.services)
-        self.providers: list[Provider] = list(offer.providers)
+        self.catalogue = catalogue_of(self.clinic)
+        self.services: list[Service] = list(self.catalogue.services)
+        self.providers: list[Provider] = list(self.catalogue.providers)
         self.adapter = adapter_for(self.clinic)
         # What the tracker says, and what this turn changes.
         self.awaiting: str | None = tracker.get_slot("awaiting")
@@ -215,11 +214,7 @@ class Conversation:
 
     def people_named(self) -> list[people.Person]:
         """Who the message says the appointment is for ("for my daughter Emma")."""
-        clinic_words = {word for service in self.services for phrase in service_phrases(service)
-                        for word in phrase.split()}
-        clinic_words |= {word for provider in self.providers
-                         for word in normalise_phrase(provider.name).split()}
-        return people.read_people(self.text, not_names=clinic_words,
+        return people.read_people(self.text, not_names=self.catalogue.words,
                                   known_names=[p.first_name for p in self.household()])
 
     def booking_for(self) -> list[Patient]:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import selectinload, sessionmaker
 
+from booking.clinics.lookups import normalise_phrase, service_phrases
 from booking.db import get_engine, session_factory
 from booking.messaging.conversations import find_thread
 from booking.messaging.outbox import Outbox
@@ -43,36 +44,41 @@ def adapter_for(clinic: Clinic) -> SchedulingAdapter:
 
 
 @dataclass(frozen=True)
-class ClinicOffer:
+class ClinicCatalogue:
     """A clinic's services (each with its clinicians) and clinicians, as one version of its
     configuration has them. Detached rows, shared by every turn: read them, never change them."""
 
     version: datetime
     services: tuple[Service, ...]
     providers: tuple[Provider, ...]
+    # The words of its treatments' and clinicians' names: never a person's name.
+    words: frozenset[str]
 
 
 _SERVICES = (select(Service).where(Service.clinic_id == bindparam("clinic_id"))
              .options(selectinload(Service.providers)).order_by(Service.id))
 _PROVIDERS = select(Provider).where(Provider.clinic_id == bindparam("clinic_id")).order_by(
     Provider.id)
-_offers: dict[int, ClinicOffer] = {}
+_catalogues: dict[int, ClinicCatalogue] = {}
 
 
-def offer_of(clinic: Clinic) -> ClinicOffer:
-    """What the clinic offers, read again only when its version (updated_at, which a
+def catalogue_of(clinic: Clinic) -> ClinicCatalogue:
+    """The clinic's catalogue, read again only when its version (updated_at, which a
     configuration load moves) differs from the one read: reading it cost more than a turn's
     other statements."""
-    known = _offers.get(clinic.id)
+    known = _catalogues.get(clinic.id)
     if known is not None and known.version == clinic.updated_at:
         return known
     with sessions()() as session:
         # One session: a service's clinicians are the very objects of the clinicians' list.
         services = tuple(session.execute(_SERVICES, {"clinic_id": clinic.id}).scalars())
         providers = tuple(session.execute(_PROVIDERS, {"clinic_id": clinic.id}).scalars())
-    _offers[clinic.id] = offer = ClinicOffer(version=clinic.updated_at, services=services,
-                                             providers=providers)
-    return offer
+    words = frozenset(word for service in services for phrase in service_phrases(service)
+                      for word in phrase.split())
+    words |= {word for provider in providers for word in normalise_phrase(provider.name).split()}
+    _catalogues[clinic.id] = catalogue = ClinicCatalogue(
+        version=clinic.updated_at, services=services, providers=providers, words=words)
+    return catalogue
 
 
 @contextmanager

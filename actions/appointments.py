@@ -37,7 +37,7 @@ yes_or_no = answer_is_yes
 
 
 def treatment(conversation: Conversation, appointment: Appointment) -> Service:
-    """The appointment's service as this turn's session knows it (with its clinicians)."""
+    """The appointment's service as the clinic's catalogue has it (with its clinicians)."""
     return next(s for s in conversation.services if s.id == appointment.service_id)
 
 

@@ -23,14 +23,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
 from actions import appointments, family
-from actions.runtime import adapter_for, thread_session
+from actions.runtime import adapter_for, catalogue_of, thread_session
 from actions.steps import (
     CALENDAR_DOWN,
     CHANGE_STEPS,
     JUST_BOOKED,
     OFFERED_TO_BOOK,
 )
-from booking.clinics.lookups import match_service, service_phrases
+from booking.clinics.lookups import match_service
 from booking.dialogue import cues, patient_details
 from booking.dialogue import family as people
 from booking.dialogue.appointment_booking import (
@@ -43,7 +43,6 @@ from booking.dialogue.appointment_booking import (
     local_day,
     nearest_to,
     nearest_to_wish,
-    normalise_phrase,
     not_offered,
     offer_text,
     pick_reminder,
@@ -99,7 +98,9 @@ class Conversation:
         self.now = now
         self.zone = ZoneInfo(self.clinic.timezone)
         self.date_order = date_order_for(self.clinic.locale)
-        self.services: list[Service] = list(self.clinic.services)
+        self.catalogue = catalogue_of(self.clinic)
+        self.services: list[Service] = list(self.catalogue.services)
+        self.providers: list[Provider] = list(self.catalogue.providers)
         self.adapter = adapter_for(self.clinic)
         # What the tracker says, and what this turn changes.
         self.awaiting: str | None = tracker.get_slot("awaiting")
@@ -213,11 +214,7 @@ class Conversation:
 
     def people_named(self) -> list[people.Person]:
         """Who the message says the appointment is for ("for my daughter Emma")."""
-        clinic_words = {word for service in self.services for phrase in service_phrases(service)
-                        for word in phrase.split()}
-        clinic_words |= {word for provider in self.clinic.providers
-                         for word in normalise_phrase(provider.name).split()}
-        return people.read_people(self.text, not_names=clinic_words,
+        return people.read_people(self.text, not_names=self.catalogue.words,
                                   known_names=[p.first_name for p in self.household()])
 
     def booking_for(self) -> list[Patient]:
@@ -294,7 +291,7 @@ class Conversation:
     def clinician_for(self, service: Service) -> tuple[Provider | None, str]:
         """The clinician asked for now or earlier in this booking, if they offer `service`;
         and a note when the one asked for does not."""
-        named = find_provider(list(self.clinic.providers), self.text)
+        named = find_provider(self.providers, self.text)
         if named is not None and named not in service.providers:
             others = ("our other clinicians" if len(service.providers) != 1
                       else service.providers[0].name)
@@ -315,7 +312,7 @@ class Conversation:
         if self.awaiting == "pick":
             return bool(self.offer_matches() or self.wish() or self.named_service()
                         or cues.asks_for_later(self.text) or cues.asks_for_earlier(self.text)
-                        or find_provider(list(self.clinic.providers), self.text))
+                        or find_provider(self.providers, self.text))
         if self.awaiting == "details":
             return self.detail_answer() is not None
         if self.awaiting == "who":
@@ -545,7 +542,7 @@ class Conversation:
             self.say(pick_reminder(narrowed, clinic=self.clinic).replace(
                 "Would one of these times suit you?", "Which of these?"))
             return
-        named = find_provider(list(self.clinic.providers), self.text)
+        named = find_provider(self.providers, self.text)
         if named is not None and named.slug != self.slot("provider"):
             self.offer(service, wish=self.wish() or self.stored_wish(), avoid=self.declined,
                        lead_in="Sure." if named in service.providers else "")

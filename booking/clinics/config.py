@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, time
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from pydantic import (
     root_validator,
     validator,
 )
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,6 +51,7 @@ from booking.models import (
     ProviderHours,
     Service,
     StaffMember,
+    utcnow,
 )
 
 logger = logging.getLogger(__name__)
@@ -681,11 +684,40 @@ def _referenced(session: Session, column, ids: list[int]) -> set[int]:
     ).scalars())
 
 
+@contextmanager
+def _noting_writes(session: Session) -> Iterator[Callable[[], bool]]:
+    """Whether the block wrote anything (a flush only runs with something to write)."""
+    wrote = False
+
+    def note(*_: Any) -> None:
+        nonlocal wrote
+        wrote = True
+
+    event.listen(session, "before_flush", note)
+    try:
+        yield lambda: wrote
+    finally:
+        event.remove(session, "before_flush", note)
+
+
 def _apply(session: Session, config: ClinicConfig, *, allow_plaintext_passwords: bool) -> Clinic:
     clinic = session.execute(select(Clinic).where(Clinic.slug == config.slug)).scalar_one_or_none()
     if clinic is None:
         clinic = Clinic(slug=config.slug)
         session.add(clinic)
+    with _noting_writes(session) as wrote:
+        _apply_config(session, clinic, config,
+                      allow_plaintext_passwords=allow_plaintext_passwords)
+    if wrote():
+        # The clinic's version: long-running processes keep what they read of a clinic's
+        # configuration (its services, clinicians, hours) until this changes.
+        clinic.updated_at = utcnow()
+        session.flush()
+    return clinic
+
+
+def _apply_config(session: Session, clinic: Clinic, config: ClinicConfig, *,
+                  allow_plaintext_passwords: bool) -> None:
     _assign(
         clinic, name=config.name, timezone=config.timezone, country=config.country,
         locale=config.locale, ring_timeout_seconds=config.ring_timeout_seconds,
@@ -721,7 +753,6 @@ def _apply(session: Session, config: ClinicConfig, *, allow_plaintext_passwords:
         make=lambda v: OnCallShift(staff_id=v[0], weekday=v[1], starts=v[2], ends=v[3]),
     )
     session.flush()
-    return clinic
 
 
 def _apply_providers(session: Session, clinic: Clinic, config: ClinicConfig) -> dict[str, Provider]:

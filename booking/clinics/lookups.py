@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
@@ -48,17 +49,24 @@ def get_service(session: Session, *, clinic_id: int, slug: str) -> Service | Non
     ).scalar_one_or_none()
 
 
+# A turn reads one message against the same few names many times over.
+@lru_cache(maxsize=1024)
 def normalise_phrase(text: str) -> str:
     """Lower case, accents dropped, punctuation and hyphens as single spaces."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return " ".join(re.sub(r"[^a-z0-9]+", " ", folded.lower()).split())
 
 
-def service_phrases(service: Service) -> list[str]:
+def service_phrases(service: Service) -> tuple[str, ...]:
     """Every way of naming a service: its name, slug and synonyms, normalised."""
-    phrases = {normalise_phrase(service.name), normalise_phrase(service.slug)}
-    phrases.update(normalise_phrase(synonym) for synonym in (service.synonyms or []))
-    return sorted(phrase for phrase in phrases if phrase)
+    return _phrases(service.name, service.slug, tuple(service.synonyms or ()))
+
+
+@lru_cache(maxsize=1024)
+def _phrases(name: str, slug: str, synonyms: tuple[str, ...]) -> tuple[str, ...]:
+    phrases = {normalise_phrase(name), normalise_phrase(slug)}
+    phrases.update(normalise_phrase(synonym) for synonym in synonyms)
+    return tuple(sorted(phrase for phrase in phrases if phrase))
 
 
 def match_service(*, services: list[Service], text: str) -> Service | None:

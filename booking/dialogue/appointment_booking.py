@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from booking.clinics.lookups import match_service, normalise_phrase, service_phrases
@@ -64,6 +65,7 @@ def _stem(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=1024)
 def _stemmed(phrase: str) -> str:
     return " ".join(_stem(word) for word in phrase.split())
 
@@ -93,8 +95,14 @@ def find_service(services: list[Service], text: str) -> Service | None:
         for phrase in service_phrases(service):
             if len(phrase) < SHORTEST_TYPO_PHRASE:
                 continue
+            matcher = difflib.SequenceMatcher(None, b=phrase)  # indexes the phrase once
             for gram in grams:
-                score = difflib.SequenceMatcher(None, gram, phrase).ratio()
+                matcher.set_seq1(gram)
+                # The quick ratios bound ratio() from above: most grams end there.
+                if (matcher.real_quick_ratio() < TYPO_SIMILARITY
+                        or matcher.quick_ratio() < TYPO_SIMILARITY):
+                    continue
+                score = matcher.ratio()
                 if score >= TYPO_SIMILARITY and (best is None or score > best[0]):
                     best = (score, service)
     return best[1] if best else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from booking.dialogue.patient_details import NOT_NAMES
@@ -236,10 +236,14 @@ def needs_asking(patients: Sequence[Patient]) -> bool:
 # -- the people of one phone ------------------------------------------------------------------
 
 
+# Built once: most booking turns look the household up.
+_HOUSEHOLD = select(Patient).where(Patient.contact_id == bindparam("contact_id")).order_by(
+    Patient.id)
+
+
 def household(session: Session, contact: Contact) -> list[Patient]:
     """Everyone this phone has booked for, the owner first, then in the order added."""
-    found = session.execute(select(Patient).where(Patient.contact_id == contact.id)
-                            .order_by(Patient.id)).scalars().all()
+    found = session.execute(_HOUSEHOLD, {"contact_id": contact.id}).scalars().all()
     return sorted(found, key=lambda p: p.relation != SELF)
 
 

@@ -129,7 +129,8 @@ def threads_for(session: Session, wanted: list[tuple[Clinic, Contact, Channel]]
 
 
 def find_thread(session: Session, *, sender_id: str) -> Thread | None:
-    return session.execute(select(Thread).where(Thread.sender_id == sender_id)).scalar_one_or_none()
+    """The thread with its clinic and contact: every action reads both."""
+    return session.execute(_THREAD_TO_REPLY_IN, {"sender_id": sender_id}).scalar_one_or_none()
 
 
 # Built once, like the statements above.

@@ -110,6 +110,26 @@ def test_changed_values_update_rows_in_place(load_clinic, minimal, sessions):
         assert any(h.weekday == 5 for h in row.opening_hours)
 
 
+def test_a_changed_clinic_gets_a_new_version_and_an_unchanged_one_keeps_it(load_clinic, minimal,
+                                                                         sessions):
+    """Processes keep a clinic's services, clinicians and hours until its updated_at moves."""
+    def version() -> object:
+        with sessions() as session:
+            return session.execute(select(Clinic.updated_at)).scalar_one()
+
+    load_clinic(minimal)
+    loaded = version()
+    load_clinic(minimal)
+    assert version() == loaded
+    minimal["services"][0]["duration_minutes"] = 45  # a service's row only, not the clinic's
+    load_clinic(minimal)
+    assert version() > loaded
+    changed = version()
+    minimal["providers"][0]["hours"] = {"mon": ["09:00-12:00"]}
+    load_clinic(minimal)
+    assert version() > changed
+
+
 def test_removed_services_are_deleted_unless_appointments_keep_them(load_clinic, minimal,
                                                                     sessions):
     minimal["services"].append({"slug": "extra", "name": "Extra", "duration_minutes": 15,

@@ -114,11 +114,19 @@ class Intake:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
 
     async def _one_pass(self) -> int:
-        def take_in() -> arrivals.TakenIn:
+        def take_in(each_apart: bool) -> arrivals.TakenIn:
             with self._context.sessions() as session, session.begin():
-                return arrivals.take_in(session, limit=INTAKE_PASS)
+                return arrivals.take_in(session, limit=INTAKE_PASS, each_apart=each_apart)
 
-        taken = await self._context.in_background(take_in)
+        def take_in_together_or_apart() -> arrivals.TakenIn:
+            try:
+                return take_in(each_apart=False)
+            except Exception:  # an arrival that cannot be taken in: find it, keep the others
+                logger.info("intake: a pass failed, taking its arrivals in one by one",
+                            exc_info=True)
+                return take_in(each_apart=True)
+
+        taken = await self._context.in_background(take_in_together_or_apart)
         if taken.reply_ids:
             self._context.spawn(self._context.outbox.deliver(taken.reply_ids),
                                 name="inbound replies")

@@ -391,7 +391,10 @@ _FINISH_ANSWERED = (
 def answered(session: Session, *, claimed: Claimed, replies: list[str],
              now: datetime) -> tuple[int, ...]:
     """The dialogue answered: its replies go to the outbox and the item is done, together."""
-    finished = session.execute(_FINISH_ANSWERED, {
+    # On the connection: through the session, an UPDATE of a mapped class is an ORM statement,
+    # annotated (and its cache key computed) anew on every execution; nothing pending in the
+    # session concerns the item.
+    finished = session.connection().execute(_FINISH_ANSWERED, {
         "item_id": claimed.item_id, "token": claimed.claim_token, "now": now}).rowcount
     if not finished:
         return ()  # the lease ran out and another worker has it

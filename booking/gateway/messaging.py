@@ -114,11 +114,19 @@ class Intake:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
 
     async def _one_pass(self) -> int:
-        def take_in() -> arrivals.TakenIn:
+        def take_in(each_apart: bool) -> arrivals.TakenIn:
             with self._context.sessions() as session, session.begin():
-                return arrivals.take_in(session, limit=INTAKE_PASS)
+                return arrivals.take_in(session, limit=INTAKE_PASS, each_apart=each_apart)
 
-        taken = await self._context.in_background(take_in)
+        def take_in_together_or_apart() -> arrivals.TakenIn:
+            try:
+                return take_in(each_apart=False)
+            except Exception:  # an arrival that cannot be taken in: find it, keep the others
+                logger.info("intake: a pass failed, taking its arrivals in one by one",
+                            exc_info=True)
+                return take_in(each_apart=True)
+
+        taken = await self._context.in_background(take_in_together_or_apart)
         if taken.reply_ids:
             self._context.spawn(self._context.outbox.deliver(taken.reply_ids),
                                 name="inbound replies")
@@ -138,6 +146,10 @@ class InboxWorker:
         self._interval = interval
         self._at_once = at_once
         self._in_flight: set[asyncio.Task] = set()
+        # Items with the dialogue (claimed, their outcome not yet stored), and places kept for
+        # claims under way: together at most `at_once`.
+        self._talking = 0
+        self._reserved = 0
         self._wake = asyncio.Event()
         self._outcomes: Batches[DialogueOutcome, ToSend] = Batches(
             self._store_outcomes, spawn=context.spawn, max_size=at_once)
@@ -157,7 +169,7 @@ class InboxWorker:
             self._wake.clear()
 
     async def _claim_and_start(self) -> None:
-        room = self._at_once - len(self._in_flight)
+        room = self._reserve()
         if room <= 0:
             return
 
@@ -165,8 +177,22 @@ class InboxWorker:
             with self._context.sessions() as session, session.begin():
                 return inbox.claim_due(session, now=utcnow(), limit=room, policy=self._policy)
 
-        for claimed in await self._context.in_background(claim):
-            task = asyncio.create_task(self._deliver(claimed), name=f"inbox {claimed.item_id}")
+        claimed: list[Claimed] = []
+        try:
+            claimed = await self._context.in_background(claim)
+        finally:
+            self._start(claimed, reserved=room)
+
+    def _reserve(self) -> int:
+        room = max(0, self._at_once - self._talking - self._reserved)
+        self._reserved += room
+        return room
+
+    def _start(self, claimed: list[Claimed], *, reserved: int) -> None:
+        self._reserved -= reserved
+        self._talking += len(claimed)
+        for each in claimed:
+            task = asyncio.create_task(self._deliver(each), name=f"inbox {each.item_id}")
             self._in_flight.add(task)
             task.add_done_callback(self._delivered)
 
@@ -174,33 +200,52 @@ class InboxWorker:
         self._in_flight.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("inbox delivery failed", exc_info=task.exception())
-        self.wake()  # the patient's next message may be due now
+            self.wake()  # the next items were not claimed with its outcome: look now
 
     async def _deliver(self, claimed: Claimed) -> None:
+        try:
+            outcome = await self._dialogue(claimed)
+        finally:
+            self._talking -= 1  # its place goes to what its outcome's transaction claims
+        claims, rest = await self._outcomes.submit(outcome)
+        await self._context.outbox.send_in_order(claims, rest)
+
+    async def _dialogue(self, claimed: Claimed) -> DialogueOutcome:
         try:
             if claimed.intent is not None:
                 await self._context.rasa.trigger_intent(sender_id=claimed.sender_id,
                                                         intent=claimed.intent)
-                outcome = DialogueOutcome(claimed, replies=[])  # an event's actions do not speak
-            else:
-                outcome = DialogueOutcome(claimed, replies=await self._context.rasa.handle_message(
-                    sender_id=claimed.sender_id, text=claimed.text,
-                    message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata))
+                return DialogueOutcome(claimed, replies=[])  # an event's actions do not speak
+            return DialogueOutcome(claimed, replies=await self._context.rasa.handle_message(
+                sender_id=claimed.sender_id, text=claimed.text,
+                message_id=f"inbox-{claimed.item_id}", metadata=claimed.metadata))
         except RasaUnavailable as exc:
             logger.warning("inbox item %s: dialogue unavailable (%s)", claimed.item_id, exc)
-            outcome = DialogueOutcome(claimed, replies=[], unavailable=str(exc))
-        claims, rest = await self._outcomes.submit(outcome)
-        await self._context.outbox.send_in_order(claims, rest)
+            return DialogueOutcome(claimed, replies=[], unavailable=str(exc))
 
     async def _store_outcomes(self, outcomes: list[DialogueOutcome]) -> list[ToSend | Exception]:
-        """Outcomes that arrive together are stored in one transaction, and what they send is
-        claimed in it (a commit and a transaction per message saved under load)."""
+        """Outcomes that arrive together are stored in one transaction, what they send is
+        claimed in it, and so are the next due items, for the places they leave (the patient's
+        next message among them): a commit and a transaction or two per message saved."""
+        room = self._reserve()
+        claimed: list[Claimed] = []
+
         def store(some: list[DialogueOutcome]) -> list[ToSend]:
             with self._context.sessions() as session, session.begin():
-                return [self._context.outbox.claim_in_order(session, self._store(session, each))
-                        for each in some]
+                sends = [self._context.outbox.claim_in_order(session, self._store(session, each))
+                         for each in some]
+                more = (inbox.claim_due(session, now=utcnow(), limit=room - len(claimed),
+                                        policy=self._policy)
+                        if len(claimed) < room else [])
+            claimed.extend(more)  # committed: these are this worker's
+            return sends
 
-        return await self._context.in_background(together_or_one_by_one, store, outcomes)
+        try:
+            return await self._context.in_background(together_or_one_by_one, store, outcomes)
+        finally:
+            self._start(claimed, reserved=room)
+            if not room:  # a claim under way may have looked before these were answered
+                self.wake()
 
     def _store(self, session: Session, outcome: DialogueOutcome) -> tuple[int, ...]:
         now = utcnow()

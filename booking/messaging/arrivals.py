@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, false, select, text, update
+from sqlalchemy import bindparam, delete, false, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -60,27 +60,46 @@ _OLDEST = (select(Arrival).where(Arrival.attempts < MAX_ATTEMPTS).order_by(Arriv
            .limit(bindparam("limit")))
 
 
-def take_in(session: Session, *, limit: int) -> TakenIn:
-    """Take up to `limit` stored arrivals into the inbox, oldest first."""
+# Built once, like the look above.
+_TAKEN = delete(Arrival).where(Arrival.id.in_(bindparam("ids", expanding=True)))
+
+
+def take_in(session: Session, *, limit: int, each_apart: bool = True) -> TakenIn:
+    """Take up to `limit` stored arrivals into the inbox, oldest first.
+
+    `each_apart`: each arrival in a savepoint of its own, so one that cannot be taken in is
+    marked and costs the others nothing. Without, a pass is two statements an arrival cheaper,
+    and any arrival's failure fails it whole: the caller rolls back and takes them in apart.
+    """
     _one_pass_at_a_time(session)
     arrivals = session.execute(_OLDEST, {"limit": limit}).scalars().all()
     reply_ids: list[int] = []
     queued = False
+    taken: list[int] = []
     for arrival in arrivals:
-        try:
-            with session.begin_nested():
-                accepted = inbox.accept(session, channel=arrival.channel, params=arrival.params,
-                                        now=arrival.received_at)
-        except Exception as exc:  # this message's own failure must not cost the others theirs
-            arrival.attempts += 1
-            arrival.last_error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-            logger.error("arrival %s could not be taken in (attempt %s of %s)", arrival.id,
-                         arrival.attempts, MAX_ATTEMPTS, exc_info=True)
-            continue
+        if each_apart:
+            try:
+                with session.begin_nested():
+                    accepted = _accept(session, arrival)
+            except Exception as exc:  # this message's own failure must not cost the others theirs
+                arrival.attempts += 1
+                arrival.last_error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+                logger.error("arrival %s could not be taken in (attempt %s of %s)", arrival.id,
+                             arrival.attempts, MAX_ATTEMPTS, exc_info=True)
+                continue
+        else:
+            accepted = _accept(session, arrival)
         reply_ids.extend(accepted.reply_ids)
         queued = queued or accepted.queued
-        session.delete(arrival)
+        taken.append(arrival.id)
+    if taken:
+        session.connection().execute(_TAKEN, {"ids": taken})
     return TakenIn(reply_ids=tuple(reply_ids), queued=queued, handled=len(arrivals))
+
+
+def _accept(session: Session, arrival: Arrival) -> inbox.Accepted:
+    return inbox.accept(session, channel=arrival.channel, params=arrival.params,
+                        now=arrival.received_at)
 
 
 def _one_pass_at_a_time(session: Session) -> None:

@@ -159,11 +159,39 @@ def record_inbound(
     so looking is enough to find a MessageSid Twilio sent again; the unique SID stays the
     backstop. One look answers that and whether this is the patient's first reply.
     """
-    received_at = received_at or utcnow()
     seen, replied_before = session.execute(_SEEN_AND_REPLIED_BEFORE, {
         "sid": twilio_sid, "thread_id": thread.id}).one()
     if seen:
         return None
+    message = log_inbound(session, clinic=clinic, thread=thread, channel=channel,
+                       from_number=from_number, to_number=to_number, body=body,
+                       twilio_sid=twilio_sid, media_count=media_count, received_at=received_at,
+                       first_reply=not replied_before)
+    session.flush()
+    return message
+
+
+def log_inbound(
+    session: Session,
+    *,
+    clinic: Clinic,
+    thread: Thread,
+    channel: Channel,
+    from_number: str,
+    to_number: str,
+    body: str,
+    twilio_sid: str,
+    first_reply: bool,
+    media_count: int = 0,
+    received_at: datetime | None = None,
+) -> Message:
+    """`record_inbound` for a caller that has looked already (a repeated MessageSid, the
+    patient's first reply) with more questions of its own in the same statement.
+
+    Not flushed: the message is written with whatever the caller adds next (`message.id` is
+    there once flushed; a row may refer to the message itself).
+    """
+    received_at = received_at or utcnow()
     message = Message(
         clinic_id=clinic.id, thread_id=thread.id, direction=Direction.inbound, channel=channel,
         author="patient", from_number=from_number, to_number=to_number, body=body,
@@ -171,11 +199,9 @@ def record_inbound(
         created_at=received_at,
     )
     session.add(message)
-    session.flush()
     thread.last_activity_at = received_at
     if channel == Channel.whatsapp:
         thread.contact.last_whatsapp_inbound_at = received_at
-    first_reply = not replied_before
     if first_reply:
         record_event(session, clinic_id=clinic.id, kind="replied", contact_id=thread.contact_id,
                      thread_id=thread.id)

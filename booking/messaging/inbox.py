@@ -37,8 +37,8 @@ from booking.escalation import staff_replies
 from booking.escalation.escalations import hand_over, open_escalations
 from booking.messaging import consent
 from booking.messaging.conversations import (
+    log_inbound,
     patient_thread,
-    record_inbound,
     store_bot_reply,
 )
 from booking.messaging.outbox import enqueue
@@ -53,7 +53,9 @@ from booking.models import (
     EscalationStatus,
     InboxItem,
     InboxState,
+    JobState,
     Message,
+    ScheduledJob,
     Thread,
     ThreadState,
 )
@@ -119,17 +121,19 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
     thread = patient_thread(session, clinic=clinic, phone=phone, channel=channel)
     contact = thread.contact
     media_count = _count(params.get("NumMedia"))
-    message = record_inbound(
+    seen, replied_before, jobs_waiting = session.execute(_FIRST_LOOK, {
+        "sid": params["MessageSid"], "thread_id": thread.id, "contact_id": contact.id}).one()
+    if seen:
+        return Accepted(reply_ids=(), queued=False, duplicate=True)
+    message = log_inbound(
         session, clinic=clinic, thread=thread, channel=channel, from_number=params["From"],
         to_number=params["To"], body=body, twilio_sid=params["MessageSid"],
-        media_count=media_count, received_at=now)
-    if message is None:
-        return Accepted(reply_ids=(), queued=False, duplicate=True)
+        media_count=media_count, received_at=now, first_reply=not replied_before)
     if channel == Channel.whatsapp:
         contact.whatsapp_unreachable = False  # they just wrote to us on WhatsApp
-    # They are talking to us: no "just checking in" after this.
-    jobs.cancel_pending(session, contact_ids=[contact.id], reason="the patient replied",
-                        kinds=jobs.ANSWERED_BY_A_MESSAGE, now=now)
+    if jobs_waiting:  # they are talking to us: no "just checking in" after this
+        jobs.cancel_pending(session, contact_ids=[contact.id], reason="the patient replied",
+                            kinds=jobs.ANSWERED_BY_A_MESSAGE, now=now)
     keyword = consent.keyword_in(body)
     if keyword == consent.Keyword.opt_out:
         replies = consent.opt_out(session, clinic=clinic, contact=contact, thread=thread)
@@ -151,12 +155,26 @@ def accept(session: Session, *, channel: Channel, params: dict[str, str],
         return Accepted(reply_ids=_escalate_emergency(session, thread=thread, text=text,
                                                       firing=firing, now=now),
                         queued=False)
-    session.add(InboxItem(message_id=message.id, thread_id=thread.id, text=text,
+    session.add(InboxItem(message=message, thread_id=thread.id, text=text,
                           state=InboxState.waiting, attempts=0, received_at=now))
     held_reply = HELD_REPLY.format(clinic=clinic.name)
     told = (_tell_patient(session, thread=thread, text=held_reply)
             if _not_yet_told_since_handover(session, thread, held_reply) else ())
     return Accepted(reply_ids=told, queued=True)
+
+
+# Built once, like the other statements every patient message runs. Messages are taken in one
+# at a time (the intake's passes, see `booking.messaging.arrivals`), so looking finds a
+# MessageSid Twilio sent again (the unique SID stays the backstop); the same look tells whether
+# this is the patient's first reply and whether scheduled texts wait that it makes needless
+# (the lock on those is taken only when there are some).
+_FIRST_LOOK = select(
+    exists().where(Message.twilio_sid == bindparam("sid")),
+    exists().where(Message.thread_id == bindparam("thread_id"),
+                   Message.direction == Direction.inbound),
+    exists().where(ScheduledJob.contact_id == bindparam("contact_id"),
+                   ScheduledJob.state == JobState.scheduled,
+                   ScheduledJob.kind.in_(jobs.ANSWERED_BY_A_MESSAGE)))
 
 
 def _escalate_emergency(session: Session, *, thread: Thread, text: str, firing: Firing,
@@ -373,7 +391,10 @@ _FINISH_ANSWERED = (
 def answered(session: Session, *, claimed: Claimed, replies: list[str],
              now: datetime) -> tuple[int, ...]:
     """The dialogue answered: its replies go to the outbox and the item is done, together."""
-    finished = session.execute(_FINISH_ANSWERED, {
+    # On the connection: through the session, an UPDATE of a mapped class is an ORM statement,
+    # annotated (and its cache key computed) anew on every execution; nothing pending in the
+    # session concerns the item.
+    finished = session.connection().execute(_FINISH_ANSWERED, {
         "item_id": claimed.item_id, "token": claimed.claim_token, "now": now}).rowcount
     if not finished:
         return ()  # the lease ran out and another worker has it

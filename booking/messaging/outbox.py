@@ -340,7 +340,12 @@ class Outbox:
             return None
         # A row still `sending` here was abandoned by a crashed sender mid-request.
         in_doubt = message.status == MessageStatus.sending or message.error_code == IN_DOUBT
-        claimed = session.execute(_CLAIM, {
+        # What is pending in the session (an older row's status) counts for the order: flushed
+        # first, as the session would. On the connection: through the session, an UPDATE of a
+        # mapped class is an ORM statement, annotated (and its cache key computed) anew on every
+        # execution.
+        session.flush()
+        claimed = session.connection().execute(_CLAIM, {
             "row_id": message_id, "read_attempts": message.attempts, "read_status": message.status,
             "lease_until": now + SENDING_LEASE}).rowcount
         if not claimed:

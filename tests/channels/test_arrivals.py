@@ -46,9 +46,9 @@ def store(sessions, *batch: NewArrival) -> None:
         arrivals.store(session, batch)
 
 
-def take_in(sessions, limit: int = 50) -> arrivals.TakenIn:
+def take_in(sessions, limit: int = 50, *, each_apart: bool = True) -> arrivals.TakenIn:
     with sessions() as session, session.begin():
-        return arrivals.take_in(session, limit=limit)
+        return arrivals.take_in(session, limit=limit, each_apart=each_apart)
 
 
 def waiting_texts(sessions) -> list[str]:
@@ -112,6 +112,19 @@ def test_a_message_that_cannot_be_taken_in_stays_stored_and_costs_no_other(sessi
     (kept,) = stored_arrivals(sessions)
     assert kept.attempts == MAX_ATTEMPTS  # given up on, but still stored for a person to see
     assert take_in(sessions).handled == 0
+
+
+def test_a_pass_taken_together_fails_whole_and_leaves_every_arrival_stored(sessions):
+    store(sessions, arrival("can I book?", sid="SMbefore"),
+          arrival("hello", sid="SMnowhere", to="+441632969999"))
+    with pytest.raises(LookupError):
+        take_in(sessions, each_apart=False)
+    assert waiting_texts(sessions) == []
+    assert [(a.message_sid, a.attempts) for a in stored_arrivals(sessions)] == [
+        ("SMbefore", 0), ("SMnowhere", 0)]
+    # Taken in apart, the one that cannot be costs the other nothing.
+    assert take_in(sessions).handled == 2
+    assert waiting_texts(sessions) == ["can I book?"]
 
 
 def test_passes_racing_in_two_processes_take_each_arrival_in_once_and_in_order(sessions):

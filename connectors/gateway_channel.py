@@ -44,7 +44,6 @@ from booking.settings import get_settings
 from connectors import (
     action_endpoint,
     action_response_check,
-    dialogue_states,
     event_classes,
     graph_runner,
     tracker_store,
@@ -59,7 +58,6 @@ logger = logging.getLogger(__name__)
 # This module is what Rasa's process imports of ours at start (credentials.yml names it).
 action_endpoint.install()
 action_response_check.install()
-dialogue_states.install()
 event_classes.install()
 graph_runner.install()
 tracker_store.install()

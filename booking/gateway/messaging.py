@@ -121,9 +121,11 @@ class Intake:
         def take_in_together_or_apart() -> arrivals.TakenIn:
             try:
                 return take_in(each_apart=False)
-            except Exception:  # an arrival that cannot be taken in: find it, keep the others
-                logger.info("intake: a pass failed, taking its arrivals in one by one",
-                            exc_info=True)
+            except Exception as exc:  # an arrival that cannot be taken in: find it, keep the others
+                # No traceback here: a database error carries the statement's parameters (what
+                # the patient wrote); the pass apart logs the failing arrival's own error.
+                logger.info("intake: a pass failed (%s), taking its arrivals in one by one",
+                            type(exc).__name__)
                 return take_in(each_apart=True)
 
         taken = await self._context.in_background(take_in_together_or_apart)
